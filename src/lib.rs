@@ -1,0 +1,31 @@
+//! madoguchi (窓口): the one ledger behind a municipal vaccination campaign's telephone and
+//! paperwork. When a resident calls, the PBX tells madoguchi, and the caller's record pops on the
+//! agent's screen while the phone still rings.
+//!
+//! The map (read `DESIGN.md` in the shared folder for the contract):
+//!
+//! - [`domain`]: plain types and rules, no I/O: phone numbers, tickets, extensions, vocabularies.
+//! - [`pbx`]: one adapter per PBX protocol, each producing [`pbx::PbxEvent`]s; the AMI link and
+//!   the AMI simulator live in [`pbx::ami`].
+//! - [`calls`]: the tracker: PBX events → one call per conversation, caller resolution, the call
+//!   log, screen pops.
+//! - [`store`]: all SQL, on SQLite or PostgreSQL.
+//! - [`hub`]: real-time delivery to browsers by topic, with sequence numbers and resume.
+//! - [`http`]: axum routes, sessions, the WebSocket, the embedded `web/` assets.
+//! - [`export`]: imports (resident master CSV) and exports.
+//! - [`demo`]: the synthetic Maizuru and the `madoguchi demo` command.
+//! - [`bench`]: `madoguchi bench …`.
+//! - [`settings`], [`metrics`], [`app`]: configuration, Prometheus counters, wiring it together.
+
+pub mod app;
+pub mod bench;
+pub mod calls;
+pub mod demo;
+pub mod domain;
+pub mod export;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod pbx;
+pub mod settings;
+pub mod store;

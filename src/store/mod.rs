@@ -1,0 +1,175 @@
+//! All SQL, through sqlx's `Any` driver: one query text serves SQLite and PostgreSQL.
+//!
+//! The two-engine shape, decided once: queries are written in the portable subset (numbered
+//! `$1` parameters, which both engines accept; `INSERT … ON CONFLICT`, `RETURNING`), values are
+//! the types both engines share (i64, f64, text; timestamps as RFC 3339 UTC text, dates as
+//! `YYYY-MM-DD`, flags as 0/1). The schema is one migration history with a folder per engine
+//! (`migrations/sqlite`, `migrations/postgres`), same versions, same tables.
+//!
+//! SQLite gets two pools: readers, and one writer connection. With a single writer no write
+//! transaction ever starts from a stale read snapshot, so SQLITE_BUSY_SNAPSHOT cannot happen;
+//! writes queue on the writer instead of failing. PostgreSQL uses one pool for both.
+
+pub mod calls;
+pub mod inquiries;
+pub mod residents;
+pub mod testing;
+pub mod users;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// The ledger's database. Cheap to clone (pools are handles).
+#[derive(Clone)]
+pub struct Store {
+    /// Queries that only read.
+    pub read: AnyPool,
+    /// Every write. On SQLite this pool has exactly one connection (see the module doc).
+    pub write: AnyPool,
+    pub engine: Engine,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("engine", &self.engine).finish_non_exhaustive()
+    }
+}
+
+/// A database URL with any password replaced, for logs.
+pub fn mask_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
+    pub async fn open(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Engine::Postgres
+        } else {
+            anyhow::bail!("database URL must start with sqlite: or postgres:, got {}", mask_url(url));
+        };
+        let store = match engine {
+            Engine::Sqlite => {
+                let url = if url.contains("mode=") {
+                    url.to_string()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let opts = AnyConnectOptions::from_str(&url)
+                    .with_context(|| format!("parsing database URL {}", mask_url(&url)))?;
+                let write = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
+                    .connect_with(opts.clone())
+                    .await
+                    .with_context(|| format!("opening {}", mask_url(&url)))?;
+                // Migrate before readers open, so they see the schema.
+                SQLITE_MIGRATIONS.run(&write).await.context("migrating the SQLite database")?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .min_connections(1)
+                    .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
+                    .connect_with(opts)
+                    .await
+                    .with_context(|| format!("opening {}", mask_url(&url)))?;
+                Store { read, write, engine }
+            }
+            Engine::Postgres => {
+                let opts = AnyConnectOptions::from_str(url)
+                    .with_context(|| format!("parsing database URL {}", mask_url(url)))?;
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await
+                    .with_context(|| format!("connecting to {}", mask_url(url)))?;
+                POSTGRES_MIGRATIONS.run(&pool).await.context("migrating the PostgreSQL database")?;
+                Store { read: pool.clone(), write: pool, engine }
+            }
+        };
+        Ok(store)
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// Per-connection SQLite settings: WAL, foreign keys, and a generous busy timeout.
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    conn.execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;",
+    )
+    .await?;
+    Ok(())
+}
+
+/// How every timestamp is stored: RFC 3339, UTC, milliseconds, `Z` (sorts as text).
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn now() -> String {
+    ts(Utc::now())
+}
+
+/// Reads a stored timestamp back.
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords() {
+        assert_eq!(mask_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(mask_url("sqlite://madoguchi.db"), "sqlite://madoguchi.db");
+    }
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let a = ts(DateTime::from_timestamp(1_620_000_000, 5_000_000).unwrap());
+        let b = ts(DateTime::from_timestamp(1_620_000_001, 0).unwrap());
+        assert_eq!(a, "2021-05-03T00:00:00.005Z");
+        assert!(a < b);
+        assert_eq!(parse_ts(&a).unwrap().timestamp_millis(), 1_620_000_000_005);
+    }
+}

@@ -1,0 +1,165 @@
+//! 職員: staff logins, their sessions, and the audit trail of who looked at whom.
+
+use super::Store;
+use crate::domain::{Extension, Role};
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub extension: Option<String>,
+}
+
+/// argon2id hash in PHC form. CPU-heavy: call from `spawn_blocking` on a server.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?
+        .to_string())
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc)
+        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// Session tokens are random; the database keeps only their BLAKE2b digest.
+pub fn token_digest(token: &str) -> String {
+    use blake2::{Blake2b512, Digest};
+    let d = Blake2b512::digest(token.as_bytes());
+    d.iter().take(32).map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn new_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(b.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn user_from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<User> {
+    let role: String = row.try_get(3)?;
+    Ok(User {
+        id: row.try_get(0)?,
+        username: row.try_get(1)?,
+        display_name: row.try_get(2)?,
+        role: Role::parse(&role).with_context(|| format!("unknown role {role:?} in the database"))?,
+        extension: row.try_get(4)?,
+    })
+}
+
+impl Store {
+    /// Adds a user, or replaces the password, role and extension of an existing one.
+    pub async fn upsert_user(
+        &self,
+        username: &str,
+        display_name: &str,
+        password_hash: &str,
+        role: Role,
+        extension: Option<&Extension>,
+    ) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO users (username, display_name, password_hash, role, extension, created_at) \
+             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (username) DO UPDATE SET \
+             display_name = excluded.display_name, password_hash = excluded.password_hash, \
+             role = excluded.role, extension = excluded.extension, active = 1 RETURNING id",
+        )
+        .bind(username.to_string())
+        .bind(display_name.to_string())
+        .bind(password_hash.to_string())
+        .bind(role.code())
+        .bind(extension.map(|e| e.as_str().to_string()))
+        .bind(super::now())
+        .fetch_one(&self.write)
+        .await
+        .with_context(|| format!("saving user {username} (is the extension taken by another user?)"))?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The user and password hash for a login attempt.
+    pub async fn user_for_login(&self, username: &str) -> anyhow::Result<Option<(User, String)>> {
+        let row = sqlx::query(
+            "SELECT id, username, display_name, role, extension, password_hash FROM users \
+             WHERE username = $1 AND active = 1",
+        )
+        .bind(username.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        match row {
+            Some(row) => Ok(Some((user_from_row(&row)?, row.try_get(5)?))),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn users(&self) -> anyhow::Result<Vec<User>> {
+        let rows = sqlx::query("SELECT id, username, display_name, role, extension FROM users WHERE active = 1 ORDER BY username")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub async fn create_session(&self, user_id: i64, token: &str, hours: i64) -> anyhow::Result<()> {
+        let now = chrono::Utc::now();
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1,$2,$3,$4)")
+            .bind(token_digest(token))
+            .bind(user_id)
+            .bind(super::ts(now))
+            .bind(super::ts(now + chrono::Duration::hours(hours)))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session_user(&self, token: &str) -> anyhow::Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, u.extension FROM sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.active = 1",
+        )
+        .bind(token_digest(token))
+        .bind(super::now())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn delete_session(&self, token: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_digest(token))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// 操作記録: one line per view or change of a resident.
+    pub async fn audit(
+        &self,
+        user_id: Option<i64>,
+        action: &str,
+        resident_id: Option<i64>,
+        detail: &str,
+        remote_addr: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_entries (at, user_id, action, resident_id, detail, remote_addr) VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(super::now())
+        .bind(user_id)
+        .bind(action.to_string())
+        .bind(resident_id)
+        .bind(detail.to_string())
+        .bind(remote_addr.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+}
