@@ -1,1 +1,164 @@
-//! app
+//! Wiring: opens the store, starts the call tracker, the call log writer, the PBX links and
+//! the HTTP server side by side. [`build`] binds the listener and returns the real address
+//! (tests ask for port 0); [`Running::wait`] says which part stopped.
+
+use crate::calls::{tracker::EVENT_QUEUE, writer, AgentDirectory, Tracker, TrackerHandle};
+use crate::http::{app, AppState};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::pbx::LinkHealth;
+use crate::settings::Settings;
+use crate::store::Store;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    /// Feeds the tracker directly (tests, other adapters).
+    pub tracker: TrackerHandle,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    core: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+pub async fn build(settings: Settings) -> anyhow::Result<Running> {
+    let store = Store::open(&settings.database_url).await?;
+    build_with_store(settings, store).await
+}
+
+pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Running> {
+    let settings = Arc::new(settings);
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new();
+    let directory = AgentDirectory::default();
+    directory.refresh(&store).await.context("loading agents")?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let (log_tx, log_task) = writer::spawn(store.clone(), metrics.clone());
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let tracker = Tracker::new(store.clone(), hub.clone(), metrics.clone(), log_tx, directory.clone());
+    let tracker_task = tokio::spawn(tracker.run(events_rx, shutdown_rx.clone()));
+
+    let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
+    let mut core: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+    if let Some(address) = &settings.ami_address {
+        let (status, task) = spawn_ami(&settings, address, events_tx.clone(), shutdown_rx.clone())?;
+        links.push(status);
+        core.push(("AMI link", task));
+    }
+
+    // Agents added while serving (`madoguchi user add`) are picked up within seconds.
+    let refresh = {
+        let (directory, store, mut stop) = (directory.clone(), store.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                        if let Err(e) = directory.refresh(&store).await {
+                            tracing::warn!(error = %format!("{e:#}"), "could not refresh the agent directory");
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+
+    let state = AppState {
+        store: store.clone(),
+        hub,
+        metrics,
+        settings: settings.clone(),
+        directory: directory.clone(),
+        links: Arc::new(links),
+        ws_clients: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+    };
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let mut stop = shutdown_rx.clone();
+    let router = app(state.clone());
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    });
+    core.push(("call tracker", tracker_task));
+    core.push(("call log writer", log_task));
+    core.push(("agent directory", refresh));
+    tracing::info!(%addr, database = %crate::store::mask_url(&settings.database_url), "madoguchi serving");
+    Ok(Running { addr, state, tracker: TrackerHandle { events: events_tx, directory }, shutdown, http, core })
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A handle that stops the server when sent `true`.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Serves until ctrl-c / SIGTERM or until a part stops; then shuts down gracefully.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let stopped = tokio::select! {
+            _ = shutdown_signal() => "signal".to_string(),
+            r = &mut self.http => format!("HTTP server ({r:?})"),
+        };
+        tracing::info!(%stopped, "shutting down");
+        self.shutdown().await
+    }
+
+    /// Stops every part: HTTP and PBX links first, then the tracker (handling what is queued),
+    /// then the call log writer (writing what is queued), then the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let Running { state, tracker, http, core, .. } = self;
+        drop(tracker);
+        let _ = tokio::time::timeout(Duration::from_secs(10), http).await;
+        for (name, task) in core {
+            if tokio::time::timeout(Duration::from_secs(15), task).await.is_err() {
+                tracing::warn!(task = name, "did not stop in time");
+            }
+        }
+        state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Starts the AMI link of the settings.
+fn spawn_ami(
+    _settings: &Settings,
+    _address: &str,
+    _events: mpsc::Sender<crate::pbx::PbxEvent>,
+    _shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<dyn LinkHealth>, JoinHandle<()>)> {
+    anyhow::bail!("the AMI link is not wired yet")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,1 +1,90 @@
-//! metrics
+//! Prometheus counters, written by hand: a few atomics and one histogram need no framework.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the pop-latency histogram, in microseconds.
+const POP_BUCKETS_US: &[u64] = &[250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub pbx_events: AtomicU64,
+    pub calls_started: AtomicU64,
+    pub calls_ended: AtomicU64,
+    pub pops: AtomicU64,
+    pub lookups: AtomicU64,
+    pub call_log_writes: AtomicU64,
+    pub call_log_errors: AtomicU64,
+    pub http_errors: AtomicU64,
+    pop_buckets: [AtomicU64; 12],
+    pop_count: AtomicU64,
+    pop_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    /// Records the time from the PBX event's arrival to the pop's publication.
+    pub fn observe_pop(&self, micros: u64) {
+        self.pops.fetch_add(1, Ordering::Relaxed);
+        self.pop_count.fetch_add(1, Ordering::Relaxed);
+        self.pop_sum_us.fetch_add(micros, Ordering::Relaxed);
+        for (i, le) in POP_BUCKETS_US.iter().enumerate() {
+            if micros <= *le {
+                self.pop_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Prometheus text exposition. `extra` are gauges the caller reads from elsewhere.
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let counters = [
+            ("madoguchi_pbx_events_total", "PBX events received", &self.pbx_events),
+            ("madoguchi_calls_started_total", "calls the tracker opened", &self.calls_started),
+            ("madoguchi_calls_total", "calls logged as ended", &self.calls_ended),
+            ("madoguchi_screen_pops_total", "screen pops published", &self.pops),
+            ("madoguchi_caller_lookups_total", "caller number lookups", &self.lookups),
+            ("madoguchi_call_log_writes_total", "call log rows written", &self.call_log_writes),
+            ("madoguchi_call_log_errors_total", "call log writes that failed (retried)", &self.call_log_errors),
+            ("madoguchi_http_errors_total", "HTTP 5xx answers", &self.http_errors),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        let name = "madoguchi_pop_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} PBX event received to screen pop published\n# TYPE {name} histogram");
+        for (i, le) in POP_BUCKETS_US.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {}",
+                *le as f64 / 1e6,
+                self.pop_buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.pop_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.pop_sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+        for (name, help, v) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.observe_pop(300);
+        m.observe_pop(2_500);
+        let text = m.render(&[("madoguchi_ws_clients", "open sockets", 3.0)]);
+        assert!(text.contains("madoguchi_pop_latency_seconds_bucket{le=\"0.00025\"} 0"));
+        assert!(text.contains("madoguchi_pop_latency_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(text.contains("madoguchi_pop_latency_seconds_bucket{le=\"0.003\"} 2"));
+        assert!(text.contains("madoguchi_pop_latency_seconds_count 2"));
+        assert!(text.contains("madoguchi_ws_clients 3"));
+    }
+}

@@ -135,3 +135,15 @@ impl PbxEvent {
         }
     }
 }
+
+/// What `/readyz` and `/metrics` need to know of one PBX link, whatever its protocol.
+pub trait LinkHealth: Send + Sync {
+    /// The link's name (`ami`, …).
+    fn name(&self) -> String;
+    /// Logged in and receiving events.
+    fn up(&self) -> bool;
+    /// How many times the link had to reconnect.
+    fn reconnects(&self) -> u64;
+    /// Anything useful for an operator: last error, counts.
+    fn detail(&self) -> serde_json::Value;
+}

@@ -1,0 +1,73 @@
+//! `GET /api/residents?phone=|ticket=|kana=&birth_date=` and `GET /api/residents/{id}`.
+//! Every view of a resident is written to the audit trail.
+
+use super::session::CurrentUser;
+use super::{ApiError, AppState};
+use crate::domain::{PhoneNumber, Role, TicketNo};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/residents", get(search))
+        .route("/api/residents/{id}", get(one))
+}
+
+const READERS: &[Role] = &[Role::Agent, Role::Supervisor, Role::Planner, Role::Venue];
+
+#[derive(Deserialize)]
+struct Search {
+    phone: Option<String>,
+    ticket: Option<String>,
+    kana: Option<String>,
+    birth_date: Option<String>,
+}
+
+async fn search(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<Search>,
+) -> Result<Json<Vec<crate::store::residents::Resident>>, ApiError> {
+    let user = user.require(READERS)?;
+    let (found, what) = if let Some(p) = q.phone.as_deref().filter(|s| !s.trim().is_empty()) {
+        let n = PhoneNumber::parse(p).map_err(|e| ApiError::invalid("phone", e.to_string()))?;
+        (state.store.residents_by_phone(&n).await?, format!("phone={}", n.as_str()))
+    } else if let Some(t) = q.ticket.as_deref().filter(|s| !s.trim().is_empty()) {
+        let t = TicketNo::parse(t).map_err(|e| ApiError::invalid("ticket", e.to_string()))?;
+        (state.store.residents_by_ticket(&t).await?, format!("ticket={}", t.as_str()))
+    } else if let Some(k) = q.kana.as_deref().filter(|s| !s.trim().is_empty()) {
+        let birth = match q.birth_date.as_deref().filter(|s| !s.is_empty()) {
+            Some(b) => Some(
+                chrono::NaiveDate::parse_from_str(b, "%Y-%m-%d")
+                    .map_err(|_| ApiError::invalid("birth_date", "must be a date YYYY-MM-DD"))?
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            ),
+            None => None,
+        };
+        if k.trim().chars().count() < 2 && birth.is_none() {
+            return Err(ApiError::invalid("kana", "give at least two characters of the reading, or a birth date"));
+        }
+        (state.store.residents_by_kana(k.trim(), birth.as_deref()).await?, format!("kana={k}"))
+    } else {
+        return Err(ApiError::invalid("phone", "search by phone, ticket, or kana (with birth_date)"));
+    };
+    state.store.audit(Some(user.id), "search", None, &what, &peer.to_string()).await?;
+    Ok(Json(found))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i64>,
+) -> Result<Json<crate::store::residents::ResidentRecord>, ApiError> {
+    let user = user.require(READERS)?;
+    let r = state.store.resident(id).await?.ok_or(ApiError::NotFound)?;
+    state.store.audit(Some(user.id), "view", Some(id), "", &peer.to_string()).await?;
+    Ok(Json(state.store.resident_record(r).await?))
+}

@@ -1,0 +1,121 @@
+//! Logins: `POST /api/session` sets an HttpOnly cookie; every other `/api/` route and `/ws`
+//! read it through [`CurrentUser`].
+
+use super::error::JsonBody;
+use super::{ApiError, AppState};
+use crate::domain::Role;
+use crate::store::users::{new_token, verify_password, User};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+
+pub const COOKIE_NAME: &str = "madoguchi_session";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/session", post(login).delete(logout))
+        .route("/api/me", get(me))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// The token in the request's session cookie, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v.to_string())
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<Login>,
+) -> Result<impl IntoResponse, ApiError> {
+    let found = state.store.user_for_login(body.username.trim()).await?;
+    // Verify against a dummy hash when the user is unknown, so timing does not tell.
+    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2mbRNYhqBXIdjOY1vD5bUEnSbtsYFXJH3TCGEV/iyZ0";
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, DUMMY.to_string()),
+    };
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::warn!(username = %body.username, %peer, "failed login");
+        state.store.audit(None, "login_failed", None, body.username.trim(), &peer.to_string()).await?;
+        return Err(ApiError::Unauthorized);
+    };
+    let token = new_token()?;
+    state.store.create_session(user.id, &token, state.settings.session_hours).await?;
+    state.store.audit(Some(user.id), "login", None, "", &peer.to_string()).await?;
+    let cookie = format!(
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        state.settings.session_hours * 3600
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?);
+    Ok((headers, Json(json!({"user": user}))))
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = session_token(&headers) {
+        state.store.delete_session(&token).await?;
+    }
+    let mut out = HeaderMap::new();
+    out.insert(SET_COOKIE, HeaderValue::from_static("madoguchi_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"));
+    Ok((StatusCode::NO_CONTENT, out))
+}
+
+async fn me(user: CurrentUser) -> Json<serde_json::Value> {
+    Json(json!({"user": user.0}))
+}
+
+/// The logged-in user of a request; rejects with 401 without a valid session.
+pub struct CurrentUser(pub User);
+
+impl CurrentUser {
+    /// 403 unless the user has one of these roles (admins may do everything).
+    pub fn require(&self, roles: &[Role]) -> Result<&User, ApiError> {
+        if self.0.role == Role::Admin || roles.contains(&self.0.role) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::Unauthorized);
+        }
+        match state.store.session_user(&token).await? {
+            Some(u) => Ok(CurrentUser(u)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// The roles that work the phones.
+pub const PHONE_ROLES: &[Role] = &[Role::Agent, Role::Supervisor];

@@ -1,0 +1,98 @@
+//! `GET /ws`: the agent's live feed. The socket subscribes to the agent's extension topic, so a
+//! pop reaches the screen of the agent whose phone rings and no other.
+//!
+//! Resume: `?since=<seq>` replays what the topic sent after that seq. A client too slow to
+//! keep up is closed with code 4008 and resyncs on reconnect. Frames from the browser larger
+//! than [`MAX_MESSAGE`] close the socket; the server goes on serving everyone else.
+
+use super::session::{CurrentUser, PHONE_ROLES};
+use super::{ApiError, AppState};
+use crate::hub::agent_topic;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The largest message a browser may send (it only sends pings).
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    since: Option<u64>,
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let user = user.require(PHONE_ROLES)?.clone();
+    let topic = match &user.extension {
+        Some(ext) => agent_topic(ext),
+        None => format!("user:{}", user.id),
+    };
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| serve(socket, state, user, topic, q.since)))
+}
+
+async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users::User, topic: String, since: Option<u64>) {
+    let mut sub = state.hub.subscribe(&topic, since);
+    state.ws_clients.fetch_add(1, Ordering::Relaxed);
+    let hello = json!({
+        "type": "hello",
+        "seq": sub.seq,
+        "user": user,
+        "extension": user.extension,
+        "gap": sub.gap,
+    });
+    let mut ok = socket.send(Message::Text(hello.to_string().into())).await.is_ok();
+    for frame in std::mem::take(&mut sub.replay) {
+        if !ok {
+            break;
+        }
+        ok = socket.send(Message::Text(frame.to_string().into())).await.is_ok();
+    }
+    let mut keepalive = tokio::time::interval(Duration::from_secs(30));
+    keepalive.tick().await;
+    while ok {
+        tokio::select! {
+            frame = sub.rx.recv() => match frame {
+                Some(frame) => ok = socket.send(Message::Text(frame.to_string().into())).await.is_ok(),
+                None => {
+                    // The hub dropped us for being too slow: say so, the browser resyncs.
+                    let close = CloseFrame { code: 4008, reason: "too slow; reconnect with since".into() };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    ok = false;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(t))) => {
+                    if t.contains("\"ping\"") {
+                        ok = socket.send(Message::Text(r#"{"type":"pong"}"#.into())).await.is_ok();
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => ok = false,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::info!(user = %user.username, error = %e, "websocket closed with an error");
+                    ok = false;
+                }
+            },
+            _ = keepalive.tick() => ok = socket.send(Message::Ping(Vec::new().into())).await.is_ok(),
+        }
+    }
+    state.hub.unsubscribe(&topic, sub.id);
+    state.ws_clients.fetch_sub(1, Ordering::Relaxed);
+}
