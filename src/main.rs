@@ -1,1 +1,130 @@
-fn main() {}
+//! The `madoguchi` command: parse the command line, load settings, call into the library.
+
+use clap::{Parser, Subcommand};
+use madoguchi::domain::{Extension, Role};
+use madoguchi::settings::Settings;
+use madoguchi::store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "madoguchi", version, about = "窓口: the ledger and screen pop of a municipal vaccination call center")]
+struct Cli {
+    /// Settings file (default: ./madoguchi.toml when it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the ledger, the agent screen and the PBX links.
+    Serve,
+    /// A fresh synthetic Maizuru on SQLite, the AMI simulator placing calls, and the server.
+    Demo(DemoArgsPlaceholder),
+    /// Staff logins.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Load data files into the ledger.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Benchmarks that print their figures.
+    Bench {
+        #[command(subcommand)]
+        command: madoguchi::bench::BenchCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct DemoArgsPlaceholder {}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (or reset an existing one's password, role and extension).
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password: String,
+        /// agent, supervisor, planner, venue or admin.
+        #[arg(long)]
+        role: String,
+        /// The PBX extension an agent's phone rings on (e.g. 201).
+        #[arg(long)]
+        extension: Option<String>,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// The resident master (CSV, UTF-8 or Shift_JIS; all rows or none).
+    Residents { file: PathBuf },
+}
+
+fn init_logs(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MADOGUCHI_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("madoguchi: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(settings.log_json);
+    match run(cli.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("madoguchi: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => madoguchi::app::build(settings).await?.wait().await,
+        Command::Demo(_args) => anyhow::bail!("demo: not wired yet"),
+        Command::User { command: UserCommand::Add { username, password, role, extension, display_name } } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("--role must be agent, supervisor, planner, venue or admin, got {role:?}"))?;
+            let extension = extension.as_deref().map(Extension::parse).transpose().map_err(|e| anyhow::anyhow!("--extension: {e}"))?;
+            if username.trim().is_empty() || password.len() < 4 {
+                anyhow::bail!("--username must not be empty and --password must have at least 4 characters");
+            }
+            let store = Store::open(&settings.database_url).await?;
+            let hash = tokio::task::spawn_blocking(move || madoguchi::store::users::hash_password(&password)).await??;
+            let id = store.upsert_user(username.trim(), &display_name, &hash, role, extension.as_ref()).await?;
+            println!("user {} (id {id}) saved as {role}", username.trim());
+            store.close().await;
+            Ok(())
+        }
+        Command::Import { command: ImportCommand::Residents { file } } => {
+            let store = Store::open(&settings.database_url).await?;
+            let result = madoguchi::export::import_residents(&store, &file).await;
+            store.close().await;
+            let report = result?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Bench { command } => madoguchi::bench::run(command, settings).await,
+    }
+}

@@ -1,0 +1,275 @@
+//! The harness: a real server on 127.0.0.1:0 with a fresh database, HTTP and WebSocket
+//! clients that log in as staff do, and a fake Asterisk that replays captured bytes.
+
+use futures_util::{SinkExt, StreamExt};
+use madoguchi::app::{build_with_store, Running};
+use madoguchi::domain::{Extension, Intent, MunicipalityCode, PhoneNumber, Role, Sex, TicketNo};
+use madoguchi::settings::Settings;
+use madoguchi::store::residents::NewResident;
+use madoguchi::store::testing::TestDb;
+use madoguchi::store::Store;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+pub use madoguchi::store::testing::engines;
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub url: String,
+    pub db: Option<TestDb>,
+}
+
+impl TestServer {
+    /// A server on a fresh database of `engine`, optionally linked to an AMI peer.
+    pub async fn start(engine: &str, ami: Option<String>) -> TestServer {
+        let db = TestDb::new(engine).await.expect("test database");
+        let mut settings = Settings { listen: "127.0.0.1:0".into(), database_url: db.url.clone(), ..Settings::default() };
+        if let Some(addr) = ami {
+            settings.ami_address = Some(addr);
+            settings.ami_username = "madoguchi".into();
+            settings.ami_secret = "s3cret".into();
+        }
+        let running = build_with_store(settings, db.store.clone()).await.expect("server starts");
+        let url = running.url();
+        TestServer { running: Some(running), url, db: Some(db) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.db.as_ref().expect("db").store
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+        if let Some(db) = self.db.take() {
+            db.cleanup().await;
+        }
+    }
+
+    pub async fn add_user(&self, username: &str, role: Role, extension: Option<&str>) -> i64 {
+        let hash = madoguchi::store::users::hash_password(username).expect("hash");
+        let ext = extension.map(|e| Extension::parse(e).expect("extension"));
+        let id = self.store().upsert_user(username, username, &hash, role, ext.as_ref()).await.expect("user");
+        if let Some(r) = &self.running {
+            r.tracker.directory.refresh(self.store()).await.expect("refresh");
+        }
+        id
+    }
+
+    /// Logs in (password = username, as `add_user` sets it) and returns a client with the cookie.
+    pub async fn login(&self, username: &str) -> Client {
+        let http = reqwest::Client::new();
+        let res = http
+            .post(format!("{}/api/session", self.url))
+            .json(&serde_json::json!({"username": username, "password": username}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(res.status(), 200, "login as {username}");
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("session cookie")
+            .to_string();
+        Client { http, cookie, base: self.url.clone() }
+    }
+}
+
+pub struct Client {
+    pub http: reqwest::Client,
+    pub cookie: String,
+    pub base: String,
+}
+
+impl Client {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let res = self.http.get(format!("{}{}", self.base, path)).header("cookie", &self.cookie).send().await.expect("GET");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header("cookie", &self.cookie)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn ws(&self) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/ws", self.base.replace("http://", "ws://"));
+        let mut req = url.into_client_request().expect("ws request");
+        req.headers_mut().insert("cookie", self.cookie.parse().expect("cookie header"));
+        let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
+        let mut ws = Ws { stream };
+        let hello = ws.next_json(Duration::from_secs(5)).await.expect("hello");
+        assert_eq!(hello["type"], "hello");
+        ws
+    }
+}
+
+pub struct Ws {
+    pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    /// The next JSON message (skipping pongs), or None after `wait`.
+    pub async fn next_json(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
+            match msg {
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sends JSON");
+                    if v["type"] != "pong" {
+                        return Some(v);
+                    }
+                }
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream.send(Message::Text(text.into())).await.expect("ws send");
+    }
+}
+
+/// A resident with the given phones (as written).
+pub fn resident(n: u32, name: &str, kana: &str, phones: &[&str]) -> NewResident {
+    NewResident {
+        address_no: format!("{:010}", 5_000_000 + n),
+        municipality_code: MunicipalityCode::parse("262021").expect("code"),
+        ticket_no: TicketNo::parse(&format!("{:010}", 1234 + n)).expect("ticket"),
+        name: name.into(),
+        name_kana: kana.into(),
+        birth_date: chrono::NaiveDate::from_ymd_opt(1941, 3, 2).expect("date"),
+        sex: Sex::Female,
+        postal_code: "6250036".into(),
+        address: "京都府舞鶴市字浜1番地".into(),
+        town: "浜".into(),
+        district: "東".into(),
+        household_no: Some(format!("H{n}")),
+        intent: Intent::Wants,
+        needs_transport: true,
+        notes: String::new(),
+        phones: phones
+            .iter()
+            .map(|p| (PhoneNumber::parse(p).expect("phone"), p.to_string(), "home"))
+            .collect(),
+    }
+}
+
+/// A fake Asterisk: accepts one AMI client at a time, sends its own banner, accepts any login,
+/// answers every other action with an empty success (and empty lists), and writes the bytes it is
+/// told to, exactly as given.
+pub struct FakeAsterisk {
+    pub addr: String,
+    /// Chunks to write to the current client.
+    tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    /// Fires once per login.
+    pub logins: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl FakeAsterisk {
+    pub async fn start() -> FakeAsterisk {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake asterisk");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let (login_tx, logins) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (read, mut write) = sock.into_split();
+                let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+                let _ = out_tx.send(b"Asterisk Call Manager/7.0.3\r\n".to_vec());
+                let login_tx = login_tx.clone();
+                let replies = out_tx.clone();
+                let reader = tokio::spawn(async move {
+                    let mut lines = BufReader::new(read).lines();
+                    let mut action = Vec::<(String, String)>::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let line = line.trim_end().to_string();
+                        if !line.is_empty() {
+                            if let Some((k, v)) = line.split_once(':') {
+                                action.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                            }
+                            continue;
+                        }
+                        let get = |k: &str| action.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+                        let id = get("actionid").map(|i| format!("ActionID: {i}\r\n")).unwrap_or_default();
+                        let name = get("action").unwrap_or_default().to_ascii_lowercase();
+                        let reply = match name.as_str() {
+                            "login" => {
+                                let _ = login_tx.send(());
+                                format!("Response: Success\r\n{id}Message: Authentication accepted\r\n\r\n")
+                            }
+                            "coreshowchannels" => format!(
+                                "Response: Success\r\n{id}EventList: start\r\nMessage: Channels will follow\r\n\r\n\
+                                 Event: CoreShowChannelsComplete\r\n{id}EventList: Complete\r\nListItems: 0\r\n\r\n"
+                            ),
+                            "queuestatus" => format!(
+                                "Response: Success\r\n{id}EventList: start\r\nMessage: Queue status will follow\r\n\r\n\
+                                 Event: QueueStatusComplete\r\n{id}EventList: Complete\r\nListItems: 0\r\n\r\n"
+                            ),
+                            "ping" => format!("Response: Success\r\n{id}Ping: Pong\r\nTimestamp: 1.0\r\n\r\n"),
+                            _ => format!("Response: Success\r\n{id}\r\n"),
+                        };
+                        let _ = replies.send(reply.into_bytes());
+                        action.clear();
+                    }
+                });
+                // One writer per connection, whole chunks at a time, so replies never split a
+                // replayed packet.
+                loop {
+                    tokio::select! {
+                        Some(chunk) = out_rx.recv() => {
+                            if write.write_all(&chunk).await.is_err() { break; }
+                        }
+                        chunk = rx.recv() => match chunk {
+                            Some(chunk) => if write.write_all(&chunk).await.is_err() { break; },
+                            None => return,
+                        },
+                    }
+                    if reader.is_finished() {
+                        break;
+                    }
+                }
+            }
+        });
+        FakeAsterisk { addr, tx, logins }
+    }
+
+    pub fn send(&self, bytes: &[u8]) {
+        self.tx.send(bytes.to_vec()).expect("fake asterisk running");
+    }
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ami/wire/");
+    let entry = std::fs::read_dir(dir)
+        .expect("shared fixtures beside the checkout")
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with(name))
+        .unwrap_or_else(|| panic!("no fixture {name}"));
+    std::fs::read(entry.path()).expect("read fixture")
+}
+
+/// Splits a capture at the start of the first packet containing `marker` (e.g. "Event: AgentConnect").
+pub fn split_before(bytes: &[u8], marker: &str) -> (Vec<u8>, Vec<u8>) {
+    let text = String::from_utf8_lossy(bytes);
+    let at = text.find(marker).unwrap_or_else(|| panic!("{marker} not in capture"));
+    (bytes[..at].to_vec(), bytes[at..].to_vec())
+}
