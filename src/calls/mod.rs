@@ -9,3 +9,6 @@ pub mod tracker;
 pub mod writer;
 
 pub use tracker::{AgentDirectory, Tracker, TrackerHandle};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+//! The tracker on the real captures: AMI bytes → decoder → translator → tracker → call log,
+//! on every engine.
+
+use super::{writer, AgentDirectory, Tracker};
+use crate::domain::{Extension, Role};
+use crate::hub::{agent_topic, Hub};
+use crate::metrics::Metrics;
+use crate::pbx::ami::codec::{Decoder, Frame};
+use crate::pbx::ami::translate::Translator;
+use crate::pbx::PbxEvent;
+use crate::store::calls::CallRow;
+use crate::store::testing::{engines, TestDb};
+use crate::store::Store;
+use std::sync::Arc;
+
+fn events_of(fixture: &str) -> Vec<PbxEvent> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ami/wire/");
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with(fixture))
+        .unwrap()
+        .path();
+    let mut d = Decoder::new();
+    d.push(&std::fs::read(path).unwrap());
+    let mut t = Translator::new("ami");
+    let at = chrono::Utc::now();
+    let mut out = Vec::new();
+    while let Some(frame) = d.next_frame() {
+        if let Frame::Packet(p) = frame.unwrap() {
+            out.extend(t.translate(&p, at));
+        }
+    }
+    out
+}
+
+/// Runs events through a tracker and returns the call log as written, plus the hub.
+async fn track(store: &Store, events: Vec<PbxEvent>, agents: &[&str]) -> (Vec<CallRow>, Hub, Vec<crate::hub::Subscription>) {
+    let hub = Hub::new();
+    let subs: Vec<_> = agents.iter().map(|a| hub.subscribe(&agent_topic(a), None)).collect();
+    let metrics = Arc::new(Metrics::default());
+    let directory = AgentDirectory::default();
+    for (i, a) in agents.iter().enumerate() {
+        let id = store
+            .upsert_user(&format!("agent{i}"), "", "x", Role::Agent, Some(&Extension::parse(a).unwrap()))
+            .await
+            .unwrap();
+        let _ = id;
+    }
+    directory.refresh(store).await.unwrap();
+    let (log, task) = writer::spawn(store.clone(), metrics.clone());
+    let mut tracker = Tracker::new(store.clone(), hub.clone(), metrics, log, directory);
+    for ev in events {
+        tracker.handle(ev).await;
+    }
+    assert!(tracker.live_calls().is_empty(), "every captured call ended: {:?}", tracker.live_calls());
+    drop(tracker);
+    task.await.unwrap();
+    (store.calls_between(None, None, 100).await.unwrap(), hub, subs)
+}
+
+fn frames(sub: &mut crate::hub::Subscription) -> Vec<serde_json::Value> {
+    let mut v = Vec::new();
+    while let Ok(f) = sub.rx.try_recv() {
+        v.push(serde_json::from_str(&f).unwrap());
+    }
+    v
+}
+
+#[tokio::test]
+async fn fixture_01_one_answered_queue_call_from_123_by_sip_777() {
+    for engine in engines() {
+        let db = TestDb::new(engine).await.unwrap();
+        let (calls, _hub, mut subs) = track(&db.store, events_of("01_"), &["777", "201"]).await;
+        assert_eq!(calls.len(), 1, "{engine}: {calls:?}");
+        let c = &calls[0];
+        assert_eq!(c.id, "ami:1514295827.372");
+        assert_eq!(c.caller_number, "123");
+        assert_eq!(c.queue.as_deref(), Some("Q1"));
+        assert_eq!(c.answered_by.as_deref(), Some("777"));
+        assert_eq!(c.outcome.as_deref(), Some("answered"));
+        assert_eq!(c.hold_s, Some(9));
+        assert_eq!(c.agents_offered, vec!["777".to_string()]);
+        assert!(c.answered_user_id.is_some());
+        // The agent leg (Uniqueid 1514295839.373) was linked by its Linkedid: one call, and
+        // 777 got exactly one pop then answered_here then ended.
+        let f = frames(&mut subs[0]);
+        let kinds: Vec<String> = f
+            .iter()
+            .map(|m| format!("{}:{}", m["type"].as_str().unwrap(), m["event"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(kinds, vec!["screen_pop:", "call_update:answered_here", "call_update:ended"], "{engine}");
+        assert!(frames(&mut subs[1]).is_empty(), "201 never rang");
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn fixture_02_answered_by_the_member_that_answered() {
+    for engine in engines() {
+        let db = TestDb::new(engine).await.unwrap();
+        let (calls, _hub, mut subs) = track(&db.store, events_of("02_"), &["150010002", "150010003"]).await;
+        assert_eq!(calls.len(), 1, "{engine}: {calls:?}");
+        let c = &calls[0];
+        assert_eq!(c.caller_number, "+31150010001");
+        assert_eq!(c.answered_by.as_deref(), Some("150010002"));
+        assert_eq!(c.outcome.as_deref(), Some("answered"));
+        assert!(c.agents_offered.contains(&"150010002".to_string()));
+        assert!(c.agents_offered.contains(&"150010003".to_string()), "the busy member was offered: {:?}", c.agents_offered);
+        let answered = frames(&mut subs[0]);
+        let busy = frames(&mut subs[1]);
+        assert_eq!(answered[0]["type"], "screen_pop");
+        assert_eq!(busy[0]["type"], "screen_pop");
+        assert!(answered.iter().any(|m| m["event"] == "answered_here"));
+        assert!(busy.iter().any(|m| m["event"] == "answered_elsewhere"), "{busy:?}");
+        assert!(!busy.iter().any(|m| m["event"] == "answered_here"));
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn fixture_03_abandoned_with_hold_time() {
+    for engine in engines() {
+        let db = TestDb::new(engine).await.unwrap();
+        let (calls, _hub, _subs) = track(&db.store, events_of("03_"), &["150010002"]).await;
+        assert_eq!(calls.len(), 1, "{engine}: {calls:?}");
+        let c = &calls[0];
+        assert_eq!(c.outcome.as_deref(), Some("abandoned"));
+        assert_eq!(c.hold_s, Some(11));
+        assert_eq!(c.queue.as_deref(), Some("670100-540100"));
+        assert_eq!(c.answered_by, None);
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn direct_calls_cancelled_and_rejected() {
+    for engine in engines() {
+        let db = TestDb::new(engine).await.unwrap();
+        let (calls, _, _) = track(&db.store, events_of("04_"), &[]).await;
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].outcome.as_deref(), Some("abandoned"), "caller cancelled while ringing");
+        let db2 = TestDb::new(engine).await.unwrap();
+        let (calls, _, _) = track(&db2.store, events_of("05_"), &[]).await;
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].outcome.as_deref(), Some("busy"));
+        db.cleanup().await;
+        db2.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn transfers_and_click_to_dial_are_logged_once_each() {
+    let db = TestDb::new("sqlite").await.unwrap();
+    for f in ["06_", "07_", "08_", "18_"] {
+        let before = db.store.call_count().await.unwrap();
+        let evs = events_of(f);
+        let hub = Hub::new();
+        let (log, task) = writer::spawn(db.store.clone(), Arc::new(Metrics::default()));
+        let mut tracker = Tracker::new(db.store.clone(), hub, Arc::new(Metrics::default()), log, AgentDirectory::default());
+        for ev in evs.iter().cloned() {
+            tracker.handle(ev).await;
+        }
+        // Replaying the same capture opens no second call.
+        for ev in evs {
+            tracker.handle(ev).await;
+        }
+        drop(tracker);
+        task.await.unwrap();
+        let after = db.store.call_count().await.unwrap();
+        assert!(after > before, "{f} logged a call");
+        let calls = db.store.calls_between(None, None, 1000).await.unwrap();
+        assert!(calls.iter().all(|c| c.outcome.is_some()), "{f}: every call ended: {calls:?}");
+    }
+    db.cleanup().await;
+}
