@@ -1,1 +1,16 @@
-//! demo
+//! `madoguchi demo`: a synthetic Maizuru to try the system on, with nothing real in it.
+//!
+//! - [`synth`]: the resident register (real 町名 and postal codes, households sharing 0773
+//!   landlines, an ageing population), the demo staff, [`synth::populate`] for a fresh
+//!   database, and caller numbers for the AMI simulator.
+//! - [`history`]: 60 days of past calls and inquiries, so screen pops show a history.
+
+pub mod history;
+pub mod synth;
+
+pub use synth::{
+    caller_numbers, populate, residents, sample_phones, stranger_numbers, DemoSummary,
+};
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,7 @@
 //! transaction ever starts from a stale read snapshot, so SQLITE_BUSY_SNAPSHOT cannot happen;
 //! writes queue on the writer instead of failing. PostgreSQL uses one pool for both.
 
+pub mod bulk;
 pub mod calls;
 pub mod inquiries;
 pub mod residents;

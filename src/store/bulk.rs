@@ -1,0 +1,231 @@
+//! 一括処理: the set-at-a-time queries of imports and the demo. One row per statement is fine
+//! for an agent saving a note, but 100,000 residents or a few thousand history calls need
+//! multi-row statements inside one transaction to finish in seconds.
+
+use super::calls::CallRow;
+use super::inquiries::NewInquiry;
+use super::Store;
+use anyhow::Context;
+use sqlx::{Acquire, Row};
+use std::collections::{HashMap, HashSet};
+
+/// Values per `IN (…)` list: far below both engines' parameter limits (SQLite 32,766,
+/// PostgreSQL 65,535), large enough that 100,000 keys take a few hundred round trips.
+const IN_CHUNK: usize = 900;
+
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Store {
+    /// Which of these 宛名番号 are already in the ledger.
+    pub async fn existing_address_nos(
+        &self,
+        address_nos: &[&str],
+    ) -> anyhow::Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in address_nos.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT address_no FROM residents WHERE address_no IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for a in chunk {
+                q = q.bind(a.to_string());
+            }
+            for row in q
+                .fetch_all(&self.read)
+                .await
+                .context("looking up address numbers")?
+            {
+                found.insert(row.try_get(0)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of these tickets (市区町村コード, 券番号) are already in the ledger. Grouped by
+    /// municipality so each query walks the `(municipality_code, ticket_no)` unique index.
+    pub async fn existing_tickets(
+        &self,
+        tickets: &[(&str, &str)],
+    ) -> anyhow::Result<HashSet<(String, String)>> {
+        let mut by_code: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (code, ticket) in tickets {
+            by_code.entry(code).or_default().push(ticket);
+        }
+        let mut found = HashSet::new();
+        for (code, tickets) in by_code {
+            for chunk in tickets.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "SELECT municipality_code, ticket_no FROM residents \
+                     WHERE municipality_code = $1 AND ticket_no IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(code.to_string());
+                for t in chunk {
+                    q = q.bind(t.to_string());
+                }
+                for row in q
+                    .fetch_all(&self.read)
+                    .await
+                    .context("looking up tickets")?
+                {
+                    found.insert((row.try_get(0)?, row.try_get(1)?));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The ledger ids of residents by 宛名番号 (those not found are absent from the map).
+    pub async fn resident_ids_by_address_no(
+        &self,
+        address_nos: &[&str],
+    ) -> anyhow::Result<HashMap<String, i64>> {
+        let mut ids = HashMap::with_capacity(address_nos.len());
+        for chunk in address_nos.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT address_no, id FROM residents WHERE address_no IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for a in chunk {
+                q = q.bind(a.to_string());
+            }
+            for row in q
+                .fetch_all(&self.read)
+                .await
+                .context("looking up residents by address number")?
+            {
+                ids.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Inserts finished calls (a history, a migration from an older call log) in one
+    /// transaction. Unlike [`Store::upsert_call`] a key that exists is an error: history is
+    /// written once, and a clash means the wrong database.
+    pub async fn insert_calls(&self, calls: &[CallRow]) -> anyhow::Result<usize> {
+        const COLS: usize = 19;
+        const BATCH: usize = 200;
+        let mut conn = self.write.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for chunk in calls.chunks(BATCH) {
+            let mut sql = String::from(
+                "INSERT INTO calls (call_key, direction, caller_number, caller_e164, caller_name, \
+                 dialled, queue, agents_offered, answered_by, answered_user_id, resident_id, \
+                 candidates, started_at, queued_at, rang_at, answered_at, ended_at, hold_s, outcome) VALUES ",
+            );
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", placeholders(i * COLS + 1, COLS)))
+                .collect();
+            sql.push_str(&values.join(","));
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                q = q
+                    .bind(c.id.clone())
+                    .bind(c.direction.clone())
+                    .bind(c.caller_number.clone())
+                    .bind(c.caller_e164.clone())
+                    .bind(c.caller_name.clone())
+                    .bind(c.dialled.clone())
+                    .bind(c.queue.clone())
+                    .bind(c.agents_offered.join(","))
+                    .bind(c.answered_by.clone())
+                    .bind(c.answered_user_id)
+                    .bind(c.resident_id)
+                    .bind(c.candidates)
+                    .bind(c.started_at.clone())
+                    .bind(c.queued_at.clone())
+                    .bind(c.rang_at.clone())
+                    .bind(c.answered_at.clone())
+                    .bind(c.ended_at.clone())
+                    .bind(c.hold_s)
+                    .bind(c.outcome.clone());
+            }
+            q.execute(&mut *tx).await.context("inserting calls")?;
+        }
+        tx.commit().await?;
+        Ok(calls.len())
+    }
+
+    /// Inserts inquiries `(user id, inquiry, created_at)` in one transaction, each checked as
+    /// an agent's would be by [`NewInquiry::check`].
+    pub async fn insert_inquiries(
+        &self,
+        inquiries: &[(i64, NewInquiry, String)],
+    ) -> anyhow::Result<usize> {
+        const COLS: usize = 9;
+        const BATCH: usize = 400;
+        for (_, n, _) in inquiries {
+            n.check()
+                .map_err(|(field, why)| anyhow::anyhow!("inquiry {field}: {why}"))?;
+        }
+        let mut conn = self.write.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for chunk in inquiries.chunks(BATCH) {
+            let mut sql = String::from(
+                "INSERT INTO inquiries (resident_id, call_key, user_id, category, note, follow_up, \
+                 caller_kind, relationship, created_at) VALUES ",
+            );
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", placeholders(i * COLS + 1, COLS)))
+                .collect();
+            sql.push_str(&values.join(","));
+            let mut q = sqlx::query(&sql);
+            for (user_id, n, at) in chunk {
+                q = q
+                    .bind(n.resident_id)
+                    .bind(n.call_id.clone())
+                    .bind(*user_id)
+                    .bind(n.category.clone())
+                    .bind(n.note.clone())
+                    .bind(i64::from(n.follow_up))
+                    .bind(n.caller_kind.clone())
+                    .bind(n.relationship.trim().to_string())
+                    .bind(at.clone());
+            }
+            q.execute(&mut *tx).await.context("inserting inquiries")?;
+        }
+        tx.commit().await?;
+        Ok(inquiries.len())
+    }
+
+    /// The lowest and highest phone row ids, for sampling callers (None when there are none).
+    pub async fn phone_id_range(&self) -> anyhow::Result<Option<(i64, i64)>> {
+        let row = sqlx::query("SELECT MIN(id), MAX(id) FROM phones")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(
+            match (
+                row.try_get::<Option<i64>, _>(0)?,
+                row.try_get::<Option<i64>, _>(1)?,
+            ) {
+                (Some(lo), Some(hi)) => Some((lo, hi)),
+                _ => None,
+            },
+        )
+    }
+
+    /// Phones as written, by row id (ids with no row are absent from the map).
+    pub async fn phones_by_ids(&self, ids: &[i64]) -> anyhow::Result<HashMap<i64, String>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            // ids are integers, so inlining them is safe and keeps one query text per size.
+            let sql = format!(
+                "SELECT id, written FROM phones WHERE id IN ({})",
+                list.join(",")
+            );
+            for row in sqlx::query(&sql).fetch_all(&self.read).await? {
+                found.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        Ok(found)
+    }
+}
