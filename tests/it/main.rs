@@ -1,5 +1,6 @@
 //! Black-box tests: one binary, one module per area. Each boots the real server on
 //! 127.0.0.1:0 with a fresh database and speaks to it as its users do.
 
+mod ami;
 mod api;
 mod common;
