@@ -3,4 +3,6 @@
 
 mod ami;
 mod api;
+mod browser;
 mod common;
+mod webdriver;
