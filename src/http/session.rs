@@ -48,11 +48,22 @@ async fn login(
     JsonBody(body): JsonBody<Login>,
 ) -> Result<impl IntoResponse, ApiError> {
     let found = state.store.user_for_login(body.username.trim()).await?;
-    // Verify against a dummy hash when the user is unknown, so timing does not tell.
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2mbRNYhqBXIdjOY1vD5bUEnSbtsYFXJH3TCGEV/iyZ0";
+    // Verify against a real hash of nothing when the user is unknown, so timing does not tell.
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let (user, hash) = match found {
         Some((u, h)) => (Some(u), h),
-        None => (None, DUMMY.to_string()),
+        None => {
+            let dummy = match DUMMY.get() {
+                Some(d) => d.clone(),
+                None => {
+                    let d = tokio::task::spawn_blocking(|| crate::store::users::hash_password("no such user"))
+                        .await
+                        .map_err(|e| ApiError::Internal(e.into()))??;
+                    DUMMY.get_or_init(|| d).clone()
+                }
+            };
+            (None, dummy)
+        }
     };
     let password = body.password;
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
