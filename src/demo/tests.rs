@@ -303,3 +303,37 @@ async fn populate_gives_residents_a_history() {
         db.cleanup().await;
     }
 }
+
+/// `cargo test --release --lib demo::tests::bench_populate_80k -- --ignored --nocapture`
+/// (residents from `MADOGUCHI_BENCH_ROWS`, default 80,000). A measurement, not a timed test.
+#[tokio::test]
+#[ignore]
+async fn bench_populate_80k() {
+    let n = std::env::var("MADOGUCHI_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(80_000);
+    let t = std::time::Instant::now();
+    let people = residents(n, 1);
+    let generate = t.elapsed();
+    for engine in engines() {
+        let db = TestDb::new(engine).await.unwrap();
+        let t = std::time::Instant::now();
+        db.store.insert_residents(&people).await.unwrap();
+        let insert = t.elapsed();
+        db.cleanup().await;
+        let db = TestDb::new(engine).await.unwrap();
+        let t = std::time::Instant::now();
+        let summary = synth::populate(&db.store, n, 1).await.unwrap();
+        let populate = t.elapsed();
+        eprintln!(
+            "{engine}: generate {n} residents {:.2} s, insert them {:.2} s; populate (residents, staff, {} calls, {} inquiries) {:.2} s",
+            generate.as_secs_f64(),
+            insert.as_secs_f64(),
+            summary.calls,
+            summary.inquiries,
+            populate.as_secs_f64()
+        );
+        db.cleanup().await;
+    }
+}

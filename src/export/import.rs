@@ -591,37 +591,41 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ImportError> {
             });
             continue;
         }
-        match parse_row(&columns, &record, row, today) {
-            Ok(r) => {
-                let mut dup = false;
-                if let Some(first) = seen_address.insert(r.address_no.clone(), row) {
-                    problems.push(problem(
-                        &columns,
-                        Col::AddressNo,
-                        row,
-                        format!("{} is also on row {first}", r.address_no),
-                    ));
-                    dup = true;
-                }
-                let ticket = (
-                    r.municipality_code.as_str().to_string(),
-                    r.ticket_no.as_str().to_string(),
-                );
-                if let Some(first) = seen_ticket.get(&ticket) {
-                    problems.push(problem(
-                        &columns,
-                        Col::TicketNo,
-                        row,
-                        format!("ticket {} is also on row {first}", r.ticket_no),
-                    ));
-                    dup = true;
-                } else {
-                    seen_ticket.insert(ticket, row);
-                }
-                if !dup {
-                    rows.push((row, r));
-                }
+        // Duplicates are found on the raw keys, so a clash is named even when the earlier row
+        // has other faults.
+        let mut dup = false;
+        let raw = |col: Col| fold(columns.get(col, &record).map(clean).unwrap_or(""));
+        let address_key = raw(Col::AddressNo);
+        if !address_key.is_empty() {
+            if let Some(first) = seen_address.get(&address_key) {
+                problems.push(problem(
+                    &columns,
+                    Col::AddressNo,
+                    row,
+                    format!("{address_key} is also on row {first}"),
+                ));
+                dup = true;
+            } else {
+                seen_address.insert(address_key, row);
             }
+        }
+        let ticket_key = (raw(Col::MunicipalityCode), raw(Col::TicketNo));
+        if !ticket_key.1.is_empty() {
+            if let Some(first) = seen_ticket.get(&ticket_key) {
+                problems.push(problem(
+                    &columns,
+                    Col::TicketNo,
+                    row,
+                    format!("ticket {} is also on row {first}", ticket_key.1),
+                ));
+                dup = true;
+            } else {
+                seen_ticket.insert(ticket_key, row);
+            }
+        }
+        match parse_row(&columns, &record, row, today) {
+            Ok(r) if !dup => rows.push((row, r)),
+            Ok(_) => {}
             Err(mut p) => problems.append(&mut p),
         }
     }
@@ -937,6 +941,7 @@ pub fn kana(s: &str) -> Result<String, String> {
 }
 
 /// U+FF61..U+FF9F in order: the half-width katakana block.
+#[rustfmt::skip]
 const HALF_KANA: [char; 63] = [
     '。', '「', '」', '、', '・', 'ヲ', 'ァ', 'ィ', 'ゥ', 'ェ', 'ォ', 'ャ', 'ュ', 'ョ', 'ッ', 'ー',
     'ア', 'イ', 'ウ', 'エ', 'オ', 'カ', 'キ', 'ク', 'ケ', 'コ', 'サ', 'シ', 'ス', 'セ', 'ソ', 'タ',
