@@ -14,7 +14,10 @@ use tokio::sync::mpsc;
 /// How many call states may wait for the database before the tracker slows down.
 pub const QUEUE: usize = 8192;
 
-pub fn spawn(store: Store, metrics: Arc<Metrics>) -> (mpsc::Sender<CallRow>, tokio::task::JoinHandle<()>) {
+pub fn spawn(
+    store: Store,
+    metrics: Arc<Metrics>,
+) -> (mpsc::Sender<CallRow>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let handle = tokio::spawn(run(store, rx, metrics));
     (tx, handle)
@@ -39,21 +42,21 @@ async fn run(store: Store, mut rx: mpsc::Receiver<CallRow>, metrics: Arc<Metrics
             }
             newest.insert(row.id.clone(), row);
         }
-        for key in order {
-            let Some(row) = newest.remove(&key) else { continue };
-            let mut delay = Duration::from_millis(50);
-            loop {
-                match store.upsert_call(&row).await {
-                    Ok(()) => {
-                        metrics.call_log_writes.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) => {
-                        metrics.call_log_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(call = %row.id, error = %format!("{e:#}"), "call log write failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
+        let rows: Vec<CallRow> = order.iter().filter_map(|k| newest.remove(k)).collect();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match store.upsert_calls(&rows).await {
+                Ok(()) => {
+                    metrics
+                        .call_log_writes
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    metrics.call_log_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(calls = rows.len(), error = %format!("{e:#}"), "call log write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
