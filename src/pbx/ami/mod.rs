@@ -1,1 +1,3 @@
-//! The AMI link.
+//! The AMI link (WIP).
+pub mod codec;
+pub mod translate;
