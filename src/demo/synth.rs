@@ -877,7 +877,7 @@ pub async fn populate(store: &Store, n: usize, seed: u64) -> anyhow::Result<Demo
         .collect::<HashSet<_>>()
         .len();
     store
-        .insert_residents(&residents)
+        .bulk_insert_residents(&residents)
         .await
         .context("inserting the synthetic residents")?;
     let (logins, agents) = add_demo_staff(store).await?;

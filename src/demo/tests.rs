@@ -319,7 +319,7 @@ async fn bench_populate_80k() {
     for engine in engines() {
         let db = TestDb::new(engine).await.unwrap();
         let t = std::time::Instant::now();
-        db.store.insert_residents(&people).await.unwrap();
+        db.store.bulk_insert_residents(&people).await.unwrap();
         let insert = t.elapsed();
         db.cleanup().await;
         let db = TestDb::new(engine).await.unwrap();

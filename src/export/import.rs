@@ -218,7 +218,7 @@ pub async fn import_residents(store: &Store, path: &Path) -> Result<ImportReport
     let phones = residents.iter().map(|r| r.phones.len()).sum();
     let households = count_households(&residents);
     store
-        .insert_residents(&residents)
+        .bulk_insert_residents(&residents)
         .await
         .map_err(|source| ImportError::Database {
             file: file.clone(),
@@ -1174,7 +1174,7 @@ pub async fn bench_import(store: &Store, n: usize) -> anyhow::Result<ImportBench
     let check = t.elapsed();
     let residents: Vec<NewResident> = parsed.rows.into_iter().map(|(_, r)| r).collect();
     let t = Instant::now();
-    store.insert_residents(&residents).await?;
+    store.bulk_insert_residents(&residents).await?;
     Ok(ImportBench {
         rows: n,
         bytes: csv.len(),
