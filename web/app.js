@@ -51,6 +51,8 @@ const state = {
   activeKey: null,
   idleSearch: newSearch(),
   lookupCounter: 0,
+  /** Calls that have popped here; a replayed pop for a closed screen must not reopen it. */
+  seenCalls: new Set(),
 };
 
 function newSearch() {
@@ -286,6 +288,7 @@ function startApp(user) {
     state.sessions = [];
     state.activeKey = null;
     state.idleSearch = newSearch();
+    state.seenCalls = new Set();
     live.lastSeq = null;
   }
   state.user = user;
@@ -470,6 +473,8 @@ function onScreenPop(msg) {
     else renderSessions();
     return;
   }
+  if (state.seenCalls.has(String(call.id))) return;
+  state.seenCalls.add(String(call.id));
   // Screens nobody needs any more make way for the new call.
   state.sessions = state.sessions.filter(
     (s) => isDirty(s) || s.phase === "ringing" || s.phase === "talking",
@@ -481,6 +486,15 @@ function onScreenPop(msg) {
   const typing = isTyping();
   renderWorkspace();
   if (!typing) focusForPop(s);
+  announce(s);
+}
+
+/** Tell screen-reader users what the banner now says (the banner itself is rebuilt). */
+function announce(s) {
+  const el = $("#announcer");
+  if (!el || !s || !s.call) return;
+  const who = s.record ? s.record.name : s.candidates.length > 1 ? t("pick.summary", { n: s.candidates.length }) : "";
+  el.textContent = [t(`call.${s.phase}`), callerNumberText(s.call), who].filter(Boolean).join(" ");
 }
 
 function choosePopDefault(s) {
@@ -531,6 +545,7 @@ function onCallUpdate(msg) {
   if (s.key === state.activeKey) {
     renderBanner(s);
     $("#pop")?.setAttribute("data-phase", s.phase);
+    announce(s);
   }
   renderSessions();
   updateTitle();
@@ -548,6 +563,7 @@ function removeSession(s) {
 }
 
 function dismissSession(s) {
+  if (s.saving) return; // the save in flight decides whether anything is left unsaved
   if (isDirty(s) && !s.confirmDismiss) {
     s.confirmDismiss = true;
     renderBanner(s);
@@ -743,7 +759,8 @@ function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
 function showBirthWareki(panel, search) {
   const out = $("#search-birth-wareki", panel);
   const d = fmt.parseDate(search.birth);
-  out.textContent = d ? `${fmt.formatWareki(d)}（${fmt.age(d)}${t("res.age.unit")}）` : "";
+  const years = d ? fmt.age(d) : null;
+  out.textContent = d && d.y >= 1868 && years != null && years >= 0 && years < 130 ? `${fmt.formatWareki(d)}（${years}${t("res.age.unit")}）` : "";
 }
 
 function updateSearchPanel(panel, search) {
@@ -935,6 +952,7 @@ function refreshResident(s) {
     return;
   }
   fillResidentColumn(col, s);
+  renderBanner(s);
   $("#col-history").replaceChildren(buildHistory(s));
   updateFormHeading(s);
   applyI18n($("#workspace"));
@@ -970,7 +988,6 @@ function buildBanner(s) {
     class: "banner",
     "data-phase": s.phase,
     role: "region",
-    "aria-live": "polite",
     "aria-label": s.call ? t(`call.${s.phase}`) : t("call.lookup"),
   });
   const stateText = s.call ? t(`call.${s.phase}`) : t("call.lookup");
@@ -1018,9 +1035,30 @@ function buildBanner(s) {
   } else {
     banner.append(h("div", { class: "banner-caller banner-caller-quiet" }, icon("home", "icon banner-phone"), h("span", { class: "caller-label", text: t("call.lookup") })));
   }
+  const actions = h("div", { class: "banner-actions" });
+  if (s.record && !s.searchOpen && !s.loading) {
+    actions.append(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-secondary btn-small",
+          id: "search-other",
+          "data-testid": "search-other",
+          onclick: () => {
+            s.searchOpen = true;
+            refreshResident(s);
+            $("#search-ticket")?.focus();
+          },
+        },
+        icon("search"),
+        s.search.results && s.search.results.length > 1 ? t("search.back") : t("search.other"),
+      ),
+    );
+  }
+  banner.append(actions);
   const canDismiss = s.phase !== "ringing" && s.phase !== "talking";
   if (canDismiss) {
-    const actions = h("div", { class: "banner-actions" });
     if (s.confirmDismiss) {
       actions.append(
         h("span", { class: "banner-warn", text: `${t("call.draft")} —` }),
@@ -1056,7 +1094,6 @@ function buildBanner(s) {
         }),
       );
     }
-    banner.append(actions);
   }
   return banner;
 }
@@ -1138,29 +1175,6 @@ function fillResidentColumn(col, s) {
   } else if (s.loadError) {
     col.append(h("section", { class: "panel card" }, h("p", { class: "form-error", role: "alert", text: s.loadError })));
   } else if (s.record) {
-    if (!s.searchOpen) {
-      col.append(
-        h(
-          "div",
-          { class: "col-tools" },
-          h(
-            "button",
-            {
-              type: "button",
-              class: "btn-link",
-              id: "search-other",
-              onclick: () => {
-                s.searchOpen = true;
-                refreshResident(s);
-                $("#search-ticket")?.focus();
-              },
-            },
-            icon("search"),
-            s.search.results && s.search.results.length > 1 ? t("search.back") : t("search.other"),
-          ),
-        ),
-      );
-    }
     col.append(buildCard(s), buildBookings(s.record));
   } else if (s.candidates.length > 1 && !s.pickOpen) {
     col.append(
@@ -1216,7 +1230,8 @@ function buildHousehold(s) {
         type: "button",
         class: "btn-link",
         id: "pick-open",
-        text: t("pick.open"),
+        text: t("pick.list"),
+        "aria-label": t("pick.open"),
         onclick: () => {
           s.pickOpen = true;
           refreshResident(s);
