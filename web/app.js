@@ -459,7 +459,7 @@ function onMessage(msg) {
 function onScreenPop(msg) {
   const call = msg.call;
   if (!call || call.id == null) return;
-  const candidates = Array.isArray(msg.candidates) ? msg.candidates : [];
+  const candidates = Array.isArray(msg.candidates) ? msg.candidates.filter(Boolean).map(normaliseRecord) : [];
   const existing = sessionForCall(call.id);
   if (existing) {
     // A replay after reconnecting: refresh, keep what the agent chose and typed.
