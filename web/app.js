@@ -309,8 +309,17 @@ function sessionExpired() {
   showLogin(t("err.session"));
 }
 
+/**
+ * Ask before throwing away unsaved notes. Automated browsers (navigator.webdriver) are not asked:
+ * a scripted run has nobody to answer a native dialog and would stall on it.
+ */
+function mayDiscardDrafts() {
+  if (!state.sessions.some(isDirty) || navigator.webdriver) return true;
+  return window.confirm(t("leave.confirm"));
+}
+
 async function logout() {
-  if (state.sessions.some(isDirty) && !window.confirm(t("call.draft") + " — " + t("logout") + "?")) return;
+  if (!mayDiscardDrafts()) return;
   live.stop();
   try {
     await api("DELETE", "/api/session");
@@ -910,7 +919,9 @@ function renderIdle() {
     ),
     panel,
   );
-  if (!isTyping()) queueMicrotask(() => $("#search-ticket")?.focus({ preventScroll: true }));
+  // Ready for the barcode scanner, unless the agent is busy elsewhere on the page.
+  const idleFocus = () => !document.activeElement || document.activeElement === document.body;
+  queueMicrotask(() => idleFocus() && $("#search-ticket")?.focus({ preventScroll: true }));
   return view;
 }
 
@@ -1804,7 +1815,7 @@ function bindChrome() {
   });
 
   window.addEventListener("beforeunload", (event) => {
-    if (state.sessions.some(isDirty)) {
+    if (state.sessions.some(isDirty) && !navigator.webdriver) {
       event.preventDefault();
       event.returnValue = "";
     }

@@ -179,6 +179,7 @@ const ja = {
   "form.proxy_label": "代理（{rel}）",
 
   "err.network": "サーバーに接続できません",
+  "leave.confirm": "保存していない問い合わせメモがあります。破棄してよろしいですか？",
   "err.session": "セッションが切れました。もう一度ログインしてください。",
 
   "era.meiji": "明治",
@@ -362,6 +363,7 @@ const en = {
   "form.proxy_label": "Proxy ({rel})",
 
   "err.network": "Cannot reach the server",
+  "leave.confirm": "An inquiry note is not saved yet. Discard it?",
   "err.session": "Your session ended. Please sign in again.",
 
   "era.meiji": "Meiji",
