@@ -137,12 +137,44 @@ impl Running {
 
 /// Starts the AMI link of the settings.
 fn spawn_ami(
-    _settings: &Settings,
-    _address: &str,
-    _events: mpsc::Sender<crate::pbx::PbxEvent>,
-    _shutdown: watch::Receiver<bool>,
+    settings: &Settings,
+    address: &str,
+    events: mpsc::Sender<crate::pbx::PbxEvent>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<dyn LinkHealth>, JoinHandle<()>)> {
-    anyhow::bail!("the AMI link is not wired yet")
+    use crate::pbx::ami::link::{run, AmiConfig, AmiStatus};
+    anyhow::ensure!(!settings.ami_username.is_empty(), "MADOGUCHI_AMI_USERNAME is required with MADOGUCHI_AMI_ADDRESS");
+    let mut cfg = AmiConfig::new(address, settings.ami_username.clone(), settings.ami_secret.clone());
+    cfg.auth_md5 = settings.ami_md5;
+    cfg.ping_interval = settings.ami_ping();
+    let status = AmiStatus::new();
+    let task = tokio::spawn(run(cfg, events, status.clone(), shutdown));
+    Ok((Arc::new(AmiHealth(status)), task))
+}
+
+/// The AMI link as `/readyz` and `/metrics` see it.
+struct AmiHealth(Arc<crate::pbx::ami::link::AmiStatus>);
+
+impl LinkHealth for AmiHealth {
+    fn name(&self) -> String {
+        "ami".into()
+    }
+    fn up(&self) -> bool {
+        self.0.logged_in()
+    }
+    fn reconnects(&self) -> u64 {
+        self.0.reconnects()
+    }
+    fn detail(&self) -> serde_json::Value {
+        let s = self.0.snapshot();
+        serde_json::json!({
+            "connected": s.connected,
+            "logged_in": s.logged_in,
+            "login_failures": s.login_failures,
+            "events_received": s.events_received,
+            "last_error": s.last_error,
+        })
+    }
 }
 
 async fn shutdown_signal() {
