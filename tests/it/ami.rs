@@ -56,6 +56,9 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
         let mut ws201 = a201.ws().await;
         tokio::time::timeout(Duration::from_secs(10), pbx.logins.recv()).await.expect("the server logs in to AMI");
 
+        // Garbage from the PBX is refused packet by packet; the link stays up.
+        pbx.send(b"this is not AMI\r\n\x00\xff\xfe\r\n\r\nEvent: Hangup\r\nno colon here\r\n\r\n");
+
         // --- 01: queue Q1, agent SIP/777 answers.
         let (before, after) = split_before(&fixture("01_"), "Event: AgentConnect");
         pbx.send(&before);

@@ -85,6 +85,16 @@ async fn sessions_search_and_inquiries() {
         let (s, _) = venue.post("/api/inquiries", json!({"resident_id": hanako, "category": "general"})).await;
         assert_eq!(s, 403);
 
+        // An oversized WebSocket frame closes that socket; the server goes on serving.
+        let mut ws = agent.ws().await;
+        ws.send_text(&"x".repeat(200 * 1024)).await;
+        assert!(ws.next_json(std::time::Duration::from_secs(3)).await.is_none(), "the socket is closed");
+        let mut ws = agent.ws().await;
+        ws.send_text(r#"{"type":"ping"}"#).await;
+        let (s, _) = agent.get("/api/me").await;
+        assert_eq!(s, 200);
+        drop(ws);
+
         // Operations.
         let res = http.get(format!("{}/healthz", srv.url)).send().await.unwrap();
         assert_eq!(res.status(), 200);

@@ -4,5 +4,6 @@
 mod ami;
 mod api;
 mod browser;
+mod cli;
 mod common;
 mod webdriver;

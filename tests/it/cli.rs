@@ -1,0 +1,55 @@
+//! The command line as a clerk and IT staff use it: exit codes, one-line reasons, no partial
+//! imports.
+
+use madoguchi::store::testing::TempDir;
+use std::process::Command;
+
+fn madoguchi(db: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+        .args(args)
+        .env("MADOGUCHI_DATABASE_URL", db)
+        .env("MADOGUCHI_LOG", "warn")
+        .output()
+        .expect("run madoguchi");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+const HEADER: &str = "address_no,municipality_code,ticket_no,name,name_kana,birth_date,sex,postal_code,address,town,district,phone1,phone2,intent,needs_transport\n";
+
+#[test]
+fn user_add_and_import_from_the_command_line() {
+    let dir = TempDir::new("cli").unwrap();
+    let db = format!("sqlite://{}/m.db", dir.0.display());
+
+    let (ok, out, err) = madoguchi(&db, &["user", "add", "--username", "sato", "--password", "pw1234", "--role", "agent", "--extension", "201"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("sato"));
+    let (ok, _, err) = madoguchi(&db, &["user", "add", "--username", "x", "--password", "pw1234", "--role", "boss"]);
+    assert!(!ok);
+    assert!(err.contains("--role"), "{err}");
+
+    let good = format!(
+        "{HEADER}0000000001,262021,0000000101,舞鶴 花子,マイヅル ハナコ,1941-03-02,F,6250036,京都府舞鶴市字浜1番地,浜,東,0773-62-1111,,wants,1\n\
+         0000000002,262021,0000000102,舞鶴 太郎,マイヅル タロウ,1939-11-20,M,6250036,京都府舞鶴市字浜1番地,浜,東,0773-62-1111,,wants,0\n"
+    );
+    let bad = good.replace("1939-11-20", "1939-02-30");
+    let bad_path = dir.0.join("bad.csv");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let (ok, _, err) = madoguchi(&db, &["import", "residents", bad_path.to_str().unwrap()]);
+    assert!(!ok, "a bad row fails the command");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.contains("bad.csv") && first.contains("row 3") && first.contains("birth_date"), "{err}");
+
+    let good_path = dir.0.join("good.csv");
+    std::fs::write(&good_path, &good).unwrap();
+    let (ok, out, err) = madoguchi(&db, &["import", "residents", good_path.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains('2'), "reports the count: {out}");
+    // The same file again: duplicates of what the ledger holds are refused, nothing changes.
+    let (ok, _, err) = madoguchi(&db, &["import", "residents", good_path.to_str().unwrap()]);
+    assert!(!ok, "re-importing the same residents is refused: {err}");
+
+    let (ok, _, err) = madoguchi("mysql://nope", &["serve"]);
+    assert!(!ok);
+    assert!(err.contains("sqlite:") && err.lines().count() <= 2, "{err}");
+}
