@@ -488,21 +488,6 @@ fn push_clean(out: &mut String, s: &str) {
     }
 }
 
-/// Appends one `Key: Value\r\n` line to a packet being built by hand (the simulator builds
-/// large event batches this way without intermediate allocations).
-pub(crate) fn write_field(out: &mut Vec<u8>, key: &str, value: impl std::fmt::Display) {
-    use std::io::Write as _;
-    let start = out.len();
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{key}: {value}");
-    for b in &mut out[start..] {
-        if *b == b'\r' || *b == b'\n' {
-            *b = b' ';
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -913,9 +898,6 @@ mod tests {
             panic!()
         };
         assert_eq!(p.get("Queue"), Some("x    Action: Hangup"));
-        let mut out = Vec::new();
-        write_field(&mut out, "CallerIDName", "a\nb");
-        assert_eq!(out, b"CallerIDName: a b\r\n");
         let p = Packet::from_pairs(&[("Event", "X"), ("A", "1")]);
         assert_eq!(decode_all([p.encode()]), vec![Ok(Frame::Packet(p))]);
     }
