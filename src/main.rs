@@ -22,7 +22,7 @@ enum Command {
     /// Serve the ledger, the agent screen and the PBX links.
     Serve,
     /// A fresh synthetic Maizuru on SQLite, the AMI simulator placing calls, and the server.
-    Demo(DemoArgsPlaceholder),
+    Demo(madoguchi::demo::DemoArgs),
     /// Staff logins.
     User {
         #[command(subcommand)]
@@ -39,9 +39,6 @@ enum Command {
         command: madoguchi::bench::BenchCommand,
     },
 }
-
-#[derive(clap::Args)]
-struct DemoArgsPlaceholder {}
 
 #[derive(Subcommand)]
 enum UserCommand {
@@ -102,7 +99,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => madoguchi::app::build(settings).await?.wait().await,
-        Command::Demo(_args) => anyhow::bail!("demo: not wired yet"),
+        Command::Demo(args) => madoguchi::demo::run(args, settings).await,
         Command::User { command: UserCommand::Add { username, password, role, extension, display_name } } => {
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("--role must be agent, supervisor, planner, venue or admin, got {role:?}"))?;

@@ -5,8 +5,11 @@
 //!   database, and caller numbers for the AMI simulator.
 //! - [`history`]: 60 days of past calls and inquiries, so screen pops show a history.
 
+pub mod command;
 pub mod history;
 pub mod synth;
+
+pub use command::{run, DemoArgs};
 
 pub use synth::{
     caller_numbers, populate, residents, sample_phones, stranger_numbers, DemoSummary,

@@ -1,0 +1,122 @@
+//! `madoguchi demo`: a fresh synthetic Maizuru on SQLite, the built-in AMI simulator placing
+//! calls from residents' numbers (some unknown, some withheld) to the demo agents, and the
+//! server, pointed at the simulator. Prints the URL and the logins.
+
+use super::synth;
+use crate::pbx::ami::{SimCall, SimOutcome, Simulator};
+use crate::settings::Settings;
+use crate::store::Store;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Where the agent screen is served.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The database is DIR/madoguchi.db, created anew.
+    #[arg(long, default_value = "./madoguchi-demo")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 80_000)]
+    pub residents: usize,
+    /// Simulated calls per minute (0: none).
+    #[arg(long, default_value_t = 6.0)]
+    pub call_rate: f64,
+    /// Seed of the synthetic population (same seed, same people).
+    #[arg(long, default_value_t = 2021)]
+    pub seed: u64,
+}
+
+/// The demo agents' extensions (agent1…agent8).
+pub const DEMO_EXTENSIONS: &[&str] = &["201", "202", "203", "204", "205", "206", "207", "208"];
+
+pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let db = args.data_dir.join("madoguchi.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", db.display()));
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing the old {}", p.display()))?;
+        }
+    }
+    let url = format!("sqlite://{}", db.display());
+    let store = Store::open(&url).await?;
+    let started = std::time::Instant::now();
+    let summary = synth::populate(&store, args.residents, args.seed).await?;
+    tracing::info!(residents = summary.residents, seconds = started.elapsed().as_secs_f64(), "synthetic Maizuru ready");
+
+    let sim = Simulator::start("127.0.0.1:0".parse()?, "madoguchi", "demo-secret").await?;
+    settings.database_url = url.clone();
+    settings.listen = args.listen.clone();
+    settings.ami_address = Some(sim.local_addr().to_string());
+    settings.ami_username = "madoguchi".into();
+    settings.ami_secret = "demo-secret".into();
+    let server = crate::app::build_with_store(settings, store.clone()).await?;
+
+    println!();
+    println!("  madoguchi 窓口 — demo");
+    println!("  agent screen   {}/", server.url());
+    println!("  database       {url}  ({} residents, {} households, {} past calls, {} inquiries)", summary.residents, summary.households, summary.calls, summary.inquiries);
+    println!("  AMI simulator  {} (calls per minute: {})", sim.local_addr(), args.call_rate);
+    println!("  logins (password = username):");
+    for (user, password, role, ext) in &summary.logins {
+        match ext {
+            Some(ext) => println!("    {user:<12} {password:<12} {role:<10} extension {ext}"),
+            None => println!("    {user:<12} {password:<12} {role}"),
+        }
+    }
+    println!("  metrics        {}/metrics   health {}/readyz", server.url(), server.url());
+    println!();
+
+    let calls = if args.call_rate > 0.0 {
+        let phones = synth::sample_phones(&store, 5_000, args.seed).await?;
+        Some(tokio::spawn(place_calls(sim, phones, args.call_rate, args.seed)))
+    } else {
+        None
+    };
+    let result = server.wait().await;
+    if let Some(c) = calls {
+        c.abort();
+    }
+    result
+}
+
+/// Places calls at `per_minute` from residents' numbers, a few unknown and withheld callers,
+/// ringing all demo agents (ring-all), with realistic outcomes.
+async fn place_calls(sim: Simulator, phones: Vec<String>, per_minute: f64, seed: u64) {
+    let mut rng = seed | 1;
+    let mut next = move |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m.max(1)
+    };
+    let gap = Duration::from_secs_f64(60.0 / per_minute);
+    // The first call comes soon, so whoever opens the screen sees a pop quickly.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    loop {
+        let roll = next(100);
+        let caller_number = match roll {
+            0..=6 => "anonymous".to_string(),
+            7..=14 => format!("0773-{}-{:04}", 60 + next(20), next(10_000)),
+            _ => phones.get(next(phones.len() as u64) as usize).cloned().unwrap_or_default(),
+        };
+        let members: Vec<String> = super::command::DEMO_EXTENSIONS.iter().map(|s| s.to_string()).collect();
+        let outcome = match next(100) {
+            0..=74 => SimOutcome::Answered { by: next(members.len() as u64) as usize },
+            75..=89 => SimOutcome::Abandoned,
+            _ => SimOutcome::NoAnswer,
+        };
+        let _ = sim.place_call(SimCall {
+            caller_number,
+            caller_name: String::new(),
+            queue: "vaccine".into(),
+            members,
+            outcome,
+            ring: Duration::from_secs(8 + next(10)),
+            talk: Duration::from_secs(30 + next(90)),
+        });
+        tokio::time::sleep(gap.mul_f64(0.5 + next(100) as f64 / 100.0)).await;
+    }
+}
