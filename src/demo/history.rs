@@ -183,7 +183,7 @@ fn caller(
             if has_spouse {
                 spouse
             } else {
-                "母"
+                "家族"
             }
         }
         _ => {
@@ -244,15 +244,26 @@ pub fn generate(
     rng: &mut Rng,
 ) -> History {
     let mut on_number: HashMap<&str, i64> = HashMap::new();
-    let mut household_size: HashMap<&str, usize> = HashMap::new();
+    let mut households: HashMap<&str, Vec<&NewResident>> = HashMap::new();
     for r in residents {
         for p in &r.phones {
             *on_number.entry(p.0.as_str()).or_default() += 1;
         }
         if let Some(h) = &r.household_no {
-            *household_size.entry(h.as_str()).or_default() += 1;
+            households.entry(h.as_str()).or_default().push(r);
         }
     }
+    // A spouse is a household member of the other sex, adult, within ten years of age.
+    let spouse_of = |r: &NewResident| {
+        let members = r.household_no.as_deref().and_then(|h| households.get(h));
+        members.is_some_and(|m| {
+            m.iter().any(|o| {
+                o.sex != r.sex
+                    && (o.birth_date - r.birth_date).num_days().abs() <= 3653
+                    && age_on(o.birth_date, now.date_naive()) >= 20
+            })
+        })
+    };
     let mut extensions: Vec<&String> = agents.keys().collect();
     extensions.sort();
     let today = (now + Duration::hours(9)).date_naive();
@@ -293,7 +304,7 @@ pub fn generate(
                 }
             }
         }
-        let picked_up = started + Duration::seconds(wait) + (queued - started);
+        let picked_up = queued + Duration::seconds(wait);
         let rang = (!offered.is_empty())
             .then(|| picked_up - Duration::seconds(i64::from(rng.range(3, 15))));
         let answered = outcome == "answered" && !offered.is_empty();
@@ -339,12 +350,7 @@ pub fn generate(
         if !rng.chance(0.93) {
             continue; // a wrong number, a caller who hung up mid-sentence: no note
         }
-        let has_spouse = r
-            .household_no
-            .as_deref()
-            .and_then(|h| household_size.get(h))
-            .is_some_and(|s| *s >= 2);
-        let (caller_kind, relationship) = caller(rng, r, age, has_spouse);
+        let (caller_kind, relationship) = caller(rng, r, age, spouse_of(r));
         let (category, note, follow_up) = note_for(rng, started.date_naive(), &r.town);
         inquiries.push((
             user_id,

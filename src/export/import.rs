@@ -207,7 +207,7 @@ pub async fn import_residents(store: &Store, path: &Path) -> Result<ImportReport
     let parsed = parse(&bytes).map_err(|e| e.with_file(&file))?;
     let mut problems = parsed.problems;
     problems.extend(
-        already_in_ledger(store, &parsed.rows)
+        already_in_ledger(store, &parsed.columns, &parsed.rows)
             .await
             .map_err(|e| e.with_file(&file))?,
     );
@@ -272,6 +272,7 @@ fn rejected(mut problems: Vec<Problem>) -> ImportError {
 /// (市区町村コード, 券番号).
 async fn already_in_ledger(
     store: &Store,
+    columns: &Columns,
     rows: &[(usize, NewResident)],
 ) -> Result<Vec<Problem>, ImportError> {
     let db_err = |source| ImportError::Database {
@@ -291,24 +292,24 @@ async fn already_in_ledger(
     let mut problems = Vec::new();
     for (row, r) in rows {
         if taken_nos.contains(&r.address_no) {
-            problems.push(Problem {
-                row: *row,
-                field: "address_no".into(),
-                column: "address_no",
-                reason: format!("{} is already in the ledger", r.address_no),
-            });
+            problems.push(problem(
+                columns,
+                Col::AddressNo,
+                *row,
+                format!("{} is already in the ledger", r.address_no),
+            ));
         }
         let key = (
             r.municipality_code.as_str().to_string(),
             r.ticket_no.as_str().to_string(),
         );
         if taken_tickets.contains(&key) {
-            problems.push(Problem {
-                row: *row,
-                field: "ticket_no".into(),
-                column: "ticket_no",
-                reason: format!("ticket {} {} is already in the ledger", key.0, key.1),
-            });
+            problems.push(problem(
+                columns,
+                Col::TicketNo,
+                *row,
+                format!("ticket {} {} is already in the ledger", key.0, key.1),
+            ));
         }
     }
     Ok(problems)
@@ -482,6 +483,7 @@ fn fold(s: &str) -> String {
 
 struct Parsed {
     encoding: &'static str,
+    columns: Columns,
     rows: Vec<(usize, NewResident)>,
     problems: Vec<Problem>,
 }
@@ -631,6 +633,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ImportError> {
     }
     Ok(Parsed {
         encoding,
+        columns,
         rows,
         problems,
     })
@@ -917,7 +920,7 @@ pub fn kana(s: &str) -> Result<String, String> {
                     }
                     Some('\u{FF9F}')
                         if ('ハ'..='ホ').contains(&base)
-                            && (base as u32 - 'ハ' as u32) % 3 == 0 =>
+                            && (base as u32 - 'ハ' as u32).is_multiple_of(3) =>
                     {
                         chars.next();
                         char::from_u32(base as u32 + 2).unwrap_or(base)
@@ -1163,7 +1166,7 @@ pub async fn bench_import(store: &Store, n: usize) -> anyhow::Result<ImportBench
     anyhow::ensure!(parsed.problems.is_empty(), "{}", rejected(parsed.problems));
     let parse_time = t.elapsed();
     let t = Instant::now();
-    let clashes = already_in_ledger(store, &parsed.rows)
+    let clashes = already_in_ledger(store, &parsed.columns, &parsed.rows)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     anyhow::ensure!(

@@ -173,6 +173,16 @@ fn header_problems_name_the_column() {
         "{err}"
     );
 
+    // Problems name the column as the file's header spells it.
+    let japanese = "宛名番号,市区町村コード,券番号,氏名,氏名カナ,生年月日,性別\n1,262021,0000000001,山田　花子,ヤマダ　ハナコ,1950-13-01,女\n";
+    let err = parse_residents(japanese.as_bytes()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("<input>: row 2, 生年月日: no such date 1950-13-01"),
+        "{err}"
+    );
+    assert_eq!(err.problems()[0].column, "birth_date");
+
     let err = parse_residents(b"").unwrap_err();
     assert!(
         err.to_string().contains("row 1: the file is empty"),
