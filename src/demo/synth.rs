@@ -605,6 +605,7 @@ pub fn residents_as_of(n: usize, seed: u64, reference: NaiveDate) -> Vec<NewResi
             .then(|| numbers.landline(&mut rng));
         // A child living elsewhere, listed as family contact for parents on their own.
         let family_contact = (elderly_home && rng.chance(0.35)).then(|| numbers.mobile(&mut rng));
+        let mut used_given: Vec<&str> = Vec::with_capacity(members.len());
         for m in &members {
             let birth_date = reference
                 .checked_sub_months(Months::new(12 * m.age))
@@ -616,9 +617,20 @@ pub fn residents_as_of(n: usize, seed: u64, reference: NaiveDate) -> Vec<NewResi
                 _ => 2,
             };
             let sex_idx = usize::from(m.sex == Sex::Female);
-            let Some(given) = rng.pick(&t.given[sex_idx][band]) else {
+            // Parents do not give a child their own name, nor two children the same one.
+            let mut given = rng.pick(&t.given[sex_idx][band]);
+            for _ in 0..8 {
+                match given {
+                    Some(g) if used_given.contains(&g.kanji.as_str()) => {
+                        given = rng.pick(&t.given[sex_idx][band]);
+                    }
+                    _ => break,
+                }
+            }
+            let Some(given) = given else {
                 return out;
             };
+            used_given.push(&given.kanji);
             let mobile_chance = match m.age {
                 0..=12 => 0.0,
                 13..=15 => 0.5,
