@@ -667,9 +667,10 @@ async function runSearch(search, panel, onFound) {
     if (!/^\d{10}$/.test(ticket)) search.error = { field: "ticket", message: t("search.err.ticket") };
     else query = `ticket=${encodeURIComponent(ticket)}`;
   } else if (kana || search.birth) {
+    // The birth date narrows a common reading down to one person; a surname alone lists a family.
     if (!kana) search.error = { field: "kana", message: t("search.err.kana") };
-    else if (!search.birth) search.error = { field: "birth_date", message: t("search.err.birth") };
-    else query = `kana=${encodeURIComponent(kana)}&birth_date=${encodeURIComponent(search.birth)}`;
+    else if (!search.birth && kana.replace(/\s/g, "").length < 2) search.error = { field: "birth_date", message: t("search.err.birth") };
+    else query = `kana=${encodeURIComponent(kana)}${search.birth ? `&birth_date=${encodeURIComponent(search.birth)}` : ""}`;
   } else if (phone) {
     query = `phone=${encodeURIComponent(phone)}`;
   } else {
