@@ -34,6 +34,8 @@ CREATE TABLE residents (
 );
 -- The unknown caller: search by kana name and birth date.
 CREATE INDEX residents_kana_birth ON residents (name_kana, birth_date);
+-- Kana typed without the space between surname and given name: narrowed by birth date.
+CREATE INDEX residents_birth ON residents (birth_date);
 CREATE INDEX residents_household ON residents (household_no);
 
 -- 電話番号: many per resident; one household landline serves many residents.

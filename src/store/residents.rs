@@ -5,7 +5,7 @@ use crate::domain::{Intent, MunicipalityCode, PhoneNumber, Sex, TicketNo};
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{Acquire, Row};
+use sqlx::Row;
 
 /// How many calls and inquiries a record carries: the whole history for any real resident,
 /// bounded so a pathological number cannot make a pop megabytes long.
@@ -148,13 +148,16 @@ impl Store {
         self.residents_where("r.ticket_no = $1", &[ticket.as_str()]).await
     }
 
-    /// The unknown caller: kana name (prefix) and, when given, birth date.
+    /// The unknown caller: kana name (prefix, spaces ignored; hiragana and half-width kana
+    /// are read as katakana) and, when given, birth date.
     pub async fn residents_by_kana(&self, kana: &str, birth_date: Option<&str>) -> anyhow::Result<Vec<Resident>> {
-        let kana = kana.replace([' ', '　'], "");
-        let pattern = format!("{}%", kana.replace(['%', '_'], ""));
+        let folded = crate::export::import::kana(kana).unwrap_or_else(|_| kana.to_string());
+        let key: String = folded.chars().filter(|c| !matches!(c, ' ' | '　' | '%' | '_')).collect();
+        let pattern = format!("{key}%");
+        const NAME: &str = "REPLACE(REPLACE(r.name_kana, '　', ''), ' ', '') LIKE $1";
         match birth_date {
-            Some(b) => self.residents_where("r.name_kana LIKE $1 AND r.birth_date = $2", &[&pattern, b]).await,
-            None => self.residents_where("r.name_kana LIKE $1", &[&pattern]).await,
+            Some(b) => self.residents_where(&format!("r.birth_date = $2 AND {NAME}"), &[&pattern, b]).await,
+            None => self.residents_where(NAME, &[&pattern]).await,
         }
     }
 
@@ -178,88 +181,9 @@ impl Store {
         Ok(sqlx::query("SELECT COUNT(*) FROM residents").fetch_one(&self.read).await?.try_get(0)?)
     }
 
-    /// Inserts residents and their phones in one transaction: all or nothing.
-    /// Batched multi-row inserts keep 100,000 rows well under a minute on either engine.
+    /// Inserts residents and their phones in one transaction: all or nothing (the batched
+    /// insert of [`bulk`](super::bulk)).
     pub async fn insert_residents(&self, residents: &[NewResident]) -> anyhow::Result<usize> {
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let now = super::now();
-        const BATCH: usize = 400;
-        for chunk in residents.chunks(BATCH) {
-            let mut sql = String::from(
-                "INSERT INTO residents (address_no, municipality_code, ticket_no, name, name_kana, \
-                 birth_date, sex, postal_code, address, town, district, household_no, intent, \
-                 needs_transport, notes, created_at, updated_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 16;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
-                for k in 1..=16 {
-                    if k > 1 {
-                        sql.push(',');
-                    }
-                    sql.push('$');
-                    sql.push_str(&(b + k).to_string());
-                }
-                sql.push_str(&format!(",${})", b + 16));
-            }
-            sql.push_str(" RETURNING id, address_no");
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q
-                    .bind(r.address_no.clone())
-                    .bind(r.municipality_code.as_str().to_string())
-                    .bind(r.ticket_no.as_str().to_string())
-                    .bind(r.name.clone())
-                    .bind(r.name_kana.clone())
-                    .bind(r.birth_date.format("%Y-%m-%d").to_string())
-                    .bind(r.sex.code())
-                    .bind(r.postal_code.clone())
-                    .bind(r.address.clone())
-                    .bind(r.town.clone())
-                    .bind(r.district.clone())
-                    .bind(r.household_no.clone())
-                    .bind(r.intent.code())
-                    .bind(i64::from(r.needs_transport))
-                    .bind(r.notes.clone())
-                    .bind(now.clone());
-            }
-            let rows = q.fetch_all(&mut *tx).await.context("inserting residents")?;
-            let mut ids = std::collections::HashMap::with_capacity(rows.len());
-            for row in &rows {
-                ids.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
-            }
-            let phones: Vec<(i64, &(PhoneNumber, String, &'static str))> = chunk
-                .iter()
-                .flat_map(|r| {
-                    let id = ids.get(&r.address_no).copied();
-                    let mut seen = std::collections::HashSet::new();
-                    r.phones
-                        .iter()
-                        .filter(move |p| seen.insert(p.0.clone()))
-                        .filter_map(move |p| id.map(|id| (id, p)))
-                })
-                .collect();
-            for pchunk in phones.chunks(BATCH * 2) {
-                let mut sql = String::from("INSERT INTO phones (resident_id, e164, written, kind) VALUES ");
-                for i in 0..pchunk.len() {
-                    let b = i * 4;
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str(&format!("(${},${},${},${})", b + 1, b + 2, b + 3, b + 4));
-                }
-                let mut q = sqlx::query(&sql);
-                for (id, (num, written, kind)) in pchunk {
-                    q = q.bind(*id).bind(num.as_str().to_string()).bind(written.clone()).bind(*kind);
-                }
-                q.execute(&mut *tx).await.context("inserting phones")?;
-            }
-        }
-        tx.commit().await?;
-        Ok(residents.len())
+        self.bulk_insert_residents(residents).await
     }
 }

@@ -51,6 +51,10 @@ async fn sessions_search_and_inquiries() {
         assert_eq!(found[0]["ticket_no"], "0000001237");
         let (_, found) = agent.get("/api/residents?kana=%E3%83%9E%E3%82%A4%E3%83%85%E3%83%AB&birth_date=1941-03-02").await;
         assert_eq!(found.as_array().unwrap().len(), 2);
+        // Typed without the space, in hiragana: still found.
+        let (_, found2) = agent.get("/api/residents?kana=%E3%81%BE%E3%81%84%E3%81%A5%E3%82%8B%E3%81%AF%E3%81%AA%E3%81%93&birth_date=1941-03-02").await;
+        assert_eq!(found2.as_array().map(|a| a.len()), Some(1), "{found2}");
+        assert_eq!(found2[0]["name"], "舞鶴 花子");
         let (s, err) = agent.get("/api/residents?ticket=12").await;
         assert_eq!((s, err["field"].as_str()), (422, Some("ticket")));
 
