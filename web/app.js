@@ -846,7 +846,7 @@ function personSummary(r, cls) {
       { class: `${cls}-age` },
       years == null ? "" : h("strong", { text: String(years) }),
       years == null ? "" : h("small", { text: t("res.age.unit") }),
-      r.sex ? h("small", { class: "sex", text: ` · ${t(`res.sex.${r.sex}`)}` }) : "",
+      r.sex ? h("small", { class: "sex", text: t(`res.sex.${r.sex}`) }) : "",
     ),
     h(
       "span",
