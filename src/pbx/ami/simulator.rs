@@ -587,10 +587,7 @@ async fn handle_action(inner: &Inner, s: &mut SessionState, p: &Packet) -> bool 
             }
             s.authenticated = true;
             let mask = p.get("Events").map(parse_event_mask).unwrap_or(ALL);
-            s.send(
-                response(id, "Success", Some("Authentication accepted")),
-                false,
-            );
+            let mut reply = response(id, "Success", Some("Authentication accepted"));
             if mask & SYSTEM != 0 {
                 let mut b = Batch::new();
                 b.begin("FullyBooted", SYSTEM);
@@ -599,10 +596,17 @@ async fn handle_action(inner: &Inner, s: &mut SessionState, p: &Packet) -> bool 
                 b.f("LastReload", uptime);
                 b.f("Status", "Fully Booted");
                 b.end();
-                s.send(b.buf, false);
+                reply.extend_from_slice(&b.buf);
             }
-            // From here on broadcasts reach this session.
-            s.mask.store(mask, Ordering::Relaxed);
+            {
+                // Under the sessions lock, which every broadcast holds while it sends: a call
+                // event is either wholly before this login (not for this session) or after the
+                // reply. So once a client has read "Authentication accepted", no event of a
+                // call placed afterwards can be missing.
+                let _broadcasts = lock(&inner.sessions);
+                s.send(reply, false);
+                s.mask.store(mask, Ordering::Relaxed);
+            }
             debug!(session = s.id, "AMI simulator: logged in");
             true
         }
