@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,8 +34,11 @@ pub const BANNER: &str = "Asterisk Call Manager/7.0.3";
 /// The city's number as the trunk delivers it (0773-68-9225), the `Exten` of inbound calls.
 pub const CITY_NUMBER: &str = "0773689225";
 
-/// Queued writes per session before it counts as not reading (Asterisk's `writetimeout`).
-const SESSION_QUEUE: usize = 16 * 1024;
+/// Queued writes per session before it counts as not reading (Asterisk's `writetimeout`)…
+const SESSION_QUEUE: usize = 4096;
+/// …or queued bytes: a batch ringing hundreds of agents is megabytes, so the count alone
+/// would let one stalled client hold gigabytes.
+const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Asterisk sleeps this long before refusing a login, to slow down guessing.
 const LOGIN_FAILURE_DELAY: Duration = Duration::from_secs(1);
@@ -143,6 +146,8 @@ struct Inner {
     /// Queues by name, for QueueStatus.
     queues: Mutex<BTreeMap<String, SimQueue>>,
     next_session: AtomicU64,
+    /// [`MAX_QUEUED_BYTES`], lowered by tests.
+    max_queued: AtomicUsize,
     stop: watch::Receiver<bool>,
 }
 
@@ -151,6 +156,8 @@ struct SessionEntry {
     tx: mpsc::Sender<Out>,
     /// Event classes the session receives: 0 until it logs in, then its `Events` choice.
     mask: Arc<AtomicU32>,
+    /// Bytes queued for the writer and not yet written.
+    queued: Arc<AtomicUsize>,
     kill: watch::Sender<bool>,
 }
 
@@ -259,6 +266,7 @@ impl Simulator {
             channels: Mutex::new(HashMap::new()),
             queues: Mutex::new(BTreeMap::new()),
             next_session: AtomicU64::new(1),
+            max_queued: AtomicUsize::new(MAX_QUEUED_BYTES),
             stop: stop_rx,
         });
         tokio::spawn(accept_loop(listener, inner.clone()));
@@ -400,21 +408,41 @@ struct SessionState {
     id: u64,
     tx: mpsc::Sender<Out>,
     mask: Arc<AtomicU32>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
     authenticated: bool,
     challenge: Option<String>,
 }
 
 impl SessionState {
     /// Queues bytes for this session only (responses, list items).
+    /// `false` when the client does not read its replies (the session then ends).
     fn send(&self, bytes: Vec<u8>, close: bool) -> bool {
-        self.tx
-            .try_send(Out {
-                bytes: Payload::Owned(bytes),
-                ack: None,
-                close,
-            })
-            .is_ok()
+        let len = bytes.len();
+        if !reserve(&self.queued, len, self.max_queued) {
+            return false;
+        }
+        let out = Out {
+            bytes: Payload::Owned(bytes),
+            ack: None,
+            close,
+        };
+        if self.tx.try_send(out).is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
+}
+
+/// Counts `len` more queued bytes, unless that passes `max` ([`MAX_QUEUED_BYTES`]).
+fn reserve(queued: &AtomicUsize, len: usize, max: usize) -> bool {
+    let before = queued.fetch_add(len, Ordering::Relaxed);
+    if before + len > max {
+        queued.fetch_sub(len, Ordering::Relaxed);
+        return false;
+    }
+    true
 }
 
 async fn serve_session(inner: Arc<Inner>, stream: TcpStream) {
@@ -424,18 +452,22 @@ async fn serve_session(inner: Arc<Inner>, stream: TcpStream) {
     let (kill, mut kill_rx) = watch::channel(false);
     let id = inner.next_session.fetch_add(1, Ordering::Relaxed);
     let mask = Arc::new(AtomicU32::new(0));
+    let queued = Arc::new(AtomicUsize::new(0));
     lock(&inner.sessions).push(SessionEntry {
         id,
         tx: tx.clone(),
         mask: mask.clone(),
+        queued: queued.clone(),
         kill: kill.clone(),
     });
-    tokio::spawn(write_session(writer, rx, kill.subscribe()));
+    tokio::spawn(write_session(writer, rx, queued.clone(), kill.subscribe()));
 
     let mut state = SessionState {
         id,
         tx,
         mask,
+        queued,
+        max_queued: inner.max_queued.load(Ordering::Relaxed),
         authenticated: false,
         challenge: None,
     };
@@ -492,6 +524,7 @@ async fn killed(kill: &mut watch::Receiver<bool>) {
 async fn write_session(
     mut writer: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Out>,
+    queued: Arc<AtomicUsize>,
     mut kill: watch::Receiver<bool>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -516,11 +549,17 @@ async fn write_session(
                 Err(_) => break,
             }
         }
-        match timeout(WRITE_TIMEOUT, writer.write_all(&buf)).await {
-            Ok(Ok(())) => {}
-            _ => break,
+        // A kill must not wait for a write the client will never read.
+        let written = tokio::select! {
+            biased;
+            _ = killed(&mut kill) => false,
+            w = timeout(WRITE_TIMEOUT, writer.write_all(&buf)) => matches!(w, Ok(Ok(()))),
+        };
+        if !written {
+            break;
         }
         let _ = writer.flush().await;
+        queued.fetch_sub(buf.len(), Ordering::Relaxed);
         buf.clear();
         acks.clear();
         if close {
@@ -990,6 +1029,7 @@ impl Inner {
         } = batch;
         let shared = Arc::new(buf);
         let mut dead = Vec::new();
+        let max_queued = self.max_queued.load(Ordering::Relaxed);
         let mut sessions = lock(&self.sessions);
         for s in sessions.iter() {
             let mask = s.mask.load(Ordering::Relaxed);
@@ -1005,20 +1045,34 @@ impl Inner {
                 }
                 Payload::Owned(filtered)
             };
-            match s.tx.try_send(Out {
+            let len = bytes.as_slice().len();
+            if !reserve(&s.queued, len, max_queued) {
+                warn!(
+                    session = s.id,
+                    "AMI simulator: client does not keep up; disconnecting it"
+                );
+                dead.push(s.id);
+                continue;
+            }
+            let out = Out {
                 bytes,
                 ack: ack.clone(),
                 close: false,
-            }) {
+            };
+            match s.tx.try_send(out) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.queued.fetch_sub(len, Ordering::Relaxed);
                     warn!(
                         session = s.id,
                         "AMI simulator: client does not keep up; disconnecting it"
                     );
                     dead.push(s.id);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => dead.push(s.id),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    s.queued.fetch_sub(len, Ordering::Relaxed);
+                    dead.push(s.id);
+                }
             }
         }
         if !dead.is_empty() {
@@ -1986,5 +2040,69 @@ mod tests {
             );
         }
         assert_eq!(sim.live_channels(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_dropped_and_others_carry_on() {
+        let sim = simulator().await;
+        let mut stalled = Client::connect(&sim).await;
+        stalled
+            .send(&[("Action", "Login"), ("Username", USER), ("Secret", SECRET)])
+            .await;
+        assert_eq!(
+            stalled.packet().await.get("Message"),
+            Some("Authentication accepted")
+        );
+        let mut link = link(&sim, SECRET);
+        assert_eq!(link.next().await, PbxEvent::LinkUp { link: "ami".into() });
+        assert!(matches!(link.next().await, PbxEvent::Resync { .. }));
+        assert_eq!(sim.logged_in_sessions(), 2);
+
+        // The link reads all along (a link that stops reading is dropped too).
+        let mut rx = std::mem::replace(&mut link.rx, mpsc::channel(1).1);
+        let (placed_tx, mut placed) = watch::channel(usize::MAX);
+        let collector = tokio::spawn(async move {
+            let (mut abandons, mut downs) = (0, 0);
+            while abandons < *placed.borrow_and_update() {
+                match timeout(WAIT, rx.recv()).await {
+                    Ok(Some(PbxEvent::Abandon { .. })) => abandons += 1,
+                    Ok(Some(PbxEvent::LinkDown { .. })) => downs += 1,
+                    Ok(Some(_)) => {}
+                    _ => break,
+                }
+            }
+            (abandons, downs)
+        });
+        // `stalled` never reads again: socket buffers fill, then its queue. Calls come at a
+        // pace the link can follow, until the simulator gives up on `stalled`.
+        sim.inner.max_queued.store(1024 * 1024, Ordering::Relaxed);
+        let many: Vec<String> = (0..50).map(|i| format!("{}", 3000 + i)).collect();
+        let mut handles = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sim.logged_in_sessions() == 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the stalled client was never dropped"
+            );
+            handles.push(sim.place_call(SimCall {
+                ring: Duration::from_millis(50),
+                talk: Duration::from_millis(50),
+                outcome: SimOutcome::Abandoned,
+                ..SimCall::new("0773620002", many.clone())
+            }));
+            sleep(Duration::from_millis(20)).await;
+        }
+        let calls = handles.len();
+        let _ = placed_tx.send(calls);
+        // Offers are confirmed although one session never received them.
+        for h in handles {
+            timeout(WAIT, h.offered).await.unwrap().unwrap();
+            timeout(WAIT, h.done).await.unwrap().unwrap();
+        }
+        let (abandons, downs) = timeout(WAIT * 2, collector).await.unwrap().unwrap();
+        assert_eq!((abandons, downs), (calls, 0));
+        assert_eq!(sim.logged_in_sessions(), 1);
+        drop(stalled);
+        link.stop().await;
     }
 }
