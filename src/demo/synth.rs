@@ -455,7 +455,10 @@ impl Numbers {
     /// 0773-6x-xxxx / 0773-7x-xxxx, the city's landline exchanges. Written with hyphens mostly;
     /// some registers wrote `(0773)62-1234`.
     fn landline(&mut self, rng: &mut Rng) -> (String, String) {
-        loop {
+        // Maizuru's exchanges hold 150,000 lines; a synthetic population far larger than the
+        // city's (the 1,000,000-resident benchmark) spills over into Kyoto City's 075 numbers
+        // instead of searching a full number space for ever.
+        for _ in 0..64 {
             let exchange = if rng.chance(0.75) {
                 rng.range(60, 69)
             } else {
@@ -470,6 +473,14 @@ impl Numbers {
                     format!("0773-{exchange}-{line:04}")
                 };
                 return (written, format!("+81773{exchange}{line:04}"));
+            }
+        }
+        loop {
+            let exchange = rng.range(200, 999);
+            let line = rng.range(0, 9999);
+            let key = 750_000_000 + u64::from(exchange) * 10_000 + u64::from(line);
+            if self.used.insert(key) {
+                return (format!("075-{exchange}-{line:04}"), format!("+8175{exchange}{line:04}"));
             }
         }
     }
