@@ -235,6 +235,11 @@ async fn pop(residents: usize, agents: usize, calls: usize, rate: f64, ring: usi
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     println!("  lookups/s         {lookups:.0} (phone → residents, 4 readers)");
+    println!(
+        "  inside the server caller lookup with history mean {:.3} ms; event received → pop published mean {:.3} ms",
+        server.state.metrics.lookup_latency.mean_us() / 1e3,
+        server.state.metrics.pop_latency.mean_us() / 1e3
+    );
     println!("  wall time         {wall:.1} s");
     if let Some(kib) = peak_rss_kib() {
         println!("  peak RSS          {:.1} MiB (whole process: server, simulator, clients)", kib as f64 / 1024.0);

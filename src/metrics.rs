@@ -3,8 +3,49 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Upper bounds of the pop-latency histogram, in microseconds.
-const POP_BUCKETS_US: &[u64] = &[250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+/// Upper bounds of the latency histograms, in microseconds.
+const BUCKETS_US: &[u64] = &[250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// A Prometheus histogram of durations.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe_us(&self, micros: u64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(micros, Ordering::Relaxed);
+        for (i, le) in BUCKETS_US.iter().enumerate() {
+            if micros <= *le {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The mean, in microseconds (0 before the first observation).
+    pub fn mean_us(&self) -> f64 {
+        let n = self.count.load(Ordering::Relaxed);
+        if n == 0 {
+            0.0
+        } else {
+            self.sum_us.load(Ordering::Relaxed) as f64 / n as f64
+        }
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, le) in BUCKETS_US.iter().enumerate() {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {}", *le as f64 / 1e6, self.buckets[i].load(Ordering::Relaxed));
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
 
 #[derive(Default)]
 pub struct Metrics {
@@ -16,22 +57,18 @@ pub struct Metrics {
     pub call_log_writes: AtomicU64,
     pub call_log_errors: AtomicU64,
     pub http_errors: AtomicU64,
-    pop_buckets: [AtomicU64; 12],
-    pop_count: AtomicU64,
-    pop_sum_us: AtomicU64,
+    /// PBX event received → screen pop published (includes the caller lookup when the ring
+    /// comes right behind the call's first event).
+    pub pop_latency: Histogram,
+    /// Caller number → residents with their history.
+    pub lookup_latency: Histogram,
 }
 
 impl Metrics {
     /// Records the time from the PBX event's arrival to the pop's publication.
     pub fn observe_pop(&self, micros: u64) {
         self.pops.fetch_add(1, Ordering::Relaxed);
-        self.pop_count.fetch_add(1, Ordering::Relaxed);
-        self.pop_sum_us.fetch_add(micros, Ordering::Relaxed);
-        for (i, le) in POP_BUCKETS_US.iter().enumerate() {
-            if micros <= *le {
-                self.pop_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.pop_latency.observe_us(micros);
     }
 
     /// Prometheus text exposition. `extra` are gauges the caller reads from elsewhere.
@@ -50,20 +87,8 @@ impl Metrics {
         for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }
-        let name = "madoguchi_pop_latency_seconds";
-        let _ = writeln!(out, "# HELP {name} PBX event received to screen pop published\n# TYPE {name} histogram");
-        for (i, le) in POP_BUCKETS_US.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {}",
-                *le as f64 / 1e6,
-                self.pop_buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.pop_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.pop_sum_us.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {count}");
+        self.pop_latency.render(&mut out, "madoguchi_pop_latency_seconds", "PBX event received to screen pop published");
+        self.lookup_latency.render(&mut out, "madoguchi_caller_lookup_seconds", "caller number to residents with history");
         for (name, help, v) in extra {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -326,7 +326,10 @@ impl Tracker {
             None => (None, Arc::from("[]"), 0, None),
             Some(n) => {
                 self.metrics.lookups.fetch_add(1, Ordering::Relaxed);
-                match self.lookup(n).await {
+                let t = Instant::now();
+                let found = self.lookup(n).await;
+                self.metrics.lookup_latency.observe_us(t.elapsed().as_micros() as u64);
+                match found {
                     Ok((json, ids)) => {
                         let only = (ids.len() == 1).then(|| ids[0]);
                         (Some(n.as_str().to_string()), json, ids.len() as i64, only)
@@ -348,13 +351,8 @@ impl Tracker {
     }
 
     async fn lookup(&self, n: &PhoneNumber) -> anyhow::Result<(Arc<str>, Vec<i64>)> {
-        let residents = self.store.residents_by_phone(n).await?;
-        let ids: Vec<i64> = residents.iter().map(|r| r.id).collect();
-        let mut records = Vec::with_capacity(residents.len());
-        for r in residents {
-            records.push(self.store.resident_record(r).await?);
-        }
-        Ok((Arc::from(serde_json::to_string(&records)?), ids))
+        let (json, ids) = self.store.pop_candidates(n).await?;
+        Ok((Arc::from(json), ids))
     }
 
     fn call_json(c: &LiveCall, state: &str) -> serde_json::Value {

@@ -13,6 +13,7 @@
 pub mod bulk;
 pub mod calls;
 pub mod inquiries;
+pub mod popjson;
 pub mod residents;
 pub mod testing;
 pub mod users;
