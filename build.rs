@@ -19,7 +19,11 @@ fn main() {
     let mut out = String::from("/// (file name, contents) of every file in web/.\npub static ASSETS: &[(&str, &[u8])] = &[\n");
     for f in &files {
         println!("cargo:rerun-if-changed=web/{f}");
-        let _ = writeln!(out, "    ({f:?}, include_bytes!({:?})),", dir.join(f).display().to_string());
+        let _ = writeln!(
+            out,
+            "    ({f:?}, include_bytes!({:?})),",
+            dir.join(f).display().to_string()
+        );
     }
     out.push_str("];\n");
     let dest = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("assets.rs");

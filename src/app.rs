@@ -41,7 +41,13 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
 
     let (log_tx, log_task) = writer::spawn(store.clone(), metrics.clone());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let tracker = Tracker::new(store.clone(), hub.clone(), metrics.clone(), log_tx, directory.clone());
+    let tracker = Tracker::new(
+        store.clone(),
+        hub.clone(),
+        metrics.clone(),
+        log_tx,
+        directory.clone(),
+    );
     let tracker_task = tokio::spawn(tracker.run(events_rx, shutdown_rx.clone()));
 
     let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
@@ -85,17 +91,30 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     let mut stop = shutdown_rx.clone();
     let router = app(state.clone());
     let http = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.changed().await;
+        })
+        .await
     });
     core.push(("call tracker", tracker_task));
     core.push(("call log writer", log_task));
     core.push(("agent directory", refresh));
     tracing::info!(%addr, database = %crate::store::mask_url(&settings.database_url), "madoguchi serving");
-    Ok(Running { addr, state, tracker: TrackerHandle { events: events_tx, directory }, shutdown, http, core })
+    Ok(Running {
+        addr,
+        state,
+        tracker: TrackerHandle {
+            events: events_tx,
+            directory,
+        },
+        shutdown,
+        http,
+        core,
+    })
 }
 
 impl Running {
@@ -122,11 +141,20 @@ impl Running {
     /// then the call log writer (writing what is queued), then the database.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        let Running { state, tracker, http, core, .. } = self;
+        let Running {
+            state,
+            tracker,
+            http,
+            core,
+            ..
+        } = self;
         drop(tracker);
         let _ = tokio::time::timeout(Duration::from_secs(10), http).await;
         for (name, task) in core {
-            if tokio::time::timeout(Duration::from_secs(15), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!(task = name, "did not stop in time");
             }
         }
@@ -143,8 +171,15 @@ fn spawn_ami(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<dyn LinkHealth>, JoinHandle<()>)> {
     use crate::pbx::ami::link::{run, AmiConfig, AmiStatus};
-    anyhow::ensure!(!settings.ami_username.is_empty(), "MADOGUCHI_AMI_USERNAME is required with MADOGUCHI_AMI_ADDRESS");
-    let mut cfg = AmiConfig::new(address, settings.ami_username.clone(), settings.ami_secret.clone());
+    anyhow::ensure!(
+        !settings.ami_username.is_empty(),
+        "MADOGUCHI_AMI_USERNAME is required with MADOGUCHI_AMI_ADDRESS"
+    );
+    let mut cfg = AmiConfig::new(
+        address,
+        settings.ami_username.clone(),
+        settings.ami_secret.clone(),
+    );
     cfg.auth_md5 = settings.ami_md5;
     cfg.ping_interval = settings.ami_ping();
     let status = AmiStatus::new();

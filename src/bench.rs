@@ -41,8 +41,23 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Pop { residents, agents, calls, rate, ring, data_dir } => {
-            pop(residents, agents, calls, rate, ring.clamp(1, agents.max(1)), data_dir).await
+        BenchCommand::Pop {
+            residents,
+            agents,
+            calls,
+            rate,
+            ring,
+            data_dir,
+        } => {
+            pop(
+                residents,
+                agents,
+                calls,
+                rate,
+                ring.clamp(1, agents.max(1)),
+                data_dir,
+            )
+            .await
         }
     }
 }
@@ -61,7 +76,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn pop(residents: usize, agents: usize, calls: usize, rate: f64, ring: usize, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn pop(
+    residents: usize,
+    agents: usize,
+    calls: usize,
+    rate: f64,
+    ring: usize,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let tmp;
     let dir = match data_dir {
         Some(d) => d,
@@ -77,22 +99,36 @@ async fn pop(residents: usize, agents: usize, calls: usize, rate: f64, ring: usi
     if have < residents as i64 {
         let t = Instant::now();
         println!("generating {residents} residents …");
-        for (i, chunk) in crate::demo::synth::residents(residents, 2021).chunks(50_000).enumerate() {
+        for (i, chunk) in crate::demo::synth::residents(residents, 2021)
+            .chunks(50_000)
+            .enumerate()
+        {
             if (i as i64 * 50_000) < have {
                 continue;
             }
             store.insert_residents(chunk).await?;
         }
-        println!("  {} residents in {:.1} s", store.resident_count().await?, t.elapsed().as_secs_f64());
+        println!(
+            "  {} residents in {:.1} s",
+            store.resident_count().await?,
+            t.elapsed().as_secs_f64()
+        );
     }
     // Agents on extensions 1000…; password = username (the bench logs them in).
     let t = Instant::now();
-    let hash = tokio::task::spawn_blocking(|| crate::store::users::hash_password("bench")).await??;
+    let hash =
+        tokio::task::spawn_blocking(|| crate::store::users::hash_password("bench")).await??;
     let mut exts = Vec::with_capacity(agents);
     for i in 0..agents {
         let ext = format!("{}", 1000 + i);
         store
-            .upsert_user(&format!("bench{i}"), "", &hash, Role::Agent, Some(&Extension::parse(&ext).map_err(anyhow::Error::msg)?))
+            .upsert_user(
+                &format!("bench{i}"),
+                "",
+                &hash,
+                Role::Agent,
+                Some(&Extension::parse(&ext).map_err(anyhow::Error::msg)?),
+            )
             .await?;
         exts.push(ext);
     }
@@ -124,7 +160,10 @@ async fn pop(residents: usize, agents: usize, calls: usize, rate: f64, ring: usi
         }
         total as f64 / 2.0
     };
-    println!("  {agents} agents set up in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "  {agents} agents set up in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let sim = Simulator::start("127.0.0.1:0".parse()?, "bench", "bench").await?;
     let settings = Settings {
@@ -146,7 +185,9 @@ async fn pop(residents: usize, agents: usize, calls: usize, rate: f64, ring: usi
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("{}/ws", base.replace("http://", "ws://")).into_client_request()?;
         req.headers_mut().insert("cookie", cookie.parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.context("opening an agent socket")?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .context("opening an agent socket")?;
         let (tx, ext) = (seen_tx.clone(), exts[i].clone());
         sockets.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
@@ -185,7 +226,9 @@ async fn pop(residents: usize, agents: usize, calls: usize, rate: f64, ring: usi
         let at = started + interval * i as u32;
         tokio::time::sleep_until(at.into()).await;
         let first = next(agents);
-        let members: Vec<String> = (0..ring).map(|k| exts[(first + k * 7) % agents].clone()).collect();
+        let members: Vec<String> = (0..ring)
+            .map(|k| exts[(first + k * 7) % agents].clone())
+            .collect();
         let handle = sim.place_call(SimCall {
             caller_number: phones[next(phones.len())].clone(),
             caller_name: String::new(),
@@ -226,7 +269,9 @@ async fn pop(residents: usize, agents: usize, calls: usize, rate: f64, ring: usi
     latencies.sort();
     let wall = started.elapsed().as_secs_f64();
     println!();
-    println!("bench pop: {residents} residents, {agents} agents connected, {calls} calls at {rate}/s");
+    println!(
+        "bench pop: {residents} residents, {agents} agents connected, {calls} calls at {rate}/s"
+    );
     println!("  pops received     {got} of {want}");
     println!(
         "  pop latency       p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms",
@@ -242,7 +287,10 @@ async fn pop(residents: usize, agents: usize, calls: usize, rate: f64, ring: usi
     );
     println!("  wall time         {wall:.1} s");
     if let Some(kib) = peak_rss_kib() {
-        println!("  peak RSS          {:.1} MiB (whole process: server, simulator, clients)", kib as f64 / 1024.0);
+        println!(
+            "  peak RSS          {:.1} MiB (whole process: server, simulator, clients)",
+            kib as f64 / 1024.0
+        );
     }
     for s in sockets {
         s.abort();
@@ -275,7 +323,12 @@ async fn reqwest_free_login(base: &str, agents: usize) -> anyhow::Result<Vec<Str
             .and_then(|l| l.split_once(':'))
             .and_then(|(_, v)| v.trim().split(';').next())
             .map(str::to_string)
-            .with_context(|| format!("login of bench{i} failed: {}", text.lines().next().unwrap_or("")))?;
+            .with_context(|| {
+                format!(
+                    "login of bench{i} failed: {}",
+                    text.lines().next().unwrap_or("")
+                )
+            })?;
         cookies.push(cookie);
     }
     Ok(cookies)

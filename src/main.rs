@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "madoguchi", version, about = "窓口: the ledger and screen pop of a municipal vaccination call center")]
+#[command(
+    name = "madoguchi",
+    version,
+    about = "窓口: the ledger and screen pop of a municipal vaccination call center"
+)]
 struct Cli {
     /// Settings file (default: ./madoguchi.toml when it exists).
     #[arg(long, global = true)]
@@ -67,8 +71,11 @@ enum ImportCommand {
 
 fn init_logs(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("MADOGUCHI_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("MADOGUCHI_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -100,21 +107,52 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => madoguchi::app::build(settings).await?.wait().await,
         Command::Demo(args) => madoguchi::demo::run(args, settings).await,
-        Command::User { command: UserCommand::Add { username, password, role, extension, display_name } } => {
-            let role = Role::parse(&role)
-                .ok_or_else(|| anyhow::anyhow!("--role must be agent, supervisor, planner, venue or admin, got {role:?}"))?;
-            let extension = extension.as_deref().map(Extension::parse).transpose().map_err(|e| anyhow::anyhow!("--extension: {e}"))?;
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    password,
+                    role,
+                    extension,
+                    display_name,
+                },
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--role must be agent, supervisor, planner, venue or admin, got {role:?}"
+                )
+            })?;
+            let extension = extension
+                .as_deref()
+                .map(Extension::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--extension: {e}"))?;
             if username.trim().is_empty() || password.len() < 4 {
-                anyhow::bail!("--username must not be empty and --password must have at least 4 characters");
+                anyhow::bail!(
+                    "--username must not be empty and --password must have at least 4 characters"
+                );
             }
             let store = Store::open(&settings.database_url).await?;
-            let hash = tokio::task::spawn_blocking(move || madoguchi::store::users::hash_password(&password)).await??;
-            let id = store.upsert_user(username.trim(), &display_name, &hash, role, extension.as_ref()).await?;
+            let hash = tokio::task::spawn_blocking(move || {
+                madoguchi::store::users::hash_password(&password)
+            })
+            .await??;
+            let id = store
+                .upsert_user(
+                    username.trim(),
+                    &display_name,
+                    &hash,
+                    role,
+                    extension.as_ref(),
+                )
+                .await?;
             println!("user {} (id {id}) saved as {role}", username.trim());
             store.close().await;
             Ok(())
         }
-        Command::Import { command: ImportCommand::Residents { file } } => {
+        Command::Import {
+            command: ImportCommand::Residents { file },
+        } => {
             let store = Store::open(&settings.database_url).await?;
             let result = madoguchi::export::import_residents(&store, &file).await;
             store.close().await;

@@ -4,7 +4,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds of the latency histograms, in microseconds.
-const BUCKETS_US: &[u64] = &[250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+const BUCKETS_US: &[u64] = &[
+    250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
 
 /// A Prometheus histogram of durations.
 #[derive(Default)]
@@ -38,11 +40,20 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (i, le) in BUCKETS_US.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {}", *le as f64 / 1e6, self.buckets[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {}",
+                *le as f64 / 1e6,
+                self.buckets[i].load(Ordering::Relaxed)
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -75,20 +86,64 @@ impl Metrics {
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
         let counters = [
-            ("madoguchi_pbx_events_total", "PBX events received", &self.pbx_events),
-            ("madoguchi_calls_started_total", "calls the tracker opened", &self.calls_started),
-            ("madoguchi_calls_total", "calls logged as ended", &self.calls_ended),
-            ("madoguchi_screen_pops_total", "screen pops published", &self.pops),
-            ("madoguchi_caller_lookups_total", "caller number lookups", &self.lookups),
-            ("madoguchi_call_log_writes_total", "call log rows written", &self.call_log_writes),
-            ("madoguchi_call_log_errors_total", "call log writes that failed (retried)", &self.call_log_errors),
-            ("madoguchi_http_errors_total", "HTTP 5xx answers", &self.http_errors),
+            (
+                "madoguchi_pbx_events_total",
+                "PBX events received",
+                &self.pbx_events,
+            ),
+            (
+                "madoguchi_calls_started_total",
+                "calls the tracker opened",
+                &self.calls_started,
+            ),
+            (
+                "madoguchi_calls_total",
+                "calls logged as ended",
+                &self.calls_ended,
+            ),
+            (
+                "madoguchi_screen_pops_total",
+                "screen pops published",
+                &self.pops,
+            ),
+            (
+                "madoguchi_caller_lookups_total",
+                "caller number lookups",
+                &self.lookups,
+            ),
+            (
+                "madoguchi_call_log_writes_total",
+                "call log rows written",
+                &self.call_log_writes,
+            ),
+            (
+                "madoguchi_call_log_errors_total",
+                "call log writes that failed (retried)",
+                &self.call_log_errors,
+            ),
+            (
+                "madoguchi_http_errors_total",
+                "HTTP 5xx answers",
+                &self.http_errors,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
-        self.pop_latency.render(&mut out, "madoguchi_pop_latency_seconds", "PBX event received to screen pop published");
-        self.lookup_latency.render(&mut out, "madoguchi_caller_lookup_seconds", "caller number to residents with history");
+        self.pop_latency.render(
+            &mut out,
+            "madoguchi_pop_latency_seconds",
+            "PBX event received to screen pop published",
+        );
+        self.lookup_latency.render(
+            &mut out,
+            "madoguchi_caller_lookup_seconds",
+            "caller number to residents with history",
+        );
         for (name, help, v) in extra {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -77,7 +77,9 @@ impl Settings {
     pub fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
         let mut s = match config {
             Some(p) => Self::from_file(p)?,
-            None if Path::new("madoguchi.toml").exists() => Self::from_file(Path::new("madoguchi.toml"))?,
+            None if Path::new("madoguchi.toml").exists() => {
+                Self::from_file(Path::new("madoguchi.toml"))?
+            }
             None => Settings::default(),
         };
         s.apply_env(|k| std::env::var(k).ok())?;
@@ -85,7 +87,8 @@ impl Settings {
     }
 
     fn from_file(path: &Path) -> anyhow::Result<Settings> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("{}: bad settings", path.display()))
     }
 
@@ -135,7 +138,9 @@ impl Settings {
             self.log_json = matches!(v.as_str(), "1" | "true" | "yes");
         }
         if let Some(v) = get("MADOGUCHI_SESSION_HOURS") {
-            self.session_hours = v.parse().context("MADOGUCHI_SESSION_HOURS must be a whole number")?;
+            self.session_hours = v
+                .parse()
+                .context("MADOGUCHI_SESSION_HOURS must be a whole number")?;
         }
         Ok(())
     }
@@ -151,7 +156,8 @@ mod tests {
 
     #[test]
     fn environment_wins_and_secrets_are_masked() {
-        let mut s: Settings = toml::from_str("listen = \"0.0.0.0:9000\"\nami_secret = \"hunter2\"").unwrap();
+        let mut s: Settings =
+            toml::from_str("listen = \"0.0.0.0:9000\"\nami_secret = \"hunter2\"").unwrap();
         assert_eq!(s.listen, "0.0.0.0:9000");
         s.apply_env(|k| match k {
             "MADOGUCHI_LISTEN" => Some("127.0.0.1:1".into()),

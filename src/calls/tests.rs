@@ -35,14 +35,27 @@ fn events_of(fixture: &str) -> Vec<PbxEvent> {
 }
 
 /// Runs events through a tracker and returns the call log as written, plus the hub.
-async fn track(store: &Store, events: Vec<PbxEvent>, agents: &[&str]) -> (Vec<CallRow>, Hub, Vec<crate::hub::Subscription>) {
+async fn track(
+    store: &Store,
+    events: Vec<PbxEvent>,
+    agents: &[&str],
+) -> (Vec<CallRow>, Hub, Vec<crate::hub::Subscription>) {
     let hub = Hub::new();
-    let subs: Vec<_> = agents.iter().map(|a| hub.subscribe(&agent_topic(a), None)).collect();
+    let subs: Vec<_> = agents
+        .iter()
+        .map(|a| hub.subscribe(&agent_topic(a), None))
+        .collect();
     let metrics = Arc::new(Metrics::default());
     let directory = AgentDirectory::default();
     for (i, a) in agents.iter().enumerate() {
         let id = store
-            .upsert_user(&format!("agent{i}"), "", "x", Role::Agent, Some(&Extension::parse(a).unwrap()))
+            .upsert_user(
+                &format!("agent{i}"),
+                "",
+                "x",
+                Role::Agent,
+                Some(&Extension::parse(a).unwrap()),
+            )
             .await
             .unwrap();
         let _ = id;
@@ -53,10 +66,18 @@ async fn track(store: &Store, events: Vec<PbxEvent>, agents: &[&str]) -> (Vec<Ca
     for ev in events {
         tracker.handle(ev).await;
     }
-    assert!(tracker.live_calls().is_empty(), "every captured call ended: {:?}", tracker.live_calls());
+    assert!(
+        tracker.live_calls().is_empty(),
+        "every captured call ended: {:?}",
+        tracker.live_calls()
+    );
     drop(tracker);
     task.await.unwrap();
-    (store.calls_between(None, None, 100).await.unwrap(), hub, subs)
+    (
+        store.calls_between(None, None, 100).await.unwrap(),
+        hub,
+        subs,
+    )
 }
 
 fn frames(sub: &mut crate::hub::Subscription) -> Vec<serde_json::Value> {
@@ -87,9 +108,23 @@ async fn fixture_01_one_answered_queue_call_from_123_by_sip_777() {
         let f = frames(&mut subs[0]);
         let kinds: Vec<String> = f
             .iter()
-            .map(|m| format!("{}:{}", m["type"].as_str().unwrap(), m["event"].as_str().unwrap_or("")))
+            .map(|m| {
+                format!(
+                    "{}:{}",
+                    m["type"].as_str().unwrap(),
+                    m["event"].as_str().unwrap_or("")
+                )
+            })
             .collect();
-        assert_eq!(kinds, vec!["screen_pop:", "call_update:answered_here", "call_update:ended"], "{engine}");
+        assert_eq!(
+            kinds,
+            vec![
+                "screen_pop:",
+                "call_update:answered_here",
+                "call_update:ended"
+            ],
+            "{engine}"
+        );
         assert!(frames(&mut subs[1]).is_empty(), "201 never rang");
         db.cleanup().await;
     }
@@ -99,20 +134,28 @@ async fn fixture_01_one_answered_queue_call_from_123_by_sip_777() {
 async fn fixture_02_answered_by_the_member_that_answered() {
     for engine in engines() {
         let db = TestDb::new(engine).await.unwrap();
-        let (calls, _hub, mut subs) = track(&db.store, events_of("02_"), &["150010002", "150010003"]).await;
+        let (calls, _hub, mut subs) =
+            track(&db.store, events_of("02_"), &["150010002", "150010003"]).await;
         assert_eq!(calls.len(), 1, "{engine}: {calls:?}");
         let c = &calls[0];
         assert_eq!(c.caller_number, "+31150010001");
         assert_eq!(c.answered_by.as_deref(), Some("150010002"));
         assert_eq!(c.outcome.as_deref(), Some("answered"));
         assert!(c.agents_offered.contains(&"150010002".to_string()));
-        assert!(c.agents_offered.contains(&"150010003".to_string()), "the busy member was offered: {:?}", c.agents_offered);
+        assert!(
+            c.agents_offered.contains(&"150010003".to_string()),
+            "the busy member was offered: {:?}",
+            c.agents_offered
+        );
         let answered = frames(&mut subs[0]);
         let busy = frames(&mut subs[1]);
         assert_eq!(answered[0]["type"], "screen_pop");
         assert_eq!(busy[0]["type"], "screen_pop");
         assert!(answered.iter().any(|m| m["event"] == "answered_here"));
-        assert!(busy.iter().any(|m| m["event"] == "answered_elsewhere"), "{busy:?}");
+        assert!(
+            busy.iter().any(|m| m["event"] == "answered_elsewhere"),
+            "{busy:?}"
+        );
         assert!(!busy.iter().any(|m| m["event"] == "answered_here"));
         db.cleanup().await;
     }
@@ -139,7 +182,11 @@ async fn direct_calls_cancelled_and_rejected() {
         let db = TestDb::new(engine).await.unwrap();
         let (calls, _, _) = track(&db.store, events_of("04_"), &[]).await;
         assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].outcome.as_deref(), Some("abandoned"), "caller cancelled while ringing");
+        assert_eq!(
+            calls[0].outcome.as_deref(),
+            Some("abandoned"),
+            "caller cancelled while ringing"
+        );
         let db2 = TestDb::new(engine).await.unwrap();
         let (calls, _, _) = track(&db2.store, events_of("05_"), &[]).await;
         assert_eq!(calls.len(), 1);
@@ -157,7 +204,13 @@ async fn transfers_and_click_to_dial_are_logged_once_each() {
         let evs = events_of(f);
         let hub = Hub::new();
         let (log, task) = writer::spawn(db.store.clone(), Arc::new(Metrics::default()));
-        let mut tracker = Tracker::new(db.store.clone(), hub, Arc::new(Metrics::default()), log, AgentDirectory::default());
+        let mut tracker = Tracker::new(
+            db.store.clone(),
+            hub,
+            Arc::new(Metrics::default()),
+            log,
+            AgentDirectory::default(),
+        );
         for ev in evs.iter().cloned() {
             tracker.handle(ev).await;
         }
@@ -170,7 +223,10 @@ async fn transfers_and_click_to_dial_are_logged_once_each() {
         let after = db.store.call_count().await.unwrap();
         assert!(after > before, "{f} logged a call");
         let calls = db.store.calls_between(None, None, 1000).await.unwrap();
-        assert!(calls.iter().all(|c| c.outcome.is_some()), "{f}: every call ended: {calls:?}");
+        assert!(
+            calls.iter().all(|c| c.outcome.is_some()),
+            "{f}: every call ended: {calls:?}"
+        );
     }
     db.cleanup().await;
 }

@@ -33,7 +33,11 @@ pub struct AgentDirectory(Arc<RwLock<HashMap<String, i64>>>);
 
 impl AgentDirectory {
     pub fn user_for(&self, ext: &str) -> Option<i64> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).get(ext).copied()
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ext)
+            .copied()
     }
     pub fn replace(&self, map: HashMap<String, i64>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = map;
@@ -94,7 +98,13 @@ pub struct Tracker {
 pub const EVENT_QUEUE: usize = 16_384;
 
 impl Tracker {
-    pub fn new(store: Store, hub: Hub, metrics: Arc<Metrics>, log: mpsc::Sender<CallRow>, directory: AgentDirectory) -> Tracker {
+    pub fn new(
+        store: Store,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+        log: mpsc::Sender<CallRow>,
+        directory: AgentDirectory,
+    ) -> Tracker {
         Tracker {
             store,
             hub,
@@ -110,7 +120,11 @@ impl Tracker {
 
     /// Runs until every sender of `events` is gone, or until shutdown; then handles what is
     /// already queued, so no reported event is lost, and returns (closing the call log queue).
-    pub async fn run(mut self, mut events: mpsc::Receiver<PbxEvent>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<PbxEvent>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -158,10 +172,22 @@ impl Tracker {
             PbxEvent::LinkDown { link, reason } => {
                 tracing::warn!(link, reason, "PBX link down; live calls kept until resync")
             }
-            PbxEvent::Channel { link, call, channel, name, caller_number, caller_name, dialled, at } => {
+            PbxEvent::Channel {
+                link,
+                call,
+                channel,
+                name,
+                caller_number,
+                caller_name,
+                dialled,
+                at,
+            } => {
                 if let Some(key) = self.find(&link, &call, Some(&channel)) {
-                    self.channels.insert((link.clone(), channel.clone()), key.clone());
-                    let Some(c) = self.calls.get_mut(&key) else { return };
+                    self.channels
+                        .insert((link.clone(), channel.clone()), key.clone());
+                    let Some(c) = self.calls.get_mut(&key) else {
+                        return;
+                    };
                     c.channels.insert(channel.clone());
                     // The caller's number can arrive after the channel (NewCallerid).
                     if channel == c.caller_channel
@@ -179,9 +205,25 @@ impl Tracker {
                 if self.ended.contains(&key) {
                     return;
                 }
-                self.open(key, link, channel, name, caller_number, caller_name, dialled, at).await;
+                self.open(
+                    key,
+                    link,
+                    channel,
+                    name,
+                    caller_number,
+                    caller_name,
+                    dialled,
+                    at,
+                )
+                .await;
             }
-            PbxEvent::QueueJoin { link, call, channel, queue, at } => {
+            PbxEvent::QueueJoin {
+                link,
+                call,
+                channel,
+                queue,
+                at,
+            } => {
                 if let Some(key) = self.find(&link, &call, Some(&channel)) {
                     if let Some(c) = self.calls.get_mut(&key) {
                         c.row.queue = Some(queue);
@@ -190,17 +232,38 @@ impl Tracker {
                     }
                 }
             }
-            PbxEvent::Offer { link, call, device, agent_channel, queue, at } => {
+            PbxEvent::Offer {
+                link,
+                call,
+                device,
+                agent_channel,
+                queue,
+                at,
+            } => {
                 let Some(key) = self.find(&link, &call, None).or_else(|| {
-                    agent_channel.as_deref().and_then(|ch| self.find(&link, &call, Some(ch)))
+                    agent_channel
+                        .as_deref()
+                        .and_then(|ch| self.find(&link, &call, Some(ch)))
                 }) else {
                     return;
                 };
-                self.offer(&key, &link, &device, agent_channel, queue, at).await;
+                self.offer(&key, &link, &device, agent_channel, queue, at)
+                    .await;
             }
-            PbxEvent::OfferEnd { link, call, device, agent_channel, status, at } => {
-                let Some(key) = self.find(&link, &call, agent_channel.as_deref()) else { return };
-                let Some(c) = self.calls.get_mut(&key) else { return };
+            PbxEvent::OfferEnd {
+                link,
+                call,
+                device,
+                agent_channel,
+                status,
+                at,
+            } => {
+                let Some(key) = self.find(&link, &call, agent_channel.as_deref()) else {
+                    return;
+                };
+                let Some(c) = self.calls.get_mut(&key) else {
+                    return;
+                };
                 let ext = agent_channel
                     .as_ref()
                     .and_then(|ch| c.agent_legs.get(ch).cloned())
@@ -211,13 +274,32 @@ impl Tracker {
                     self.answer(&key, &ext, None, None, at).await;
                 }
             }
-            PbxEvent::Answer { link, call, device, queue, hold_s, at } => {
-                let Some(key) = self.find(&link, &call, None) else { return };
-                let Some(ext) = Extension::from_device(&device) else { return };
+            PbxEvent::Answer {
+                link,
+                call,
+                device,
+                queue,
+                hold_s,
+                at,
+            } => {
+                let Some(key) = self.find(&link, &call, None) else {
+                    return;
+                };
+                let Some(ext) = Extension::from_device(&device) else {
+                    return;
+                };
                 self.answer(&key, ext.as_str(), queue, hold_s, at).await;
             }
-            PbxEvent::Abandon { link, call, queue, hold_s, at: _ } => {
-                let Some(key) = self.find(&link, &call, None) else { return };
+            PbxEvent::Abandon {
+                link,
+                call,
+                queue,
+                hold_s,
+                at: _,
+            } => {
+                let Some(key) = self.find(&link, &call, None) else {
+                    return;
+                };
                 if let Some(c) = self.calls.get_mut(&key) {
                     c.abandoned = true;
                     c.row.queue.get_or_insert(queue);
@@ -226,10 +308,20 @@ impl Tracker {
                     }
                 }
             }
-            PbxEvent::Hangup { link, call, channel, cause, at } => {
-                let Some(key) = self.find(&link, &call, Some(&channel)) else { return };
+            PbxEvent::Hangup {
+                link,
+                call,
+                channel,
+                cause,
+                at,
+            } => {
+                let Some(key) = self.find(&link, &call, Some(&channel)) else {
+                    return;
+                };
                 self.channels.remove(&(link.clone(), channel.clone()));
-                let Some(c) = self.calls.get_mut(&key) else { return };
+                let Some(c) = self.calls.get_mut(&key) else {
+                    return;
+                };
                 c.channels.remove(&channel);
                 if let Some(ext) = c.agent_legs.get(&channel).cloned() {
                     // A ringing leg that hung up busy before any DialEnd said so.
@@ -246,7 +338,9 @@ impl Tracker {
                 let gone: Vec<String> = self
                     .calls
                     .iter()
-                    .filter(|(_, c)| c.link == link && !c.channels.iter().any(|ch| alive.contains(ch.as_str())))
+                    .filter(|(_, c)| {
+                        c.link == link && !c.channels.iter().any(|ch| alive.contains(ch.as_str()))
+                    })
                     .map(|(k, _)| k.clone())
                     .collect();
                 for key in gone {
@@ -299,7 +393,8 @@ impl Tracker {
         };
         let mut channels = HashSet::new();
         channels.insert(channel.clone());
-        self.channels.insert((link.clone(), channel.clone()), key.clone());
+        self.channels
+            .insert((link.clone(), channel.clone()), key.clone());
         self.calls.insert(
             key.clone(),
             LiveCall {
@@ -328,7 +423,9 @@ impl Tracker {
                 self.metrics.lookups.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
                 let found = self.lookup(n).await;
-                self.metrics.lookup_latency.observe_us(t.elapsed().as_micros() as u64);
+                self.metrics
+                    .lookup_latency
+                    .observe_us(t.elapsed().as_micros() as u64);
                 match found {
                     Ok((json, ids)) => {
                         let only = (ids.len() == 1).then(|| ids[0]);
@@ -377,13 +474,18 @@ impl Tracker {
         queue: Option<String>,
         at: DateTime<Utc>,
     ) {
-        let Some(ext) = Extension::from_device(device) else { return };
+        let Some(ext) = Extension::from_device(device) else {
+            return;
+        };
         let ext = ext.as_str().to_string();
-        let Some(c) = self.calls.get_mut(key) else { return };
+        let Some(c) = self.calls.get_mut(key) else {
+            return;
+        };
         if let Some(ch) = &agent_channel {
             c.agent_legs.insert(ch.clone(), ext.clone());
             c.channels.insert(ch.clone());
-            self.channels.insert((link.to_string(), ch.clone()), key.to_string());
+            self.channels
+                .insert((link.to_string(), ch.clone()), key.to_string());
         }
         if let Some(q) = queue {
             c.row.queue.get_or_insert(q);
@@ -401,13 +503,23 @@ impl Tracker {
             call, c.candidates_json
         );
         self.hub.publish(&agent_topic(&ext), &payload);
-        self.metrics.observe_pop(c.received.elapsed().as_micros() as u64);
+        self.metrics
+            .observe_pop(c.received.elapsed().as_micros() as u64);
         self.save(key).await;
     }
 
-    async fn answer(&mut self, key: &str, ext: &str, queue: Option<String>, hold_s: Option<i64>, at: DateTime<Utc>) {
+    async fn answer(
+        &mut self,
+        key: &str,
+        ext: &str,
+        queue: Option<String>,
+        hold_s: Option<i64>,
+        at: DateTime<Utc>,
+    ) {
         let dir = self.directory.clone();
-        let Some(c) = self.calls.get_mut(key) else { return };
+        let Some(c) = self.calls.get_mut(key) else {
+            return;
+        };
         if let Some(q) = queue {
             c.row.queue.get_or_insert(q);
         }
@@ -418,7 +530,9 @@ impl Tracker {
         // extension a user sits at, so a known agent replaces an unknown device.
         let replace = match &c.row.answered_by {
             None => true,
-            Some(prev) => prev != ext && dir.user_for(prev).is_none() && dir.user_for(ext).is_some(),
+            Some(prev) => {
+                prev != ext && dir.user_for(prev).is_none() && dir.user_for(ext).is_some()
+            }
         };
         if !replace {
             return;
@@ -427,13 +541,23 @@ impl Tracker {
         c.row.answered_user_id = dir.user_for(ext);
         c.row.answered_at.get_or_insert(ts(at));
         if c.row.hold_s.is_none() {
-            if let Some(start) = c.row.queued_at.as_deref().or(Some(c.row.started_at.as_str())).and_then(crate::store::parse_ts) {
+            if let Some(start) = c
+                .row
+                .queued_at
+                .as_deref()
+                .or(Some(c.row.started_at.as_str()))
+                .and_then(crate::store::parse_ts)
+            {
                 c.row.hold_s = Some((at - start).num_seconds().max(0));
             }
         }
         let call = Self::call_json(c, "talking");
         for other in &c.offered {
-            let event = if other == ext { "answered_here" } else { "answered_elsewhere" };
+            let event = if other == ext {
+                "answered_here"
+            } else {
+                "answered_elsewhere"
+            };
             let payload = json!({"type": "call_update", "call": call, "event": event, "answered_by": ext, "outcome": null});
             self.hub.publish(&agent_topic(other), &payload.to_string());
         }
@@ -446,7 +570,9 @@ impl Tracker {
     }
 
     async fn end(&mut self, key: &str, at: DateTime<Utc>, cause: Option<u16>) {
-        let Some(mut c) = self.calls.remove(key) else { return };
+        let Some(mut c) = self.calls.remove(key) else {
+            return;
+        };
         for ch in c.channels.iter().chain(std::iter::once(&c.caller_channel)) {
             self.channels.remove(&(c.link.clone(), ch.clone()));
         }
@@ -461,7 +587,11 @@ impl Tracker {
             Outcome::Busy
         } else if c.offer_ends.values().any(|s| *s == DialStatus::NoAnswer) || cause == Some(19) {
             Outcome::NoAnswer
-        } else if c.offer_ends.values().any(|s| matches!(s, DialStatus::Congestion | DialStatus::Unavailable)) {
+        } else if c
+            .offer_ends
+            .values()
+            .any(|s| matches!(s, DialStatus::Congestion | DialStatus::Unavailable))
+        {
             Outcome::Failed
         } else {
             // The caller hung up while ringing or waiting.

@@ -32,19 +32,25 @@ pub struct DemoArgs {
 pub const DEMO_EXTENSIONS: &[&str] = &["201", "202", "203", "204", "205", "206", "207", "208"];
 
 pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let db = args.data_dir.join("madoguchi.db");
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", db.display()));
         if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing the old {}", p.display()))?;
+            std::fs::remove_file(&p)
+                .with_context(|| format!("removing the old {}", p.display()))?;
         }
     }
     let url = format!("sqlite://{}", db.display());
     let store = Store::open(&url).await?;
     let started = std::time::Instant::now();
     let summary = synth::populate(&store, args.residents, args.seed).await?;
-    tracing::info!(residents = summary.residents, seconds = started.elapsed().as_secs_f64(), "synthetic Maizuru ready");
+    tracing::info!(
+        residents = summary.residents,
+        seconds = started.elapsed().as_secs_f64(),
+        "synthetic Maizuru ready"
+    );
 
     let sim = Simulator::start("127.0.0.1:0".parse()?, "madoguchi", "demo-secret").await?;
     settings.database_url = url.clone();
@@ -57,8 +63,15 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     println!();
     println!("  madoguchi 窓口 — demo");
     println!("  agent screen   {}/", server.url());
-    println!("  database       {url}  ({} residents, {} households, {} past calls, {} inquiries)", summary.residents, summary.households, summary.calls, summary.inquiries);
-    println!("  AMI simulator  {} (calls per minute: {})", sim.local_addr(), args.call_rate);
+    println!(
+        "  database       {url}  ({} residents, {} households, {} past calls, {} inquiries)",
+        summary.residents, summary.households, summary.calls, summary.inquiries
+    );
+    println!(
+        "  AMI simulator  {} (calls per minute: {})",
+        sim.local_addr(),
+        args.call_rate
+    );
     println!("  logins (password = username):");
     for (user, password, role, ext) in &summary.logins {
         match ext {
@@ -66,12 +79,21 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
             None => println!("    {user:<12} {password:<12} {role}"),
         }
     }
-    println!("  metrics        {}/metrics   health {}/readyz", server.url(), server.url());
+    println!(
+        "  metrics        {}/metrics   health {}/readyz",
+        server.url(),
+        server.url()
+    );
     println!();
 
     let calls = if args.call_rate > 0.0 {
         let phones = synth::sample_phones(&store, 5_000, args.seed).await?;
-        Some(tokio::spawn(place_calls(sim, phones, args.call_rate, args.seed)))
+        Some(tokio::spawn(place_calls(
+            sim,
+            phones,
+            args.call_rate,
+            args.seed,
+        )))
     } else {
         None
     };
@@ -100,11 +122,19 @@ async fn place_calls(sim: Simulator, phones: Vec<String>, per_minute: f64, seed:
         let caller_number = match roll {
             0..=6 => "anonymous".to_string(),
             7..=14 => format!("0773-{}-{:04}", 60 + next(20), next(10_000)),
-            _ => phones.get(next(phones.len() as u64) as usize).cloned().unwrap_or_default(),
+            _ => phones
+                .get(next(phones.len() as u64) as usize)
+                .cloned()
+                .unwrap_or_default(),
         };
-        let members: Vec<String> = super::command::DEMO_EXTENSIONS.iter().map(|s| s.to_string()).collect();
+        let members: Vec<String> = super::command::DEMO_EXTENSIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let outcome = match next(100) {
-            0..=74 => SimOutcome::Answered { by: next(members.len() as u64) as usize },
+            0..=74 => SimOutcome::Answered {
+                by: next(members.len() as u64) as usize,
+            },
             75..=89 => SimOutcome::Abandoned,
             _ => SimOutcome::NoAnswer,
         };

@@ -480,7 +480,10 @@ impl Numbers {
             let line = rng.range(0, 9999);
             let key = 750_000_000 + u64::from(exchange) * 10_000 + u64::from(line);
             if self.used.insert(key) {
-                return (format!("075-{exchange}-{line:04}"), format!("+8175{exchange}{line:04}"));
+                return (
+                    format!("075-{exchange}-{line:04}"),
+                    format!("+8175{exchange}{line:04}"),
+                );
             }
         }
     }

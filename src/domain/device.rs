@@ -21,7 +21,9 @@ impl Extension {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
         {
-            return Err(format!("extension must be 1-40 letters or digits, got {s:?}"));
+            return Err(format!(
+                "extension must be 1-40 letters or digits, got {s:?}"
+            ));
         }
         Ok(Self(s.to_string()))
     }
@@ -54,7 +56,9 @@ impl Extension {
 fn strip_channel_suffix(name: &str) -> &str {
     match name.rsplit_once('-') {
         Some((head, tail))
-            if !head.is_empty() && tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            if !head.is_empty()
+                && tail.len() == 8
+                && tail.bytes().all(|b| b.is_ascii_hexdigit()) =>
         {
             head
         }
@@ -89,7 +93,10 @@ mod tests {
         );
         assert_eq!(ext("SIP/150010002-00000026"), Some("150010002".into()));
         assert_eq!(ext("201"), Some("201".into()));
-        assert_eq!(ext("SIP/voipgrid-siproute-docker-00000025"), Some("voipgrid-siproute-docker".into()));
+        assert_eq!(
+            ext("SIP/voipgrid-siproute-docker-00000025"),
+            Some("voipgrid-siproute-docker".into())
+        );
         assert_eq!(ext(""), None);
     }
 }

@@ -104,7 +104,9 @@ impl PhoneNumber {
 
     /// True for 090/080/070 mobiles.
     pub fn is_mobile(&self) -> bool {
-        ["+8190", "+8180", "+8170"].iter().any(|p| self.0.starts_with(p))
+        ["+8190", "+8180", "+8170"]
+            .iter()
+            .any(|p| self.0.starts_with(p))
     }
 }
 
@@ -161,7 +163,15 @@ mod tests {
 
     #[test]
     fn withheld_resolves_to_no_one() {
-        for s in ["anonymous", "Anonymous", "<unknown>", "unknown", "", "  ", "Restricted"] {
+        for s in [
+            "anonymous",
+            "Anonymous",
+            "<unknown>",
+            "unknown",
+            "",
+            "  ",
+            "Restricted",
+        ] {
             assert_eq!(PhoneNumber::parse(s), Err(PhoneError::Withheld), "{s:?}");
             assert!(PhoneNumber::from_caller_id(s).is_none());
         }
@@ -169,9 +179,18 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        assert!(matches!(PhoneNumber::parse("abc"), Err(PhoneError::Invalid(_))));
-        assert!(matches!(PhoneNumber::parse("12+34"), Err(PhoneError::Invalid(_))));
-        assert!(matches!(PhoneNumber::parse("1234567890123456"), Err(PhoneError::Invalid(_))));
+        assert!(matches!(
+            PhoneNumber::parse("abc"),
+            Err(PhoneError::Invalid(_))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("12+34"),
+            Err(PhoneError::Invalid(_))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("1234567890123456"),
+            Err(PhoneError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -184,6 +203,9 @@ mod tests {
 
     #[test]
     fn national_spelling() {
-        assert_eq!(PhoneNumber::parse("+81773622300").unwrap().national(), "0773622300");
+        assert_eq!(
+            PhoneNumber::parse("+81773622300").unwrap().national(),
+            "0773622300"
+        );
     }
 }

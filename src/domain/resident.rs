@@ -58,6 +58,9 @@ mod tests {
         }
         assert_eq!(Intent::parse("maybe"), None);
         assert_eq!(Outcome::parse("no_answer"), Some(Outcome::NoAnswer));
-        assert_eq!(serde_json::to_string(&Role::Supervisor).unwrap(), "\"supervisor\"");
+        assert_eq!(
+            serde_json::to_string(&Role::Supervisor).unwrap(),
+            "\"supervisor\""
+        );
     }
 }

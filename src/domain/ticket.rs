@@ -95,7 +95,9 @@ mod tests {
 
     #[test]
     fn real_codes_pass() {
-        for c in ["262021", "261009", "131016", "011002", "072095", "112038", "272205"] {
+        for c in [
+            "262021", "261009", "131016", "011002", "072095", "112038", "272205",
+        ] {
             assert!(MunicipalityCode::parse(c).is_ok(), "{c}");
         }
     }
@@ -106,13 +108,22 @@ mod tests {
             MunicipalityCode::parse("262022"),
             Err(TicketError::CheckDigit("262022".into(), '1'))
         );
-        assert!(matches!(MunicipalityCode::parse("26202"), Err(TicketError::CodeShape(_))));
-        assert!(matches!(MunicipalityCode::parse("26202a"), Err(TicketError::CodeShape(_))));
+        assert!(matches!(
+            MunicipalityCode::parse("26202"),
+            Err(TicketError::CodeShape(_))
+        ));
+        assert!(matches!(
+            MunicipalityCode::parse("26202a"),
+            Err(TicketError::CodeShape(_))
+        ));
     }
 
     #[test]
     fn ticket_keeps_leading_zeros() {
-        assert_eq!(TicketNo::parse("0000012345").unwrap().as_str(), "0000012345");
+        assert_eq!(
+            TicketNo::parse("0000012345").unwrap().as_str(),
+            "0000012345"
+        );
         assert!(TicketNo::parse("12345").is_err());
         assert!(TicketNo::parse("00000123456").is_err());
         assert!(TicketNo::parse("00000x2345").is_err());

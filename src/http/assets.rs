@@ -13,7 +13,10 @@ include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { serve("index.html") }))
-        .route("/assets/{file}", get(|Path(file): Path<String>| async move { serve(&file) }))
+        .route(
+            "/assets/{file}",
+            get(|Path(file): Path<String>| async move { serve(&file) }),
+        )
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -32,7 +35,10 @@ fn content_type(name: &str) -> &'static str {
 fn serve(name: &str) -> Response {
     match ASSETS.iter().find(|(n, _)| *n == name) {
         Some((n, body)) => (
-            [(header::CONTENT_TYPE, content_type(n)), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, content_type(n)),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             *body,
         )
             .into_response(),

@@ -28,9 +28,14 @@ struct Range {
 
 /// Accepts a date (`2021-05-10`) or an RFC 3339 timestamp; returns the stored text form.
 fn bound(field: &'static str, v: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(v) = v.filter(|s| !s.is_empty()) else { return Ok(None) };
+    let Some(v) = v.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
     if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        let t = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).ok_or_else(|| ApiError::invalid(field, "bad date"))?;
+        let t = d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .ok_or_else(|| ApiError::invalid(field, "bad date"))?;
         return Ok(Some(crate::store::ts(t)));
     }
     crate::store::parse_ts(v)
@@ -47,7 +52,12 @@ async fn list(
     let from = bound("from", q.from.as_deref())?;
     let to = bound("to", q.to.as_deref())?;
     let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
-    Ok(Json(state.store.calls_between(from.as_deref(), to.as_deref(), limit).await?))
+    Ok(Json(
+        state
+            .store
+            .calls_between(from.as_deref(), to.as_deref(), limit)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -69,7 +79,16 @@ async fn set_resident(
     // The tracker may not have written the call row yet; wait for it briefly.
     for _ in 0..20 {
         if state.store.set_call_resident(&id, pick.resident_id).await? {
-            state.store.audit(Some(user.id), "identify_caller", Some(pick.resident_id), &id, &peer.to_string()).await?;
+            state
+                .store
+                .audit(
+                    Some(user.id),
+                    "identify_caller",
+                    Some(pick.resident_id),
+                    &id,
+                    &peer.to_string(),
+                )
+                .await?;
             return Ok(StatusCode::NO_CONTENT);
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -15,7 +15,10 @@ pub enum ApiError {
     #[error("not found")]
     NotFound,
     #[error("{message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("internal error")]
@@ -24,23 +27,32 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::Invalid { field, message: message.into() }
+        ApiError::Invalid {
+            field,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match &self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({"error": self.to_string()})),
+            ApiError::Unauthorized => {
+                (StatusCode::UNAUTHORIZED, json!({"error": self.to_string()}))
+            }
             ApiError::Forbidden => (StatusCode::FORBIDDEN, json!({"error": self.to_string()})),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": self.to_string()})),
-            ApiError::Invalid { field, message } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, json!({"error": message, "field": field}))
-            }
+            ApiError::Invalid { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": message, "field": field}),
+            ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
             ApiError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error; the details are in the server log"}))
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "internal error; the details are in the server log"}),
+                )
             }
         };
         (status, Json(body)).into_response()

@@ -27,16 +27,26 @@ async fn create(
     JsonBody(n): JsonBody<NewInquiry>,
 ) -> Result<(StatusCode, Json<InquiryRow>), ApiError> {
     let user = user.require(PHONE_ROLES)?;
-    n.check().map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+    n.check()
+        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
     if let Some(rid) = n.resident_id {
         if state.store.resident(rid).await?.is_none() {
             return Err(ApiError::invalid("resident_id", "no such resident"));
         }
     }
-    let row = state.store.insert_inquiry(user.id, &n, &crate::store::now()).await?;
+    let row = state
+        .store
+        .insert_inquiry(user.id, &n, &crate::store::now())
+        .await?;
     state
         .store
-        .audit(Some(user.id), "inquiry", n.resident_id, &n.category, &peer.to_string())
+        .audit(
+            Some(user.id),
+            "inquiry",
+            n.resident_id,
+            &n.category,
+            &peer.to_string(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(row)))
 }

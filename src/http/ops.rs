@@ -19,7 +19,8 @@ pub fn router() -> Router<AppState> {
 
 /// 200 when the database answers and every PBX link is logged in; 503 naming what is not.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+    let db = match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await
+    {
         Ok(Ok(())) => json!({"ok": true}),
         Ok(Err(e)) => json!({"ok": false, "error": format!("{e:#}")}),
         Err(_) => json!({"ok": false, "error": "timed out"}),
@@ -33,14 +34,27 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             json!({"name": l.name(), "up": l.up(), "reconnects": l.reconnects(), "detail": l.detail()})
         })
         .collect();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"ready": ready, "database": db, "pbx_links": links})))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": ready, "database": db, "pbx_links": links})),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut gauges: Vec<(String, f64)> = vec![
-        ("madoguchi_ws_clients".into(), state.ws_clients.load(Ordering::Relaxed) as f64),
-        ("madoguchi_ws_dropped_slow_clients".into(), state.hub.dropped_clients.load(Ordering::Relaxed) as f64),
+        (
+            "madoguchi_ws_clients".into(),
+            state.ws_clients.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "madoguchi_ws_dropped_slow_clients".into(),
+            state.hub.dropped_clients.load(Ordering::Relaxed) as f64,
+        ),
     ];
     let mut reconnects = 0u64;
     let mut up = 0u64;
@@ -50,16 +64,23 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     gauges.push(("madoguchi_pbx_reconnects".into(), reconnects as f64));
     gauges.push(("madoguchi_pbx_links_up".into(), up as f64));
-    let extra: Vec<(&str, &str, f64)> = gauges.iter().map(|(n, v)| (n.as_str(), "see README", *v)).collect();
+    let extra: Vec<(&str, &str, f64)> = gauges
+        .iter()
+        .map(|(n, v)| (n.as_str(), "see README", *v))
+        .collect();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(&extra),
     )
 }
 
 /// A hand-written description of every route (kept beside the routes it describes).
 async fn openapi() -> Json<serde_json::Value> {
-    let op = |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
+    let op =
+        |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
     Json(json!({
         "openapi": "3.0.3",
         "info": {"title": "madoguchi", "version": env!("CARGO_PKG_VERSION"),

@@ -35,10 +35,16 @@ async fn search(
     let user = user.require(READERS)?;
     let (found, what) = if let Some(p) = q.phone.as_deref().filter(|s| !s.trim().is_empty()) {
         let n = PhoneNumber::parse(p).map_err(|e| ApiError::invalid("phone", e.to_string()))?;
-        (state.store.residents_by_phone(&n).await?, format!("phone={}", n.as_str()))
+        (
+            state.store.residents_by_phone(&n).await?,
+            format!("phone={}", n.as_str()),
+        )
     } else if let Some(t) = q.ticket.as_deref().filter(|s| !s.trim().is_empty()) {
         let t = TicketNo::parse(t).map_err(|e| ApiError::invalid("ticket", e.to_string()))?;
-        (state.store.residents_by_ticket(&t).await?, format!("ticket={}", t.as_str()))
+        (
+            state.store.residents_by_ticket(&t).await?,
+            format!("ticket={}", t.as_str()),
+        )
     } else if let Some(k) = q.kana.as_deref().filter(|s| !s.trim().is_empty()) {
         let birth = match q.birth_date.as_deref().filter(|s| !s.is_empty()) {
             Some(b) => Some(
@@ -50,13 +56,28 @@ async fn search(
             None => None,
         };
         if k.trim().chars().count() < 2 && birth.is_none() {
-            return Err(ApiError::invalid("kana", "give at least two characters of the reading, or a birth date"));
+            return Err(ApiError::invalid(
+                "kana",
+                "give at least two characters of the reading, or a birth date",
+            ));
         }
-        (state.store.residents_by_kana(k.trim(), birth.as_deref()).await?, format!("kana={k}"))
+        (
+            state
+                .store
+                .residents_by_kana(k.trim(), birth.as_deref())
+                .await?,
+            format!("kana={k}"),
+        )
     } else {
-        return Err(ApiError::invalid("phone", "search by phone, ticket, or kana (with birth_date)"));
+        return Err(ApiError::invalid(
+            "phone",
+            "search by phone, ticket, or kana (with birth_date)",
+        ));
     };
-    state.store.audit(Some(user.id), "search", None, &what, &peer.to_string()).await?;
+    state
+        .store
+        .audit(Some(user.id), "search", None, &what, &peer.to_string())
+        .await?;
     Ok(Json(found))
 }
 
@@ -68,6 +89,9 @@ async fn one(
 ) -> Result<Json<crate::store::residents::ResidentRecord>, ApiError> {
     let user = user.require(READERS)?;
     let r = state.store.resident(id).await?.ok_or(ApiError::NotFound)?;
-    state.store.audit(Some(user.id), "view", Some(id), "", &peer.to_string()).await?;
+    state
+        .store
+        .audit(Some(user.id), "view", Some(id), "", &peer.to_string())
+        .await?;
     Ok(Json(state.store.resident_record(r).await?))
 }

@@ -56,9 +56,11 @@ async fn login(
             let dummy = match DUMMY.get() {
                 Some(d) => d.clone(),
                 None => {
-                    let d = tokio::task::spawn_blocking(|| crate::store::users::hash_password("no such user"))
-                        .await
-                        .map_err(|e| ApiError::Internal(e.into()))??;
+                    let d = tokio::task::spawn_blocking(|| {
+                        crate::store::users::hash_password("no such user")
+                    })
+                    .await
+                    .map_err(|e| ApiError::Internal(e.into()))??;
                     DUMMY.get_or_init(|| d).clone()
                 }
             };
@@ -71,27 +73,53 @@ async fn login(
         .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(user) = user.filter(|_| ok) else {
         tracing::warn!(username = %body.username, %peer, "failed login");
-        state.store.audit(None, "login_failed", None, body.username.trim(), &peer.to_string()).await?;
+        state
+            .store
+            .audit(
+                None,
+                "login_failed",
+                None,
+                body.username.trim(),
+                &peer.to_string(),
+            )
+            .await?;
         return Err(ApiError::Unauthorized);
     };
     let token = new_token()?;
-    state.store.create_session(user.id, &token, state.settings.session_hours).await?;
-    state.store.audit(Some(user.id), "login", None, "", &peer.to_string()).await?;
+    state
+        .store
+        .create_session(user.id, &token, state.settings.session_hours)
+        .await?;
+    state
+        .store
+        .audit(Some(user.id), "login", None, "", &peer.to_string())
+        .await?;
     let cookie = format!(
         "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         state.settings.session_hours * 3600
     );
     let mut headers = HeaderMap::new();
-    headers.insert(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?);
+    headers.insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?,
+    );
     Ok((headers, Json(json!({"user": user}))))
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     if let Some(token) = session_token(&headers) {
         state.store.delete_session(&token).await?;
     }
     let mut out = HeaderMap::new();
-    out.insert(SET_COOKIE, HeaderValue::from_static("madoguchi_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"));
+    out.insert(
+        SET_COOKIE,
+        HeaderValue::from_static(
+            "madoguchi_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        ),
+    );
     Ok((StatusCode::NO_CONTENT, out))
 }
 
@@ -116,7 +144,10 @@ impl CurrentUser {
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ApiError::Unauthorized);

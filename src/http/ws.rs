@@ -47,7 +47,13 @@ async fn upgrade(
         .on_upgrade(move |socket| serve(socket, state, user, topic, q.since)))
 }
 
-async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users::User, topic: String, since: Option<u64>) {
+async fn serve(
+    mut socket: WebSocket,
+    state: AppState,
+    user: crate::store::users::User,
+    topic: String,
+    since: Option<u64>,
+) {
     let mut sub = state.hub.subscribe(&topic, since);
     state.ws_clients.fetch_add(1, Ordering::Relaxed);
     let hello = json!({
@@ -57,12 +63,18 @@ async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users
         "extension": user.extension,
         "gap": sub.gap,
     });
-    let mut ok = socket.send(Message::Text(hello.to_string().into())).await.is_ok();
+    let mut ok = socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_ok();
     for frame in std::mem::take(&mut sub.replay) {
         if !ok {
             break;
         }
-        ok = socket.send(Message::Text(frame.to_string().into())).await.is_ok();
+        ok = socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .is_ok();
     }
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     keepalive.tick().await;

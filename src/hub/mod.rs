@@ -51,7 +51,11 @@ pub struct Subscription {
 /// Puts `"seq":N` first into a JSON object text (`{"type":…}` → `{"seq":N,"type":…}`).
 fn with_seq(seq: u64, payload: &str) -> Frame {
     let body = payload.strip_prefix('{').unwrap_or(payload);
-    let sep = if body.trim_start().starts_with('}') { "" } else { "," };
+    let sep = if body.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
     Arc::from(format!("{{\"seq\":{seq}{sep}{body}"))
 }
 
@@ -72,11 +76,17 @@ impl Hub {
             t.recent.pop_front();
         }
         let before = t.clients.len();
-        t.clients.retain(|(_, tx)| tx.try_send(frame.clone()).is_ok());
+        t.clients
+            .retain(|(_, tx)| tx.try_send(frame.clone()).is_ok());
         let dropped = before - t.clients.len();
         if dropped > 0 {
-            self.dropped_clients.fetch_add(dropped as u64, Ordering::Relaxed);
-            tracing::warn!(topic, dropped, "dropped slow or closed clients; they will resync");
+            self.dropped_clients
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::warn!(
+                topic,
+                dropped,
+                "dropped slow or closed clients; they will resync"
+            );
         }
         seq
     }
@@ -92,12 +102,23 @@ impl Hub {
             Some(since) if since < t.seq => {
                 let oldest = t.recent.front().map(|(s, _)| *s).unwrap_or(t.seq + 1);
                 gap = since + 1 < oldest;
-                t.recent.iter().filter(|(s, _)| *s > since).map(|(_, f)| f.clone()).collect()
+                t.recent
+                    .iter()
+                    .filter(|(s, _)| *s > since)
+                    .map(|(_, f)| f.clone())
+                    .collect()
             }
             _ => Vec::new(),
         };
         t.clients.push((id, tx));
-        Subscription { id, topic: topic.to_string(), replay, seq: t.seq, gap, rx }
+        Subscription {
+            id,
+            topic: topic.to_string(),
+            replay,
+            seq: t.seq,
+            gap,
+            rx,
+        }
     }
 
     pub fn unsubscribe(&self, topic: &str, id: u64) {

@@ -60,7 +60,13 @@ pub enum PbxEvent {
         at: DateTime<Utc>,
     },
     /// The caller entered a queue (QueueCallerJoin).
-    QueueJoin { link: String, call: String, channel: String, queue: String, at: DateTime<Utc> },
+    QueueJoin {
+        link: String,
+        call: String,
+        channel: String,
+        queue: String,
+        at: DateTime<Utc>,
+    },
     /// An agent device starts ringing for this call (AgentCalled, or DialBegin to the device).
     /// `device` is what the PBX calls the device (`SIP/777`, `PJSIP/201-0000000a`, `Local/201@…`);
     /// `agent_channel` is the ringing leg's id, when known.
@@ -100,10 +106,20 @@ pub enum PbxEvent {
         at: DateTime<Utc>,
     },
     /// A leg hung up (Hangup). `cause` is Q.850 (16 normal, 17 busy, 19 no answer, 21 rejected).
-    Hangup { link: String, call: String, channel: String, cause: Option<u16>, at: DateTime<Utc> },
+    Hangup {
+        link: String,
+        call: String,
+        channel: String,
+        cause: Option<u16>,
+        at: DateTime<Utc>,
+    },
     /// Live state after a (re)connect (CoreShowChannels): the channels that exist now. Calls the
     /// tracker holds for this link whose channels are all absent ended while the link was down.
-    Resync { link: String, channels: Vec<LiveChannel>, at: DateTime<Utc> },
+    Resync {
+        link: String,
+        channels: Vec<LiveChannel>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// One channel in a resync listing (CoreShowChannel).

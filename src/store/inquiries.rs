@@ -64,22 +64,34 @@ impl NewInquiry {
         match self.caller_kind.as_str() {
             "self" => {}
             "proxy" if self.relationship.trim().is_empty() => {
-                return Err(("relationship", "a proxy caller needs a relationship (続柄)".into()))
+                return Err((
+                    "relationship",
+                    "a proxy caller needs a relationship (続柄)".into(),
+                ))
             }
             "proxy" => {}
-            other => return Err(("caller_kind", format!("must be self or proxy, got {other:?}"))),
+            other => {
+                return Err((
+                    "caller_kind",
+                    format!("must be self or proxy, got {other:?}"),
+                ))
+            }
         }
         if self.relationship.chars().count() > 40 {
             return Err(("relationship", "at most 40 characters".into()));
         }
         if self.resident_id.is_none() && self.call_id.is_none() {
-            return Err(("resident_id", "an inquiry needs a resident or a call".into()));
+            return Err((
+                "resident_id",
+                "an inquiry needs a resident or a call".into(),
+            ));
         }
         Ok(())
     }
 }
 
-const INQUIRY_SELECT: &str = "SELECT i.id, i.resident_id, i.call_key, i.user_id, COALESCE(u.username, ''), \
+const INQUIRY_SELECT: &str =
+    "SELECT i.id, i.resident_id, i.call_key, i.user_id, COALESCE(u.username, ''), \
     i.category, i.note, i.follow_up, i.caller_kind, i.relationship, i.created_at \
     FROM inquiries i LEFT JOIN users u ON u.id = i.user_id";
 
@@ -100,7 +112,12 @@ fn inquiry_from_row(row: &sqlx::any::AnyRow) -> Result<InquiryRow, sqlx::Error> 
 }
 
 impl Store {
-    pub async fn insert_inquiry(&self, user_id: i64, n: &NewInquiry, at: &str) -> anyhow::Result<InquiryRow> {
+    pub async fn insert_inquiry(
+        &self,
+        user_id: i64,
+        n: &NewInquiry,
+        at: &str,
+    ) -> anyhow::Result<InquiryRow> {
         let row = sqlx::query(
             "INSERT INTO inquiries (resident_id, call_key, user_id, category, note, follow_up, \
              caller_kind, relationship, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING id",
@@ -124,9 +141,20 @@ impl Store {
     }
 
     /// The inquiries of one resident, newest first.
-    pub async fn inquiries_of(&self, resident_id: i64, limit: i64) -> anyhow::Result<Vec<InquiryRow>> {
+    pub async fn inquiries_of(
+        &self,
+        resident_id: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<InquiryRow>> {
         let sql = format!("{INQUIRY_SELECT} WHERE i.resident_id = $1 ORDER BY i.created_at DESC, i.id DESC LIMIT $2");
-        let rows = sqlx::query(&sql).bind(resident_id).bind(limit).fetch_all(&self.read).await?;
-        Ok(rows.iter().map(inquiry_from_row).collect::<Result<_, _>>()?)
+        let rows = sqlx::query(&sql)
+            .bind(resident_id)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(inquiry_from_row)
+            .collect::<Result<_, _>>()?)
     }
 }

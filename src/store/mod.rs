@@ -46,7 +46,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("engine", &self.engine).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +75,10 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Engine::Postgres
         } else {
-            anyhow::bail!("database URL must start with sqlite: or postgres:, got {}", mask_url(url));
+            anyhow::bail!(
+                "database URL must start with sqlite: or postgres:, got {}",
+                mask_url(url)
+            );
         };
         let store = match engine {
             Engine::Sqlite => {
@@ -94,7 +99,10 @@ impl Store {
                     .await
                     .with_context(|| format!("opening {}", mask_url(&url)))?;
                 // Migrate before readers open, so they see the schema.
-                SQLITE_MIGRATIONS.run(&write).await.context("migrating the SQLite database")?;
+                SQLITE_MIGRATIONS
+                    .run(&write)
+                    .await
+                    .context("migrating the SQLite database")?;
                 let read = AnyPoolOptions::new()
                     .max_connections(8)
                     .min_connections(1)
@@ -102,7 +110,11 @@ impl Store {
                     .connect_with(opts)
                     .await
                     .with_context(|| format!("opening {}", mask_url(&url)))?;
-                Store { read, write, engine }
+                Store {
+                    read,
+                    write,
+                    engine,
+                }
             }
             Engine::Postgres => {
                 let opts = AnyConnectOptions::from_str(url)
@@ -113,8 +125,15 @@ impl Store {
                     .connect_with(opts)
                     .await
                     .with_context(|| format!("connecting to {}", mask_url(url)))?;
-                POSTGRES_MIGRATIONS.run(&pool).await.context("migrating the PostgreSQL database")?;
-                Store { read: pool.clone(), write: pool, engine }
+                POSTGRES_MIGRATIONS
+                    .run(&pool)
+                    .await
+                    .context("migrating the PostgreSQL database")?;
+                Store {
+                    read: pool.clone(),
+                    write: pool,
+                    engine,
+                }
             }
         };
         Ok(store)
@@ -153,7 +172,9 @@ pub fn now() -> String {
 
 /// Reads a stored timestamp back.
 pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -162,7 +183,10 @@ mod tests {
 
     #[test]
     fn masks_passwords() {
-        assert_eq!(mask_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            mask_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(mask_url("sqlite://madoguchi.db"), "sqlite://madoguchi.db");
     }
 

@@ -132,12 +132,21 @@ mod tests {
             let s = &db.store;
             let residents = crate::demo::residents(60, 7);
             s.insert_residents(&residents).await.unwrap();
-            let uid = s.upsert_user("a", "A", "x", crate::domain::Role::Agent, None).await.unwrap();
+            let uid = s
+                .upsert_user("a", "A", "x", crate::domain::Role::Agent, None)
+                .await
+                .unwrap();
             // A number shared by a household, with history on one of them.
             let shared = residents
                 .iter()
                 .flat_map(|r| r.phones.iter().map(|p| p.0.clone()))
-                .find(|p| residents.iter().filter(|r| r.phones.iter().any(|q| &q.0 == p)).count() > 1)
+                .find(|p| {
+                    residents
+                        .iter()
+                        .filter(|r| r.phones.iter().any(|q| &q.0 == p))
+                        .count()
+                        > 1
+                })
                 .expect("a shared landline");
             let first = s.residents_by_phone(&shared).await.unwrap()[0].id;
             for k in 0..3 {
@@ -149,15 +158,30 @@ mod tests {
                         category: "transport".into(),
                         note: format!("メモ \"{k}\" \\ 改行\nあり"),
                         follow_up: k == 2,
-                        caller_kind: if k == 0 { "self".into() } else { "proxy".into() },
-                        relationship: if k == 0 { String::new() } else { "長男".into() },
+                        caller_kind: if k == 0 {
+                            "self".into()
+                        } else {
+                            "proxy".into()
+                        },
+                        relationship: if k == 0 {
+                            String::new()
+                        } else {
+                            "長男".into()
+                        },
                     },
                     &format!("2021-05-1{k}T09:00:00.000Z"),
                 )
                 .await
                 .unwrap();
             }
-            for (k, offered) in [vec![], vec!["201".to_string()], vec!["201".to_string(), "ID-7".to_string()]].into_iter().enumerate() {
+            for (k, offered) in [
+                vec![],
+                vec!["201".to_string()],
+                vec!["201".to_string(), "ID-7".to_string()],
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 s.upsert_call(&CallRow {
                     id: format!("ami:{k}.5"),
                     direction: "inbound".into(),
@@ -180,12 +204,20 @@ mod tests {
                 for r in s.residents_by_phone(&phone).await.unwrap() {
                     general.push(s.resident_record(r).await.unwrap());
                 }
-                assert_eq!(ids, general.iter().map(|r| r.resident.id).collect::<Vec<_>>(), "{engine}");
+                assert_eq!(
+                    ids,
+                    general.iter().map(|r| r.resident.id).collect::<Vec<_>>(),
+                    "{engine}"
+                );
                 assert_eq!(fast, serde_json::to_value(&general).unwrap(), "{engine}");
             }
             let (json, _) = s.pop_candidates(&shared).await.unwrap();
             let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-            assert_eq!(v[0]["inquiries"].as_array().unwrap().len(), 3, "{engine}: history present");
+            assert_eq!(
+                v[0]["inquiries"].as_array().unwrap().len(),
+                3,
+                "{engine}: history present"
+            );
             db.cleanup().await;
         }
     }

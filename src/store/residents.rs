@@ -117,7 +117,11 @@ impl Store {
         for row in rows {
             let rid: i64 = row.try_get(0)?;
             if let Some(r) = residents.iter_mut().find(|r| r.id == rid) {
-                r.phones.push(PhoneRow { e164: row.try_get(1)?, written: row.try_get(2)?, kind: row.try_get(3)? });
+                r.phones.push(PhoneRow {
+                    e164: row.try_get(1)?,
+                    written: row.try_get(2)?,
+                    kind: row.try_get(3)?,
+                });
             }
         }
         Ok(())
@@ -129,8 +133,14 @@ impl Store {
         for b in binds {
             q = q.bind(b.to_string());
         }
-        let rows = q.fetch_all(&self.read).await.context("looking up residents")?;
-        let mut out = rows.iter().map(resident_from_row).collect::<Result<Vec<_>, _>>()?;
+        let rows = q
+            .fetch_all(&self.read)
+            .await
+            .context("looking up residents")?;
+        let mut out = rows
+            .iter()
+            .map(resident_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         self.attach_phones(&mut out).await?;
         Ok(out)
     }
@@ -145,25 +155,39 @@ impl Store {
     }
 
     pub async fn residents_by_ticket(&self, ticket: &TicketNo) -> anyhow::Result<Vec<Resident>> {
-        self.residents_where("r.ticket_no = $1", &[ticket.as_str()]).await
+        self.residents_where("r.ticket_no = $1", &[ticket.as_str()])
+            .await
     }
 
     /// The unknown caller: kana name (prefix, spaces ignored; hiragana and half-width kana
     /// are read as katakana) and, when given, birth date.
-    pub async fn residents_by_kana(&self, kana: &str, birth_date: Option<&str>) -> anyhow::Result<Vec<Resident>> {
+    pub async fn residents_by_kana(
+        &self,
+        kana: &str,
+        birth_date: Option<&str>,
+    ) -> anyhow::Result<Vec<Resident>> {
         let folded = crate::export::import::kana(kana).unwrap_or_else(|_| kana.to_string());
-        let key: String = folded.chars().filter(|c| !matches!(c, ' ' | '　' | '%' | '_')).collect();
+        let key: String = folded
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '　' | '%' | '_'))
+            .collect();
         let pattern = format!("{key}%");
         const NAME: &str = "REPLACE(REPLACE(r.name_kana, '　', ''), ' ', '') LIKE $1";
         match birth_date {
-            Some(b) => self.residents_where(&format!("r.birth_date = $2 AND {NAME}"), &[&pattern, b]).await,
+            Some(b) => {
+                self.residents_where(&format!("r.birth_date = $2 AND {NAME}"), &[&pattern, b])
+                    .await
+            }
             None => self.residents_where(NAME, &[&pattern]).await,
         }
     }
 
     pub async fn resident(&self, id: i64) -> anyhow::Result<Option<Resident>> {
         let sql = format!("SELECT {RESIDENT_COLUMNS} FROM residents r WHERE r.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.read).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let mut v = vec![resident_from_row(&row)?];
         self.attach_phones(&mut v).await?;
@@ -174,11 +198,20 @@ impl Store {
     pub async fn resident_record(&self, resident: Resident) -> anyhow::Result<ResidentRecord> {
         let inquiries = self.inquiries_of(resident.id, HISTORY_LIMIT).await?;
         let calls = self.calls_of(resident.id, HISTORY_LIMIT).await?;
-        Ok(ResidentRecord { resident, bookings: Vec::new(), vaccinations: Vec::new(), inquiries, calls })
+        Ok(ResidentRecord {
+            resident,
+            bookings: Vec::new(),
+            vaccinations: Vec::new(),
+            inquiries,
+            calls,
+        })
     }
 
     pub async fn resident_count(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM residents").fetch_one(&self.read).await?.try_get(0)?)
+        Ok(sqlx::query("SELECT COUNT(*) FROM residents")
+            .fetch_one(&self.read)
+            .await?
+            .try_get(0)?)
     }
 
     /// Inserts residents and their phones in one transaction: all or nothing (the batched

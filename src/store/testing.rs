@@ -61,16 +61,24 @@ impl TestDb {
                 let dir = TempDir::new("db")?;
                 let url = format!("sqlite://{}/madoguchi.db", dir.0.display());
                 let store = Store::open(&url).await?;
-                Ok(TestDb { store, url, _dir: Some(dir), pg_admin: None })
+                Ok(TestDb {
+                    store,
+                    url,
+                    _dir: Some(dir),
+                    pg_admin: None,
+                })
             }
             "postgres" => {
                 let admin = std::env::var("MADOGUCHI_TEST_POSTGRES_URL")?;
                 let name = format!("madoguchi_t_{}", unique_suffix());
                 sqlx::any::install_default_drivers();
                 let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await?;
-                conn.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await?;
                 let url = match admin.rfind('/') {
-                    Some(i) if admin[..i].contains("://") && i > admin.find("://").unwrap_or(0) + 2 => {
+                    Some(i)
+                        if admin[..i].contains("://") && i > admin.find("://").unwrap_or(0) + 2 =>
+                    {
                         let (base, rest) = admin.split_at(i);
                         let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
                         format!("{base}/{name}{query}")
@@ -78,7 +86,12 @@ impl TestDb {
                     _ => anyhow::bail!("MADOGUCHI_TEST_POSTGRES_URL must name a database"),
                 };
                 let store = Store::open(&url).await?;
-                Ok(TestDb { store, url, _dir: None, pg_admin: Some((admin, name)) })
+                Ok(TestDb {
+                    store,
+                    url,
+                    _dir: None,
+                    pg_admin: Some((admin, name)),
+                })
             }
             other => anyhow::bail!("unknown engine {other}"),
         }
@@ -89,7 +102,9 @@ impl TestDb {
         self.store.close().await;
         if let Some((admin, name)) = &self.pg_admin {
             if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await {
-                let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                let _ = conn
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await;
             }
         }
     }

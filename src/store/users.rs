@@ -30,7 +30,11 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 pub fn verify_password(password: &str, phc: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     PasswordHash::new(phc)
-        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -53,7 +57,8 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<User> {
         id: row.try_get(0)?,
         username: row.try_get(1)?,
         display_name: row.try_get(2)?,
-        role: Role::parse(&role).with_context(|| format!("unknown role {role:?} in the database"))?,
+        role: Role::parse(&role)
+            .with_context(|| format!("unknown role {role:?} in the database"))?,
         extension: row.try_get(4)?,
     })
 }
@@ -108,7 +113,12 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
-    pub async fn create_session(&self, user_id: i64, token: &str, hours: i64) -> anyhow::Result<()> {
+    pub async fn create_session(
+        &self,
+        user_id: i64,
+        token: &str,
+        hours: i64,
+    ) -> anyhow::Result<()> {
         let now = chrono::Utc::now();
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1,$2,$3,$4)")
             .bind(token_digest(token))

@@ -29,8 +29,10 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
         let mut pbx = pbx;
         let srv = TestServer::start(engine, Some(pbx.addr.clone())).await;
         srv.add_user("agent777", Role::Agent, Some("777")).await;
-        srv.add_user("agent150010002", Role::Agent, Some("150010002")).await;
-        srv.add_user("agent150010003", Role::Agent, Some("150010003")).await;
+        srv.add_user("agent150010002", Role::Agent, Some("150010002"))
+            .await;
+        srv.add_user("agent150010003", Role::Agent, Some("150010003"))
+            .await;
         srv.add_user("agent201", Role::Agent, Some("201")).await;
         let store = srv.store();
         store
@@ -40,7 +42,11 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
             ])
             .await
             .unwrap();
-        let okamoto = store.residents_by_ticket(&madoguchi::domain::TicketNo::parse("0000001244").unwrap()).await.unwrap()[0].id;
+        let okamoto = store
+            .residents_by_ticket(&madoguchi::domain::TicketNo::parse("0000001244").unwrap())
+            .await
+            .unwrap()[0]
+            .id;
         // A history, so the pop has something to show.
         let a777 = srv.login("agent777").await;
         let (s, _) = a777
@@ -54,7 +60,9 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
         let mut ws3 = a3.ws().await;
         let a201 = srv.login("agent201").await;
         let mut ws201 = a201.ws().await;
-        tokio::time::timeout(Duration::from_secs(10), pbx.logins.recv()).await.expect("the server logs in to AMI");
+        tokio::time::timeout(Duration::from_secs(10), pbx.logins.recv())
+            .await
+            .expect("the server logs in to AMI");
 
         // Garbage from the PBX is refused packet by packet; the link stays up.
         pbx.send(b"this is not AMI\r\n\x00\xff\xfe\r\n\r\nEvent: Hangup\r\nno colon here\r\n\r\n");
@@ -62,14 +70,22 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
         // --- 01: queue Q1, agent SIP/777 answers.
         let (before, after) = split_before(&fixture("01_"), "Event: AgentConnect");
         pbx.send(&before);
-        let pop = ws777.next_json(Duration::from_secs(5)).await.expect("777 gets a pop");
+        let pop = ws777
+            .next_json(Duration::from_secs(5))
+            .await
+            .expect("777 gets a pop");
         assert_eq!(pop["type"], "screen_pop", "{pop}");
         assert!(pop["seq"].as_u64().is_some());
         assert_eq!(pop["call"]["caller_number"], "123");
         assert_eq!(pop["candidates"][0]["name"], "岡本 清");
         assert_eq!(pop["candidates"][0]["ticket_no"], "0000001244");
-        assert_eq!(pop["candidates"][0]["inquiries"][0]["note"], "接種券の再発行を希望");
-        assert!(pop["candidates"][0]["calls"].is_array() && pop["candidates"][0]["bookings"].is_array());
+        assert_eq!(
+            pop["candidates"][0]["inquiries"][0]["note"],
+            "接種券の再発行を希望"
+        );
+        assert!(
+            pop["candidates"][0]["calls"].is_array() && pop["candidates"][0]["bookings"].is_array()
+        );
         // DialEnd ANSWER came before AgentConnect in the capture: the update may already be
         // here; what matters is that the pop came first. Nothing reached the others.
         assert!(ws201.next_json(QUIET).await.is_none(), "201 never rang");
@@ -89,8 +105,14 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
         let cut = String::from_utf8_lossy(&before).rfind("Event: ").unwrap();
         let (b1, b2) = before.split_at(cut);
         pbx.send(b1);
-        let pop2 = ws2.next_json(Duration::from_secs(5)).await.expect("150010002 pops");
-        let pop3 = ws3.next_json(Duration::from_secs(5)).await.expect("150010003 pops");
+        let pop2 = ws2
+            .next_json(Duration::from_secs(5))
+            .await
+            .expect("150010002 pops");
+        let pop3 = ws3
+            .next_json(Duration::from_secs(5))
+            .await
+            .expect("150010003 pops");
         for p in [&pop2, &pop3] {
             assert_eq!(p["type"], "screen_pop");
             assert_eq!(p["candidates"][0]["name"], "Jansen Pieter");
@@ -113,21 +135,42 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
                 break;
             }
         }
-        assert!(saw_elsewhere, "the ring-all screen that did not answer is cleared");
+        assert!(
+            saw_elsewhere,
+            "the ring-all screen that did not answer is cleared"
+        );
 
         // --- 03: abandoned.
         pbx.send(&fixture("03_"));
         let calls = ended_calls(&a777, 3).await;
         assert_eq!(calls.len(), 3, "{engine}: {calls:#?}");
-        let by_id = |id: &str| calls.iter().find(|c| c["id"] == id).cloned().unwrap_or_else(|| panic!("{id} in {calls:#?}"));
+        let by_id = |id: &str| {
+            calls
+                .iter()
+                .find(|c| c["id"] == id)
+                .cloned()
+                .unwrap_or_else(|| panic!("{id} in {calls:#?}"))
+        };
         let c1 = by_id("ami:1514295827.372");
-        assert_eq!((c1["outcome"].as_str(), c1["answered_by"].as_str()), (Some("answered"), Some("777")));
+        assert_eq!(
+            (c1["outcome"].as_str(), c1["answered_by"].as_str()),
+            (Some("answered"), Some("777"))
+        );
         assert_eq!(c1["resident_id"].as_i64(), Some(okamoto));
         let c2 = by_id("ami:195176c06ab8-1529939196.518");
-        assert_eq!((c2["outcome"].as_str(), c2["answered_by"].as_str()), (Some("answered"), Some("150010002")));
+        assert_eq!(
+            (c2["outcome"].as_str(), c2["answered_by"].as_str()),
+            (Some("answered"), Some("150010002"))
+        );
         let c3 = by_id("ami:40a7a1f2a669-1585318545.326");
-        assert_eq!((c3["outcome"].as_str(), c3["hold_s"].as_i64()), (Some("abandoned"), Some(11)));
-        assert!(ws201.next_json(QUIET).await.is_none(), "201 saw nothing of three calls");
+        assert_eq!(
+            (c3["outcome"].as_str(), c3["hold_s"].as_i64()),
+            (Some("abandoned"), Some(11))
+        );
+        assert!(
+            ws201.next_json(QUIET).await.is_none(),
+            "201 saw nothing of three calls"
+        );
 
         // --- Replaying all three again leaves one row per call.
         for f in ["01_", "02_", "03_"] {
@@ -135,7 +178,11 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (_, calls) = a777.get("/api/calls").await;
-        assert_eq!(calls.as_array().unwrap().len(), 3, "{engine}: replay added rows: {calls:#}");
+        assert_eq!(
+            calls.as_array().unwrap().len(),
+            3,
+            "{engine}: replay added rows: {calls:#}"
+        );
 
         // The next pop for that number carries the call just logged in the history.
         let (_, rec) = a777.get(&format!("/api/residents/{okamoto}")).await;

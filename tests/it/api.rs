@@ -12,7 +12,12 @@ async fn sessions_search_and_inquiries() {
         srv.add_user("venue1", Role::Venue, None).await;
         srv.store()
             .insert_residents(&[
-                resident(1, "舞鶴 花子", "マイヅル　ハナコ", &["0773-62-2300", "090-1111-2222"]),
+                resident(
+                    1,
+                    "舞鶴 花子",
+                    "マイヅル　ハナコ",
+                    &["0773-62-2300", "090-1111-2222"],
+                ),
                 resident(2, "舞鶴 太郎", "マイヅル　タロウ", &["0773622300"]),
                 resident(3, "田中 一郎", "タナカ　イチロウ", &["0773-75-0001"]),
             ])
@@ -29,7 +34,11 @@ async fn sessions_search_and_inquiries() {
             .unwrap();
         assert_eq!(res.status(), 401, "{engine}");
         // No session, no data.
-        let res = http.get(format!("{}/api/residents?phone=0773622300", srv.url)).send().await.unwrap();
+        let res = http
+            .get(format!("{}/api/residents?phone=0773622300", srv.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401);
 
         let agent = srv.login("agent1").await;
@@ -37,10 +46,19 @@ async fn sessions_search_and_inquiries() {
         assert_eq!((s, me["user"]["extension"].as_str()), (200, Some("201")));
 
         // Every spelling of the household landline finds both people on it.
-        for spelling in ["0773-62-2300", "%2B81773622300", "%EF%BC%90%EF%BC%97%EF%BC%97%EF%BC%93622300"] {
+        for spelling in [
+            "0773-62-2300",
+            "%2B81773622300",
+            "%EF%BC%90%EF%BC%97%EF%BC%97%EF%BC%93622300",
+        ] {
             let (s, found) = agent.get(&format!("/api/residents?phone={spelling}")).await;
             assert_eq!(s, 200, "{engine} {spelling}");
-            let names: Vec<&str> = found.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+            let names: Vec<&str> = found
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap())
+                .collect();
             assert_eq!(names.len(), 2, "{engine} {spelling}: {names:?}");
             assert!(names.contains(&"舞鶴 花子") && names.contains(&"舞鶴 太郎"));
         }
@@ -49,7 +67,9 @@ async fn sessions_search_and_inquiries() {
         let (_, found) = agent.get("/api/residents?ticket=0000001237").await;
         assert_eq!(found[0]["name"], "田中 一郎");
         assert_eq!(found[0]["ticket_no"], "0000001237");
-        let (_, found) = agent.get("/api/residents?kana=%E3%83%9E%E3%82%A4%E3%83%85%E3%83%AB&birth_date=1941-03-02").await;
+        let (_, found) = agent
+            .get("/api/residents?kana=%E3%83%9E%E3%82%A4%E3%83%85%E3%83%AB&birth_date=1941-03-02")
+            .await;
         assert_eq!(found.as_array().unwrap().len(), 2);
         // Typed without the space, in hiragana: still found.
         let (_, found2) = agent.get("/api/residents?kana=%E3%81%BE%E3%81%84%E3%81%A5%E3%82%8B%E3%81%AF%E3%81%AA%E3%81%93&birth_date=1941-03-02").await;
@@ -59,14 +79,32 @@ async fn sessions_search_and_inquiries() {
         assert_eq!((s, err["field"].as_str()), (422, Some("ticket")));
 
         // An inquiry: a proxy caller without a relationship is refused, naming the field.
-        let hanako = found.as_array().unwrap().iter().find(|r| r["name"] == "舞鶴 花子").unwrap()["id"].as_i64().unwrap();
+        let hanako = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "舞鶴 花子")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
         let (s, err) = agent
             .post("/api/inquiries", json!({"resident_id": hanako, "category": "transport", "note": "バスの時間", "caller_kind": "proxy"}))
             .await;
-        assert_eq!((s, err["field"].as_str()), (422, Some("relationship")), "{err}");
-        let (s, err) = agent.post("/api/inquiries", json!({"resident_id": hanako, "category": "nonsense"})).await;
+        assert_eq!(
+            (s, err["field"].as_str()),
+            (422, Some("relationship")),
+            "{err}"
+        );
+        let (s, err) = agent
+            .post(
+                "/api/inquiries",
+                json!({"resident_id": hanako, "category": "nonsense"}),
+            )
+            .await;
         assert_eq!((s, err["field"].as_str()), (422, Some("category")));
-        let (s, err) = agent.post("/api/inquiries", json!({"resident_id": "x"})).await;
+        let (s, err) = agent
+            .post("/api/inquiries", json!({"resident_id": "x"}))
+            .await;
         assert_eq!(s, 422, "{err}");
         let (s, saved) = agent
             .post(
@@ -86,13 +124,23 @@ async fn sessions_search_and_inquiries() {
 
         // Venue staff may read records but not take calls.
         let venue = srv.login("venue1").await;
-        let (s, _) = venue.post("/api/inquiries", json!({"resident_id": hanako, "category": "general"})).await;
+        let (s, _) = venue
+            .post(
+                "/api/inquiries",
+                json!({"resident_id": hanako, "category": "general"}),
+            )
+            .await;
         assert_eq!(s, 403);
 
         // An oversized WebSocket frame closes that socket; the server goes on serving.
         let mut ws = agent.ws().await;
         ws.send_text(&"x".repeat(200 * 1024)).await;
-        assert!(ws.next_json(std::time::Duration::from_secs(3)).await.is_none(), "the socket is closed");
+        assert!(
+            ws.next_json(std::time::Duration::from_secs(3))
+                .await
+                .is_none(),
+            "the socket is closed"
+        );
         let mut ws = agent.ws().await;
         ws.send_text(r#"{"type":"ping"}"#).await;
         let (s, _) = agent.get("/api/me").await;
@@ -100,12 +148,30 @@ async fn sessions_search_and_inquiries() {
         drop(ws);
 
         // Operations.
-        let res = http.get(format!("{}/healthz", srv.url)).send().await.unwrap();
+        let res = http
+            .get(format!("{}/healthz", srv.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
-        let res = http.get(format!("{}/readyz", srv.url)).send().await.unwrap();
+        let res = http
+            .get(format!("{}/readyz", srv.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
-        let metrics = http.get(format!("{}/metrics", srv.url)).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("madoguchi_pop_latency_seconds_count"), "{metrics}");
+        let metrics = http
+            .get(format!("{}/metrics", srv.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("madoguchi_pop_latency_seconds_count"),
+            "{metrics}"
+        );
         let (s, doc) = agent.get("/api/openapi.json").await;
         assert_eq!(s, 200);
         assert!(doc["paths"]["/api/residents/{id}"].is_object());

@@ -25,14 +25,22 @@ async fn agent_sees_pop_and_saves_an_inquiry() {
     let mut pbx = FakeAsterisk::start().await;
     let srv = TestServer::start("sqlite", Some(pbx.addr.clone())).await;
     srv.add_user("sato", Role::Agent, Some("777")).await;
-    srv.store().insert_residents(&[resident(20, "岡本 清", "オカモト　キヨシ", &["123"])]).await.unwrap();
-    tokio::time::timeout(WAIT, pbx.logins.recv()).await.expect("AMI login");
+    srv.store()
+        .insert_residents(&[resident(20, "岡本 清", "オカモト　キヨシ", &["123"])])
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, pbx.logins.recv())
+        .await
+        .expect("AMI login");
 
     let d = Driver::start(&driver_bin, &chrome).await;
     d.goto(&srv.url).await;
     let user = d.find("#login-username", WAIT).await.expect("login form");
     d.type_into(&user, "sato").await;
-    let pw = d.find("#login-password", WAIT).await.expect("password field");
+    let pw = d
+        .find("#login-password", WAIT)
+        .await
+        .expect("password field");
     d.type_into(&pw, "sato").await;
     let submit = d.find("#login-submit", WAIT).await.expect("login button");
     d.click(&submit).await;
@@ -45,9 +53,15 @@ async fn agent_sees_pop_and_saves_an_inquiry() {
     let capture = fixture("01_");
     let (ringing, rest) = split_before(&capture, "Event: AgentConnect");
     pbx.send(&ringing);
-    let name = d.find("[data-testid=resident-name]", WAIT).await.expect("the pop shows a resident");
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("the pop shows a resident");
     assert_eq!(d.text(&name).await, "岡本 清");
-    let number = d.find("[data-testid=caller-number]", WAIT).await.expect("caller number");
+    let number = d
+        .find("[data-testid=caller-number]", WAIT)
+        .await
+        .expect("caller number");
     assert!(d.text(&number).await.contains("123"));
     pbx.send(&rest);
 
@@ -73,11 +87,16 @@ async fn agent_sees_pop_and_saves_an_inquiry() {
     assert_eq!(rec[0]["id"], "ami:1514295827.372");
 
     // The next call from the same number: a new Linkedid, same caller.
-    let again = String::from_utf8_lossy(&capture).replace("1514295827.372", "1514296827.372").replace("1514295839.373", "1514296839.373");
+    let again = String::from_utf8_lossy(&capture)
+        .replace("1514295827.372", "1514296827.372")
+        .replace("1514295839.373", "1514296839.373");
     let (ringing2, _) = split_before(again.as_bytes(), "Event: AgentConnect");
     pbx.send(&ringing2);
     let popped = d
-        .wait_for("const p = document.querySelector('#pop'); return p && p.dataset.callId;", WAIT)
+        .wait_for(
+            "const p = document.querySelector('#pop'); return p && p.dataset.callId;",
+            WAIT,
+        )
         .await;
     let popped = d
         .wait_for(
@@ -97,7 +116,12 @@ async fn agent_sees_pop_and_saves_an_inquiry() {
         .await;
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-screen.png");
     d.screenshot(&shot).await;
-    assert_eq!(in_history, json!(true), "the next pop carries the inquiry (screenshot: {})", shot.display());
+    assert_eq!(
+        in_history,
+        json!(true),
+        "the next pop carries the inquiry (screenshot: {})",
+        shot.display()
+    );
     d.quit().await;
     srv.stop().await;
 }

@@ -11,7 +11,11 @@ fn madoguchi(db: &str, args: &[&str]) -> (bool, String, String) {
         .env("MADOGUCHI_LOG", "warn")
         .output()
         .expect("run madoguchi");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 const HEADER: &str = "address_no,municipality_code,ticket_no,name,name_kana,birth_date,sex,postal_code,address,town,district,phone1,phone2,intent,needs_transport\n";
@@ -21,10 +25,36 @@ fn user_add_and_import_from_the_command_line() {
     let dir = TempDir::new("cli").unwrap();
     let db = format!("sqlite://{}/m.db", dir.0.display());
 
-    let (ok, out, err) = madoguchi(&db, &["user", "add", "--username", "sato", "--password", "pw1234", "--role", "agent", "--extension", "201"]);
+    let (ok, out, err) = madoguchi(
+        &db,
+        &[
+            "user",
+            "add",
+            "--username",
+            "sato",
+            "--password",
+            "pw1234",
+            "--role",
+            "agent",
+            "--extension",
+            "201",
+        ],
+    );
     assert!(ok, "{out}{err}");
     assert!(out.contains("sato"));
-    let (ok, _, err) = madoguchi(&db, &["user", "add", "--username", "x", "--password", "pw1234", "--role", "boss"]);
+    let (ok, _, err) = madoguchi(
+        &db,
+        &[
+            "user",
+            "add",
+            "--username",
+            "x",
+            "--password",
+            "pw1234",
+            "--role",
+            "boss",
+        ],
+    );
     assert!(!ok);
     assert!(err.contains("--role"), "{err}");
 
@@ -38,7 +68,10 @@ fn user_add_and_import_from_the_command_line() {
     let (ok, _, err) = madoguchi(&db, &["import", "residents", bad_path.to_str().unwrap()]);
     assert!(!ok, "a bad row fails the command");
     let first = err.lines().next().unwrap_or_default();
-    assert!(first.contains("bad.csv") && first.contains("row 3") && first.contains("birth_date"), "{err}");
+    assert!(
+        first.contains("bad.csv") && first.contains("row 3") && first.contains("birth_date"),
+        "{err}"
+    );
 
     let good_path = dir.0.join("good.csv");
     std::fs::write(&good_path, &good).unwrap();

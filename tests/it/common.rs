@@ -26,15 +26,25 @@ impl TestServer {
     /// A server on a fresh database of `engine`, optionally linked to an AMI peer.
     pub async fn start(engine: &str, ami: Option<String>) -> TestServer {
         let db = TestDb::new(engine).await.expect("test database");
-        let mut settings = Settings { listen: "127.0.0.1:0".into(), database_url: db.url.clone(), ..Settings::default() };
+        let mut settings = Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: db.url.clone(),
+            ..Settings::default()
+        };
         if let Some(addr) = ami {
             settings.ami_address = Some(addr);
             settings.ami_username = "madoguchi".into();
             settings.ami_secret = "s3cret".into();
         }
-        let running = build_with_store(settings, db.store.clone()).await.expect("server starts");
+        let running = build_with_store(settings, db.store.clone())
+            .await
+            .expect("server starts");
         let url = running.url();
-        TestServer { running: Some(running), url, db: Some(db) }
+        TestServer {
+            running: Some(running),
+            url,
+            db: Some(db),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -53,9 +63,17 @@ impl TestServer {
     pub async fn add_user(&self, username: &str, role: Role, extension: Option<&str>) -> i64 {
         let hash = madoguchi::store::users::hash_password(username).expect("hash");
         let ext = extension.map(|e| Extension::parse(e).expect("extension"));
-        let id = self.store().upsert_user(username, username, &hash, role, ext.as_ref()).await.expect("user");
+        let id = self
+            .store()
+            .upsert_user(username, username, &hash, role, ext.as_ref())
+            .await
+            .expect("user");
         if let Some(r) = &self.running {
-            r.tracker.directory.refresh(self.store()).await.expect("refresh");
+            r.tracker
+                .directory
+                .refresh(self.store())
+                .await
+                .expect("refresh");
         }
         id
     }
@@ -77,7 +95,11 @@ impl TestServer {
             .and_then(|v| v.split(';').next())
             .expect("session cookie")
             .to_string();
-        Client { http, cookie, base: self.url.clone() }
+        Client {
+            http,
+            cookie,
+            base: self.url.clone(),
+        }
     }
 }
 
@@ -89,7 +111,13 @@ pub struct Client {
 
 impl Client {
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let res = self.http.get(format!("{}{}", self.base, path)).header("cookie", &self.cookie).send().await.expect("GET");
+        let res = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("GET");
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }
@@ -111,8 +139,11 @@ impl Client {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("{}/ws", self.base.replace("http://", "ws://"));
         let mut req = url.into_client_request().expect("ws request");
-        req.headers_mut().insert("cookie", self.cookie.parse().expect("cookie header"));
-        let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
+        req.headers_mut()
+            .insert("cookie", self.cookie.parse().expect("cookie header"));
+        let (stream, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
         let mut ws = Ws { stream };
         let hello = ws.next_json(Duration::from_secs(5)).await.expect("hello");
         assert_eq!(hello["type"], "hello");
@@ -129,7 +160,10 @@ impl Ws {
     pub async fn next_json(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??
+                .ok()?;
             match msg {
                 Message::Text(t) => {
                     let v: Value = serde_json::from_str(&t).expect("server sends JSON");
@@ -144,7 +178,10 @@ impl Ws {
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.stream.send(Message::Text(text.into())).await.expect("ws send");
+        self.stream
+            .send(Message::Text(text.into()))
+            .await
+            .expect("ws send");
     }
 }
 
@@ -186,7 +223,9 @@ pub struct FakeAsterisk {
 
 impl FakeAsterisk {
     pub async fn start() -> FakeAsterisk {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake asterisk");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake asterisk");
         let addr = listener.local_addr().expect("addr").to_string();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let (login_tx, logins) = tokio::sync::mpsc::unbounded_channel();
@@ -208,8 +247,15 @@ impl FakeAsterisk {
                             }
                             continue;
                         }
-                        let get = |k: &str| action.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
-                        let id = get("actionid").map(|i| format!("ActionID: {i}\r\n")).unwrap_or_default();
+                        let get = |k: &str| {
+                            action
+                                .iter()
+                                .find(|(kk, _)| kk == k)
+                                .map(|(_, v)| v.clone())
+                        };
+                        let id = get("actionid")
+                            .map(|i| format!("ActionID: {i}\r\n"))
+                            .unwrap_or_default();
                         let name = get("action").unwrap_or_default().to_ascii_lowercase();
                         let reply = match name.as_str() {
                             "login" => {
@@ -270,6 +316,8 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// Splits a capture at the start of the first packet containing `marker` (e.g. "Event: AgentConnect").
 pub fn split_before(bytes: &[u8], marker: &str) -> (Vec<u8>, Vec<u8>) {
     let text = String::from_utf8_lossy(bytes);
-    let at = text.find(marker).unwrap_or_else(|| panic!("{marker} not in capture"));
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in capture"));
     (bytes[..at].to_vec(), bytes[at..].to_vec())
 }

@@ -19,13 +19,18 @@ pub struct Driver {
 pub fn find_browser() -> Result<(String, String), String> {
     let find = |names: &[&str]| -> Option<String> {
         names.iter().find_map(|n| {
-            let out = Command::new("sh").arg("-c").arg(format!("command -v {n}")).output().ok()?;
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {n}"))
+                .output()
+                .ok()?;
             let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
             (!p.is_empty()).then_some(p)
         })
     };
     let driver = find(&["chromedriver"]).ok_or("chromedriver not found")?;
-    let chrome = find(&["chromium", "chromium-browser", "google-chrome"]).ok_or("chromium not found")?;
+    let chrome =
+        find(&["chromium", "chromium-browser", "google-chrome"]).ok_or("chromium not found")?;
     Ok((driver, chrome))
 }
 
@@ -45,7 +50,11 @@ impl Driver {
         let base = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             if let Ok(r) = http.get(format!("{base}/status")).send().await {
-                if r.json::<Value>().await.map(|v| v["value"]["ready"] == true).unwrap_or(false) {
+                if r.json::<Value>()
+                    .await
+                    .map(|v| v["value"]["ready"] == true)
+                    .unwrap_or(false)
+                {
                     break;
                 }
             }
@@ -71,8 +80,17 @@ impl Driver {
             .json()
             .await
             .expect("session json");
-        let session = res["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {res}")).to_string();
-        Driver { child, http, base, session, _profile: profile }
+        let session = res["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {res}"))
+            .to_string();
+        Driver {
+            child,
+            http,
+            base,
+            session,
+            _profile: profile,
+        }
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -81,19 +99,32 @@ impl Driver {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let v: Value = req.send().await.expect("webdriver").json().await.expect("webdriver json");
+        let v: Value = req
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .expect("webdriver json");
         v["value"].clone()
     }
 
     pub async fn goto(&self, url: &str) {
-        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
     }
 
     /// The element matching `css`, waiting up to `wait` for it to appear.
     pub async fn find(&self, css: &str, wait: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let v = self.cmd(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+            let v = self
+                .cmd(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
             if let Some(id) = v[ELEMENT].as_str() {
                 return Some(id.to_string());
             }
@@ -105,19 +136,38 @@ impl Driver {
     }
 
     pub async fn type_into(&self, el: &str, text: &str) {
-        self.cmd(reqwest::Method::POST, &format!("/element/{el}/value"), Some(json!({"text": text}))).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
     }
 
     pub async fn click(&self, el: &str) {
-        self.cmd(reqwest::Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     pub async fn text(&self, el: &str) -> String {
-        self.cmd(reqwest::Method::GET, &format!("/element/{el}/text"), None).await.as_str().unwrap_or_default().to_string()
+        self.cmd(reqwest::Method::GET, &format!("/element/{el}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub async fn script(&self, script: &str, args: Vec<Value>) -> Value {
-        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": args}))).await
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
     }
 
     /// Waits until `script` (a function body returning a value) returns something truthy.
@@ -143,7 +193,11 @@ impl Driver {
     }
 
     pub async fn quit(mut self) {
-        let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send().await;
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
