@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Messages a topic keeps for clients that reconnect.
-pub const REPLAY: usize = 256;
+/// Messages a topic keeps for clients that reconnect: a call makes about three, so this covers
+/// a screen that was away for several calls, without holding every pop of the day in memory.
+pub const REPLAY: usize = 32;
+/// Messages older than this are not replayed: a screen away that long reloads its state.
+pub const REPLAY_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// Messages queued for one client before it counts as too slow and is dropped.
 pub const CLIENT_QUEUE: usize = 256;
 
@@ -31,7 +34,7 @@ pub struct Hub {
 #[derive(Default)]
 struct Topic {
     seq: u64,
-    recent: VecDeque<(u64, Frame)>,
+    recent: VecDeque<(u64, std::time::Instant, Frame)>,
     clients: Vec<(u64, mpsc::Sender<Frame>)>,
 }
 
@@ -71,8 +74,13 @@ impl Hub {
         t.seq += 1;
         let seq = t.seq;
         let frame = with_seq(seq, payload);
-        t.recent.push_back((seq, frame.clone()));
-        if t.recent.len() > REPLAY {
+        let now = std::time::Instant::now();
+        t.recent.push_back((seq, now, frame.clone()));
+        while t.recent.len() > REPLAY
+            || t.recent
+                .front()
+                .is_some_and(|(_, at, _)| now.duration_since(*at) > REPLAY_AGE)
+        {
             t.recent.pop_front();
         }
         let before = t.clients.len();
@@ -100,12 +108,12 @@ impl Hub {
         let mut gap = false;
         let replay = match since {
             Some(since) if since < t.seq => {
-                let oldest = t.recent.front().map(|(s, _)| *s).unwrap_or(t.seq + 1);
+                let oldest = t.recent.front().map(|(s, _, _)| *s).unwrap_or(t.seq + 1);
                 gap = since + 1 < oldest;
                 t.recent
                     .iter()
-                    .filter(|(s, _)| *s > since)
-                    .map(|(_, f)| f.clone())
+                    .filter(|(s, _, _)| *s > since)
+                    .map(|(_, _, f)| f.clone())
                     .collect()
             }
             _ => Vec::new(),

@@ -155,7 +155,7 @@ impl Store {
 async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     conn.execute(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;",
+         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;",
     )
     .await?;
     Ok(())

@@ -187,6 +187,35 @@ async fn replayed_captures_pop_the_right_agent_before_answer() {
         // The next pop for that number carries the call just logged in the history.
         let (_, rec) = a777.get(&format!("/api/residents/{okamoto}")).await;
         assert_eq!(rec["calls"][0]["id"], "ami:1514295827.372");
+        // The agent says which household member called: the call log follows.
+        let jansen = store
+            .residents_by_ticket(&madoguchi::domain::TicketNo::parse("0000001245").unwrap())
+            .await
+            .unwrap()[0]
+            .id;
+        let (s, _) = a777
+            .post(
+                "/api/calls/ami:1514295827.372/resident",
+                json!({"resident_id": jansen}),
+            )
+            .await;
+        assert_eq!(s, 204);
+        let (_, calls) = a777.get("/api/calls").await;
+        let c1 = calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "ami:1514295827.372")
+            .unwrap()
+            .clone();
+        assert_eq!(c1["resident_id"].as_i64(), Some(jansen));
+        let (s, _) = a777
+            .post(
+                "/api/calls/ami:nope/resident",
+                json!({"resident_id": jansen}),
+            )
+            .await;
+        assert_eq!(s, 404);
         drop((ws777, ws2, ws3, ws201));
         srv.stop().await;
     }
