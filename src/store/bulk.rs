@@ -213,37 +213,14 @@ impl Store {
         let mut conn = self.write.acquire().await?;
         let mut tx = conn.begin().await?;
         for chunk in calls.chunks(BATCH) {
-            let mut sql = String::from(
-                "INSERT INTO calls (call_key, direction, caller_number, caller_e164, caller_name, \
-                 dialled, queue, agents_offered, answered_by, answered_user_id, resident_id, \
-                 candidates, started_at, queued_at, rang_at, answered_at, ended_at, hold_s, outcome) VALUES ",
-            );
+            let mut sql = format!("INSERT INTO calls ({}) VALUES ", super::calls::CALL_COLUMNS);
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("({})", placeholders(self.engine, i * COLS + 1, COLS)))
                 .collect();
             sql.push_str(&values.join(","));
             let mut q = sqlx::query(&sql);
             for c in chunk {
-                q = q
-                    .bind(c.id.clone())
-                    .bind(c.direction.clone())
-                    .bind(c.caller_number.clone())
-                    .bind(c.caller_e164.clone())
-                    .bind(c.caller_name.clone())
-                    .bind(c.dialled.clone())
-                    .bind(c.queue.clone())
-                    .bind(c.agents_offered.join(","))
-                    .bind(c.answered_by.clone())
-                    .bind(c.answered_user_id)
-                    .bind(c.resident_id)
-                    .bind(c.candidates)
-                    .bind(c.started_at.clone())
-                    .bind(c.queued_at.clone())
-                    .bind(c.rang_at.clone())
-                    .bind(c.answered_at.clone())
-                    .bind(c.ended_at.clone())
-                    .bind(c.hold_s)
-                    .bind(c.outcome.clone());
+                q = super::calls::bind_call(q, c);
             }
             q.execute(&mut *tx).await.context("inserting calls")?;
         }

@@ -31,7 +31,7 @@ pub struct CallRow {
     pub outcome: Option<String>,
 }
 
-const CALL_COLUMNS: &str =
+pub(super) const CALL_COLUMNS: &str =
     "call_key, direction, caller_number, caller_e164, caller_name, dialled, \
     queue, agents_offered, answered_by, answered_user_id, resident_id, candidates, started_at, \
     queued_at, rang_at, answered_at, ended_at, hold_s, outcome";
@@ -161,8 +161,19 @@ async fn upsert_call_in(
              rang_at = excluded.rang_at, answered_at = excluded.answered_at, \
              ended_at = excluded.ended_at, hold_s = excluded.hold_s, outcome = excluded.outcome"
         );
-    sqlx::query(&sql)
-        .bind(c.id.clone())
+    bind_call(sqlx::query(&sql), c)
+        .execute(&mut **tx)
+        .await
+        .with_context(|| format!("writing call {}", c.id))?;
+    Ok(())
+}
+
+/// Binds a call's 19 values in [`CALL_COLUMNS`] order: the one place that knows that order.
+pub(super) fn bind_call<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    c: &CallRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(c.id.clone())
         .bind(c.direction.clone())
         .bind(c.caller_number.clone())
         .bind(c.caller_e164.clone())
@@ -181,8 +192,4 @@ async fn upsert_call_in(
         .bind(c.ended_at.clone())
         .bind(c.hold_s)
         .bind(c.outcome.clone())
-        .execute(&mut **tx)
-        .await
-        .with_context(|| format!("writing call {}", c.id))?;
-    Ok(())
 }
