@@ -230,3 +230,112 @@ async fn transfers_and_click_to_dial_are_logged_once_each() {
     }
     db.cleanup().await;
 }
+
+fn channel_event(call: &str, channel: &str, number: &str) -> PbxEvent {
+    PbxEvent::Channel {
+        link: "ami".into(),
+        call: call.into(),
+        channel: channel.into(),
+        name: format!("PJSIP/trunk-{channel}"),
+        caller_number: number.into(),
+        caller_name: String::new(),
+        dialled: "0773689225".into(),
+        at: chrono::Utc::now(),
+    }
+}
+
+/// A reconnect's resync ends the calls that vanished while the link was down, keeps the ones
+/// that survived, and logs each exactly once.
+#[tokio::test]
+async fn resync_after_reconnect_ends_vanished_calls_once() {
+    use crate::pbx::LiveChannel;
+    let db = TestDb::new("sqlite").await.unwrap();
+    let (log, task) = writer::spawn(db.store.clone(), Arc::new(Metrics::default()));
+    let mut tracker = Tracker::new(
+        db.store.clone(),
+        Hub::new(),
+        Arc::new(Metrics::default()),
+        log,
+        AgentDirectory::default(),
+    );
+    let now = chrono::Utc::now();
+    tracker
+        .handle(channel_event("100.1", "100.1", "0773-62-0001"))
+        .await;
+    tracker
+        .handle(channel_event("200.1", "200.1", "0773-62-0002"))
+        .await;
+    tracker
+        .handle(PbxEvent::Answer {
+            link: "ami".into(),
+            call: "200.1".into(),
+            device: "PJSIP/201".into(),
+            queue: Some("vaccine".into()),
+            hold_s: Some(4),
+            at: now,
+        })
+        .await;
+    tracker
+        .handle(PbxEvent::LinkDown {
+            link: "ami".into(),
+            reason: "eof".into(),
+        })
+        .await;
+    assert_eq!(
+        tracker.live_calls().len(),
+        2,
+        "a dropped link ends nothing by itself"
+    );
+    tracker
+        .handle(PbxEvent::LinkUp { link: "ami".into() })
+        .await;
+    let survivor = LiveChannel {
+        call: "200.1".into(),
+        channel: "200.1".into(),
+        name: "PJSIP/trunk-1".into(),
+        caller_number: "0773-62-0002".into(),
+        caller_name: String::new(),
+        dialled: String::new(),
+        up: true,
+    };
+    tracker
+        .handle(PbxEvent::Resync {
+            link: "ami".into(),
+            channels: vec![survivor.clone()],
+            at: now,
+        })
+        .await;
+    let live: Vec<String> = tracker.live_calls().into_iter().map(|c| c.id).collect();
+    assert_eq!(live, vec!["ami:200.1".to_string()]);
+    // A second resync listing the same survivor changes nothing; late events of the ended
+    // call open nothing.
+    tracker
+        .handle(PbxEvent::Resync {
+            link: "ami".into(),
+            channels: vec![survivor],
+            at: now,
+        })
+        .await;
+    tracker
+        .handle(channel_event("100.1", "100.1", "0773-62-0001"))
+        .await;
+    assert_eq!(tracker.live_calls().len(), 1);
+    tracker
+        .handle(PbxEvent::Hangup {
+            link: "ami".into(),
+            call: "200.1".into(),
+            channel: "200.1".into(),
+            cause: Some(16),
+            at: now,
+        })
+        .await;
+    drop(tracker);
+    task.await.unwrap();
+    let calls = db.store.calls_between(None, None, 10).await.unwrap();
+    assert_eq!(calls.len(), 2);
+    let by = |id: &str| calls.iter().find(|c| c.id == id).unwrap().clone();
+    assert_eq!(by("ami:100.1").outcome.as_deref(), Some("abandoned"));
+    assert_eq!(by("ami:200.1").outcome.as_deref(), Some("answered"));
+    assert_eq!(by("ami:200.1").answered_by.as_deref(), Some("201"));
+    db.cleanup().await;
+}
