@@ -339,3 +339,11 @@ async fn resync_after_reconnect_ends_vanished_calls_once() {
     assert_eq!(by("ami:200.1").answered_by.as_deref(), Some("201"));
     db.cleanup().await;
 }
+
+#[test]
+fn placeholder_caller_names_are_dropped() {
+    assert_eq!(super::tracker::display_name("<unknown>"), "");
+    assert_eq!(super::tracker::display_name("+31150010001"), "");
+    assert_eq!(super::tracker::display_name(" Eugene R "), "Eugene R");
+    assert_eq!(super::tracker::display_name("舞鶴 花子"), "舞鶴 花子");
+}

@@ -54,6 +54,29 @@ impl AgentDirectory {
     }
 }
 
+/// The caller's name as the PBX gave it, or nothing: `<unknown>`, `anonymous` and a name that
+/// only repeats the number say nothing an agent should read aloud.
+pub(crate) fn display_name(name: &str) -> String {
+    let n = name.trim();
+    let placeholder = [
+        "<unknown>",
+        "unknown",
+        "anonymous",
+        "<anonymous>",
+        "restricted",
+    ]
+    .iter()
+    .any(|p| n.eq_ignore_ascii_case(p));
+    if placeholder
+        || n.chars()
+            .all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+    {
+        String::new()
+    } else {
+        n.to_string()
+    }
+}
+
 /// A live call and everything needed to finish it.
 struct LiveCall {
     row: CallRow,
@@ -196,7 +219,7 @@ impl Tracker {
                         && caller_number != c.row.caller_number
                     {
                         c.row.caller_number = caller_number.clone();
-                        c.row.caller_name = caller_name;
+                        c.row.caller_name = display_name(&caller_name);
                         self.resolve(&key).await;
                     }
                     return;
@@ -386,7 +409,7 @@ impl Tracker {
             id: key.clone(),
             direction: direction.into(),
             caller_number,
-            caller_name,
+            caller_name: display_name(&caller_name),
             dialled,
             started_at: ts(at),
             ..CallRow::default()
