@@ -115,6 +115,8 @@ async fn place_calls(sim: Simulator, phones: Vec<String>, per_minute: f64, seed:
         rng % m.max(1)
     };
     let gap = Duration::from_secs_f64(60.0 / per_minute);
+    let mut busy_until: std::collections::HashMap<String, std::time::Instant> =
+        std::collections::HashMap::new();
     // The first call comes soon, so whoever opens the screen sees a pop quickly.
     tokio::time::sleep(Duration::from_secs(5)).await;
     loop {
@@ -127,14 +129,27 @@ async fn place_calls(sim: Simulator, phones: Vec<String>, per_minute: f64, seed:
                 .cloned()
                 .unwrap_or_default(),
         };
-        let members: Vec<String> = super::command::DEMO_EXTENSIONS
+        // Agents on a call are not rung (Asterisk's ringinuse=no); the others ring all at once.
+        let now = std::time::Instant::now();
+        busy_until.retain(|_, until| *until > now);
+        let members: Vec<String> = DEMO_EXTENSIONS
             .iter()
+            .filter(|e| !busy_until.contains_key(**e))
             .map(|s| s.to_string())
             .collect();
+        let ring = Duration::from_secs(6 + next(10));
+        let talk = Duration::from_secs(30 + next(90));
         let outcome = match next(100) {
-            0..=74 => SimOutcome::Answered {
-                by: next(members.len() as u64) as usize,
-            },
+            _ if members.is_empty() => SimOutcome::Abandoned,
+            0..=74 => {
+                let by = next(members.len() as u64) as usize;
+                // Busy through the talk and a short wrap-up.
+                busy_until.insert(
+                    members[by].clone(),
+                    now + ring + talk + Duration::from_secs(10),
+                );
+                SimOutcome::Answered { by }
+            }
             75..=89 => SimOutcome::Abandoned,
             _ => SimOutcome::NoAnswer,
         };
@@ -144,8 +159,8 @@ async fn place_calls(sim: Simulator, phones: Vec<String>, per_minute: f64, seed:
             queue: "vaccine".into(),
             members,
             outcome,
-            ring: Duration::from_secs(8 + next(10)),
-            talk: Duration::from_secs(30 + next(90)),
+            ring,
+            talk,
         });
         tokio::time::sleep(gap.mul_f64(0.5 + next(100) as f64 / 100.0)).await;
     }
