@@ -86,3 +86,80 @@ fn user_add_and_import_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains("sqlite:") && err.lines().count() <= 2, "{err}");
 }
+
+/// `madoguchi demo` end to end: a fresh database, the simulator placing calls, and an agent's
+/// screen receiving pops from it.
+#[tokio::test]
+async fn demo_serves_pops_from_the_simulator() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("demo").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--residents",
+            "2000",
+            "--call-rate",
+            "120",
+        ])
+        .arg("--data-dir")
+        .arg(&dir.0)
+        .env("MADOGUCHI_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let stdout = child.stdout.take().expect("stdout");
+    // Read every line (a closed pipe would fail the demo's later prints) and pass on the URL.
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(u) = line.trim().strip_prefix("agent screen") {
+                let _ = url_tx.send(u.trim().trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let url = tokio::task::spawn_blocking(move || {
+        url_rx.recv_timeout(std::time::Duration::from_secs(120))
+    })
+    .await
+    .unwrap()
+    .expect("the demo prints its URL");
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{url}/api/session"))
+        .json(&serde_json::json!({"username": "agent1", "password": "agent1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the printed login works");
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let agent = crate::common::Client {
+        http,
+        cookie,
+        base: url.clone(),
+    };
+    let mut ws = agent.ws().await;
+    let mut popped = None;
+    while let Some(m) = ws.next_json(std::time::Duration::from_secs(20)).await {
+        if m["type"] == "screen_pop" {
+            popped = Some(m);
+            break;
+        }
+    }
+    let pop = popped.expect("a simulated call pops on agent1's screen");
+    assert!(pop["call"]["id"].as_str().unwrap().starts_with("ami:"));
+    assert!(pop["candidates"].is_array());
+    let (s, ready) = agent.get("/readyz").await;
+    assert_eq!(s, 200, "{ready}");
+    assert!(dir.0.join("madoguchi.db").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+}
