@@ -41,13 +41,15 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
 
     let (log_tx, log_task) = writer::spawn(store.clone(), metrics.clone());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let board = crate::calls::Board::default();
     let tracker = Tracker::new(
         store.clone(),
         hub.clone(),
         metrics.clone(),
         log_tx,
         directory.clone(),
-    );
+    )
+    .with_board(board.clone());
     let tracker_task = tokio::spawn(tracker.run(events_rx, shutdown_rx.clone()));
 
     let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
@@ -81,6 +83,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         metrics,
         settings: settings.clone(),
         directory: directory.clone(),
+        board,
         links: Arc::new(links),
         ws_clients: Arc::new(std::sync::atomic::AtomicI64::new(0)),
     };

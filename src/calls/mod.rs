@@ -5,9 +5,11 @@
 //! One task owns all live-call state ([`tracker::Tracker::run`]), so no lock guards it; the
 //! call log is written by a second task ([`writer`]) so the tracker never waits on a write.
 
+pub mod board;
 pub mod tracker;
 pub mod writer;
 
+pub use board::Board;
 pub use tracker::{AgentDirectory, Tracker, TrackerHandle};
 
 #[cfg(test)]

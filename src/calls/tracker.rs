@@ -114,6 +114,8 @@ pub struct Tracker {
     channels: HashMap<(String, String), String>,
     ended: HashSet<String>,
     ended_order: VecDeque<String>,
+    /// The supervisors' live queue board.
+    board: super::Board,
 }
 
 /// How many PBX events may wait for the tracker. The PBX reader never blocks on the database;
@@ -138,7 +140,14 @@ impl Tracker {
             channels: HashMap::new(),
             ended: HashSet::new(),
             ended_order: VecDeque::new(),
+            board: super::Board::default(),
         }
+    }
+
+    /// Keeps `board` up to date as calls queue, ring, are answered and end.
+    pub fn with_board(mut self, board: super::Board) -> Tracker {
+        self.board = board;
+        self
     }
 
     /// Runs until every sender of `events` is gone, or until shutdown; then handles what is
@@ -249,6 +258,7 @@ impl Tracker {
             } => {
                 if let Some(key) = self.find(&link, &call, Some(&channel)) {
                     if let Some(c) = self.calls.get_mut(&key) {
+                        self.board.joined(&queue, &key, &c.row.caller_number, at);
                         c.row.queue = Some(queue);
                         c.row.queued_at.get_or_insert(ts(at));
                         self.save(&key).await;
@@ -318,12 +328,19 @@ impl Tracker {
                 call,
                 queue,
                 hold_s,
-                at: _,
+                at,
             } => {
                 let Some(key) = self.find(&link, &call, None) else {
                     return;
                 };
                 if let Some(c) = self.calls.get_mut(&key) {
+                    if c.row.queued_at.is_none() {
+                        // The join was filtered out or missed (a reconnect): the board still
+                        // counts this caller, from when the hold time says they joined.
+                        let since = at - chrono::Duration::seconds(hold_s.unwrap_or(0));
+                        self.board.joined(&queue, &key, &c.row.caller_number, since);
+                        c.row.queued_at = Some(ts(since));
+                    }
                     c.abandoned = true;
                     c.row.queue.get_or_insert(queue);
                     if hold_s.is_some() {
@@ -517,6 +534,7 @@ impl Tracker {
             return;
         }
         c.offered.push(ext.clone());
+        self.board.ringing(&ext, key);
         c.row.agents_offered = c.offered.clone();
         c.row.rang_at.get_or_insert(ts(at));
         // The pop: built from the prepared candidates, no database on this path.
@@ -574,6 +592,8 @@ impl Tracker {
                 c.row.hold_s = Some((at - start).num_seconds().max(0));
             }
         }
+        self.board
+            .answered(c.row.queue.as_deref(), key, ext, c.row.hold_s, at);
         let call = Self::call_json(c, "talking");
         for other in &c.offered {
             let event = if other == ext {
@@ -627,6 +647,13 @@ impl Tracker {
                 c.row.hold_s = Some((at - start).num_seconds().max(0));
             }
         }
+        let talk_s = c
+            .row
+            .answered_at
+            .as_deref()
+            .and_then(crate::store::parse_ts)
+            .map(|t| (at - t).num_seconds());
+        self.board.ended(c.row.queue.as_deref(), key, talk_s, at);
         let call = Self::call_json(&c, "ended");
         for ext in &c.offered {
             let payload = json!({"type": "call_update", "call": call, "event": "ended", "answered_by": c.row.answered_by, "outcome": outcome.code()});

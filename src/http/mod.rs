@@ -6,6 +6,7 @@ pub mod calls;
 pub mod error;
 pub mod inquiries;
 pub mod ops;
+pub mod queues;
 pub mod residents;
 pub mod session;
 pub mod ws;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub directory: AgentDirectory,
+    /// The live queue board the tracker keeps (for `/api/queues`).
+    pub board: crate::calls::Board,
     /// Health of each PBX link, for /readyz and /metrics.
     pub links: Arc<Vec<Arc<dyn LinkHealth>>>,
     /// Open WebSocket connections (a gauge for /metrics).
@@ -44,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .merge(calls::router())
         .merge(inquiries::router())
         .merge(ops::router())
+        .merge(queues::router())
         .merge(assets::router())
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)

@@ -125,7 +125,8 @@ async fn openapi() -> Json<serde_json::Value> {
                 "responses": {"204": {"description": "linked"}, "404": {"description": "no such call"}}}},
             "/api/inquiries": {"post": {"summary": "save an inquiry against a resident and/or call",
                 "responses": {"201": {"description": "saved"}, "422": {"description": "a field is wrong; `field` names it"}}}},
-            "/api/inquiry-categories": {"get": op("the inquiry categories")}
+            "/api/inquiry-categories": {"get": op("the inquiry categories")},
+            "/api/queues": {"get": op("per queue: waiting (caller_number, wait_s), offered, answered, abandoned, service_level, asa_s, aht_s today; agents with state and connection")}
         }
     }))
 }

@@ -1,0 +1,272 @@
+//! The live queue board a supervisor watches: who waits and how long, today's counts per
+//! queue (offered, answered, abandoned, service level, ASA, AHT), and each agent's state.
+//!
+//! The tracker writes it as events arrive; `/api/queues` reads a snapshot. A std RwLock: the
+//! tracker's writes are a few field updates, reads copy a small structure, neither awaits.
+//! Counts are for the current day in Japan (the city's calendar) and reset at midnight JST.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+/// A call answered within this many seconds of joining the queue counts toward the service
+/// level (the usual call-center 80/20 measure uses 20 s).
+pub const SERVICE_LEVEL_S: i64 = 20;
+
+#[derive(Clone, Default)]
+pub struct Board(Arc<RwLock<State>>);
+
+#[derive(Default)]
+struct State {
+    day: Option<NaiveDate>,
+    queues: BTreeMap<String, QueueCounts>,
+    /// extension → (state, call id)
+    agents: BTreeMap<String, (AgentState, String)>,
+}
+
+#[derive(Default, Clone)]
+struct QueueCounts {
+    waiting: BTreeMap<String, (String, DateTime<Utc>)>,
+    offered: u64,
+    answered: u64,
+    abandoned: u64,
+    within_sl: u64,
+    hold_sum_s: i64,
+    talk_sum_s: i64,
+    talked: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Idle,
+    Ringing,
+    Talking,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Waiting {
+    pub call_id: String,
+    pub caller_number: String,
+    pub wait_s: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueView {
+    pub name: String,
+    pub waiting: Vec<Waiting>,
+    pub offered: u64,
+    pub answered: u64,
+    pub abandoned: u64,
+    /// Share of offered calls answered within [`SERVICE_LEVEL_S`]; null before the first call.
+    pub service_level: Option<f64>,
+    /// Average speed of answer, seconds.
+    pub asa_s: Option<f64>,
+    /// Average handling (talk) time, seconds.
+    pub aht_s: Option<f64>,
+}
+
+fn jst_day(t: DateTime<Utc>) -> NaiveDate {
+    let jst =
+        FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC"));
+    t.with_timezone(&jst).date_naive()
+}
+
+impl State {
+    fn roll(&mut self, at: DateTime<Utc>) {
+        let day = jst_day(at);
+        if self.day != Some(day) {
+            self.day = Some(day);
+            for q in self.queues.values_mut() {
+                let waiting = std::mem::take(&mut q.waiting);
+                *q = QueueCounts {
+                    waiting,
+                    ..QueueCounts::default()
+                };
+            }
+        }
+    }
+}
+
+impl Board {
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.0.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn joined(&self, queue: &str, call: &str, caller: &str, at: DateTime<Utc>) {
+        self.with(|s| {
+            s.roll(at);
+            let q = s.queues.entry(queue.to_string()).or_default();
+            if q.waiting
+                .insert(call.to_string(), (caller.to_string(), at))
+                .is_none()
+            {
+                q.offered += 1;
+            }
+        })
+    }
+
+    pub fn ringing(&self, ext: &str, call: &str) {
+        self.with(|s| {
+            let e = s
+                .agents
+                .entry(ext.to_string())
+                .or_insert((AgentState::Idle, String::new()));
+            if e.0 == AgentState::Idle {
+                *e = (AgentState::Ringing, call.to_string());
+            }
+        })
+    }
+
+    /// An agent answered; `hold_s` is how long the caller waited in the queue.
+    pub fn answered(
+        &self,
+        queue: Option<&str>,
+        call: &str,
+        ext: &str,
+        hold_s: Option<i64>,
+        at: DateTime<Utc>,
+    ) {
+        self.with(|s| {
+            s.roll(at);
+            // Every other agent this call rang goes back to idle.
+            for (state, c) in s.agents.values_mut() {
+                if c == call && *state == AgentState::Ringing {
+                    *state = AgentState::Idle;
+                    c.clear();
+                }
+            }
+            s.agents
+                .insert(ext.to_string(), (AgentState::Talking, call.to_string()));
+            if let Some(q) = queue.and_then(|q| s.queues.get_mut(q)) {
+                if let Some((_, since)) = q.waiting.remove(call) {
+                    let hold = hold_s.unwrap_or_else(|| (at - since).num_seconds().max(0));
+                    q.answered += 1;
+                    q.hold_sum_s += hold;
+                    if hold <= SERVICE_LEVEL_S {
+                        q.within_sl += 1;
+                    }
+                }
+            }
+        })
+    }
+
+    /// The call ended: a caller still waiting abandoned; agents on it are free again.
+    pub fn ended(&self, queue: Option<&str>, call: &str, talk_s: Option<i64>, at: DateTime<Utc>) {
+        self.with(|s| {
+            s.roll(at);
+            for (state, c) in s.agents.values_mut() {
+                if c == call {
+                    *state = AgentState::Idle;
+                    c.clear();
+                }
+            }
+            if let Some(q) = queue.and_then(|q| s.queues.get_mut(q)) {
+                if q.waiting.remove(call).is_some() {
+                    q.abandoned += 1;
+                }
+                if let Some(t) = talk_s {
+                    q.talk_sum_s += t.max(0);
+                    q.talked += 1;
+                }
+            }
+        })
+    }
+
+    pub fn queues(&self, now: DateTime<Utc>) -> Vec<QueueView> {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let today = s.day == Some(jst_day(now));
+        s.queues
+            .iter()
+            .map(|(name, q)| {
+                let q = if today {
+                    q.clone()
+                } else {
+                    QueueCounts {
+                        waiting: q.waiting.clone(),
+                        ..QueueCounts::default()
+                    }
+                };
+                let mut waiting: Vec<Waiting> = q
+                    .waiting
+                    .iter()
+                    .map(|(call, (caller, since))| Waiting {
+                        call_id: call.clone(),
+                        caller_number: caller.clone(),
+                        wait_s: (now - *since).num_seconds().max(0),
+                    })
+                    .collect();
+                waiting.sort_by(|a, b| b.wait_s.cmp(&a.wait_s));
+                let ratio = |n: i64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+                QueueView {
+                    name: name.clone(),
+                    waiting,
+                    offered: q.offered,
+                    answered: q.answered,
+                    abandoned: q.abandoned,
+                    service_level: ratio(q.within_sl as i64, q.answered + q.abandoned),
+                    asa_s: ratio(q.hold_sum_s, q.answered),
+                    aht_s: ratio(q.talk_sum_s, q.talked),
+                }
+            })
+            .collect()
+    }
+
+    pub fn agent_state(&self, ext: &str) -> AgentState {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        s.agents
+            .get(ext)
+            .map(|(st, _)| *st)
+            .unwrap_or(AgentState::Idle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_waits_and_agent_states() {
+        let b = Board::default();
+        let t0 = DateTime::parse_from_rfc3339("2021-05-10T01:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = |n: i64| t0 + chrono::Duration::seconds(n);
+        b.joined("vaccine", "c1", "0773-62-0001", t0);
+        b.joined("vaccine", "c2", "0773-62-0002", s(5));
+        b.joined("vaccine", "c2", "0773-62-0002", s(6)); // a resync repeats a join: counted once
+        b.ringing("201", "c1");
+        b.ringing("202", "c1");
+        assert_eq!(b.agent_state("201"), AgentState::Ringing);
+        let v = b.queues(s(10));
+        assert_eq!(v[0].offered, 2);
+        assert_eq!(
+            v[0].waiting[0],
+            Waiting {
+                call_id: "c1".into(),
+                caller_number: "0773-62-0001".into(),
+                wait_s: 10
+            }
+        );
+        b.answered(Some("vaccine"), "c1", "201", Some(12), s(12));
+        assert_eq!(b.agent_state("201"), AgentState::Talking);
+        assert_eq!(
+            b.agent_state("202"),
+            AgentState::Idle,
+            "answered elsewhere frees the other ringers"
+        );
+        b.ended(Some("vaccine"), "c2", None, s(60)); // c2 gave up waiting
+        b.ended(Some("vaccine"), "c1", Some(90), s(102));
+        assert_eq!(b.agent_state("201"), AgentState::Idle);
+        let v = b.queues(s(103));
+        assert_eq!((v[0].answered, v[0].abandoned), (1, 1));
+        assert!(v[0].waiting.is_empty());
+        assert_eq!(v[0].service_level, Some(0.5));
+        assert_eq!(v[0].asa_s, Some(12.0));
+        assert_eq!(v[0].aht_s, Some(90.0));
+        // The next day in Japan starts from zero.
+        let v = b.queues(t0 + chrono::Duration::hours(24));
+        assert_eq!(v[0].offered, 0);
+    }
+}
