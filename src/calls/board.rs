@@ -197,7 +197,7 @@ impl Board {
                         wait_s: (now - *since).num_seconds().max(0),
                     })
                     .collect();
-                waiting.sort_by(|a, b| b.wait_s.cmp(&a.wait_s));
+                waiting.sort_by_key(|w| std::cmp::Reverse(w.wait_s));
                 let ratio = |n: i64, d: u64| (d > 0).then(|| n as f64 / d as f64);
                 QueueView {
                     name: name.clone(),
