@@ -1387,7 +1387,9 @@ mod tests {
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let cfg = config(listener.local_addr().unwrap());
+        let mut cfg = config(listener.local_addr().unwrap());
+        // Long enough that a scheduling stall on a loaded CI machine cannot invert two gaps.
+        cfg.backoff_min = Duration::from_millis(200);
         let backoff_min = cfg.backoff_min;
         let (mut rx, status, stop, task) = start(cfg);
         let capture = fixture("10_");
