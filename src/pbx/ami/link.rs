@@ -1495,7 +1495,7 @@ mod tests {
         assert!(reason.contains("Pong"), "{reason}");
         let took = started.elapsed();
         assert!(
-            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            took >= Duration::from_millis(200) && took < Duration::from_secs(5),
             "{took:?}"
         );
         let _ = timeout(WAIT, silent).await;
