@@ -86,6 +86,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         board,
         links: Arc::new(links),
         ws_clients: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        login_throttle: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await

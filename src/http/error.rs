@@ -21,6 +21,8 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooMany(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -47,6 +49,7 @@ impl IntoResponse for ApiError {
                 json!({"error": message, "field": field}),
             ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
+            ApiError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, json!({"error": m})),
             ApiError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "internal error");
                 (

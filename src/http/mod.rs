@@ -35,6 +35,8 @@ pub struct AppState {
     pub board: crate::calls::Board,
     /// Health of each PBX link, for /readyz and /metrics.
     pub links: Arc<Vec<Arc<dyn LinkHealth>>>,
+    /// Failed logins, to slow down password guessing.
+    pub login_throttle: session::LoginThrottle,
     /// Open WebSocket connections (a gauge for /metrics).
     pub ws_clients: Arc<std::sync::atomic::AtomicI64>,
 }

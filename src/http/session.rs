@@ -14,7 +14,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const COOKIE_NAME: &str = "madoguchi_session";
 
@@ -47,6 +50,13 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(body): JsonBody<Login>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let throttle_key = (peer.ip(), body.username.trim().to_lowercase());
+    if let Some(wait) = state.login_throttle.blocked(&throttle_key) {
+        return Err(ApiError::TooMany(format!(
+            "too many failed logins; try again in {} minutes",
+            wait.as_secs().div_ceil(60)
+        )));
+    }
     let found = state.store.user_for_login(body.username.trim()).await?;
     // Verify against a real hash of nothing when the user is unknown, so timing does not tell.
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -72,6 +82,7 @@ async fn login(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(user) = user.filter(|_| ok) else {
+        state.login_throttle.failed(throttle_key);
         tracing::warn!(username = %body.username, %peer, "failed login");
         state
             .store
@@ -125,6 +136,33 @@ async fn logout(
 
 async fn me(user: CurrentUser) -> Json<serde_json::Value> {
     Json(json!({"user": user.0}))
+}
+
+/// Failed logins per (address, username): after [`LoginThrottle::LIMIT`] failures within
+/// [`LoginThrottle::WINDOW`] that pair is refused until the window has passed. Keyed by the
+/// pair, so guessing at one account from one desk cannot lock the agent out at their own.
+#[derive(Clone, Default)]
+pub struct LoginThrottle(Arc<Mutex<HashMap<(IpAddr, String), (u32, Instant)>>>);
+
+impl LoginThrottle {
+    pub const LIMIT: u32 = 10;
+    pub const WINDOW: Duration = Duration::from_secs(10 * 60);
+
+    /// How long the pair must still wait, if it is blocked.
+    fn blocked(&self, key: &(IpAddr, String)) -> Option<Duration> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, since) = map.get(key)?;
+        let left = Self::WINDOW.checked_sub(since.elapsed())?;
+        (*count >= Self::LIMIT).then_some(left)
+    }
+
+    fn failed(&self, key: (IpAddr, String)) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget old windows, so the map cannot grow without bound.
+        map.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
+        let entry = map.entry(key).or_insert((0, Instant::now()));
+        entry.0 += 1;
+    }
 }
 
 /// The logged-in user of a request; rejects with 401 without a valid session.

@@ -147,6 +147,32 @@ async fn sessions_search_and_inquiries() {
         assert_eq!(s, 200);
         drop(ws);
 
+        // Password guessing: after ten failures that desk may not try that account for a while,
+        // not even with the right password; other accounts are unaffected.
+        srv.add_user("agent2", Role::Agent, Some("202")).await;
+        for _ in 0..10 {
+            let res = http
+                .post(format!("{}/api/session", srv.url))
+                .json(&json!({"username": "agent2", "password": "guess"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 401);
+        }
+        let res = http
+            .post(format!("{}/api/session", srv.url))
+            .json(&json!({"username": "agent2", "password": "agent2"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("too many"),
+            "{body}"
+        );
+        srv.login("agent1").await;
+
         // Operations.
         let res = http
             .get(format!("{}/healthz", srv.url))
