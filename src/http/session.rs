@@ -142,21 +142,24 @@ async fn me(user: CurrentUser) -> Json<serde_json::Value> {
 /// [`LoginThrottle::WINDOW`] that pair is refused until the window has passed. Keyed by the
 /// pair, so guessing at one account from one desk cannot lock the agent out at their own.
 #[derive(Clone, Default)]
-pub struct LoginThrottle(Arc<Mutex<HashMap<(IpAddr, String), (u32, Instant)>>>);
+pub struct LoginThrottle(Arc<Mutex<HashMap<DeskAccount, (u32, Instant)>>>);
+
+/// Where a login came from and which account it tried.
+type DeskAccount = (IpAddr, String);
 
 impl LoginThrottle {
     pub const LIMIT: u32 = 10;
     pub const WINDOW: Duration = Duration::from_secs(10 * 60);
 
     /// How long the pair must still wait, if it is blocked.
-    fn blocked(&self, key: &(IpAddr, String)) -> Option<Duration> {
+    fn blocked(&self, key: &DeskAccount) -> Option<Duration> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let (count, since) = map.get(key)?;
         let left = Self::WINDOW.checked_sub(since.elapsed())?;
         (*count >= Self::LIMIT).then_some(left)
     }
 
-    fn failed(&self, key: (IpAddr, String)) {
+    fn failed(&self, key: DeskAccount) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // Forget old windows, so the map cannot grow without bound.
         map.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
