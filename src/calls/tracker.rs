@@ -454,6 +454,7 @@ impl Tracker {
     }
 
     /// Looks the caller up and prepares the candidates for pops.
+    #[tracing::instrument(level = "debug", skip_all, fields(call = %key))]
     async fn resolve(&mut self, key: &str) {
         let Some(c) = self.calls.get(key) else { return };
         let number = PhoneNumber::from_caller_id(&c.row.caller_number);
@@ -505,6 +506,7 @@ impl Tracker {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(call = %key, agent = %device))]
     async fn offer(
         &mut self,
         key: &str,
@@ -549,6 +551,7 @@ impl Tracker {
         self.save(key).await;
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(call = %key, agent = %ext))]
     async fn answer(
         &mut self,
         key: &str,
@@ -612,6 +615,7 @@ impl Tracker {
         self.save(key).await;
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(call = %key))]
     async fn end(&mut self, key: &str, at: DateTime<Utc>, cause: Option<u16>) {
         let Some(mut c) = self.calls.remove(key) else {
             return;
