@@ -42,6 +42,9 @@ pub struct Store {
     /// Every write. On SQLite this pool has exactly one connection (see the module doc).
     pub write: AnyPool,
     pub engine: Engine,
+    /// SQLite only: a read-only connection used in place, without a hop to another thread,
+    /// for the screen pop's lookup (see `popjson`).
+    pop_reader: Option<popjson::PopReader>,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,8 +94,11 @@ impl Store {
                 };
                 let opts = AnyConnectOptions::from_str(&url)
                     .with_context(|| format!("parsing database URL {}", mask_url(&url)))?;
+                // A SQLite connection is a file handle in this process: it cannot go stale the
+                // way a network connection can, so sqlx's ping before each use is skipped.
                 let write = AnyPoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
                     .connect_with(opts.clone())
@@ -105,15 +111,18 @@ impl Store {
                     .context("migrating the SQLite database")?;
                 let read = AnyPoolOptions::new()
                     .max_connections(8)
+                    .test_before_acquire(false)
                     .min_connections(1)
                     .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
                     .connect_with(opts)
                     .await
                     .with_context(|| format!("opening {}", mask_url(&url)))?;
+                let pop_reader = popjson::PopReader::open(&url);
                 Store {
                     read,
                     write,
                     engine,
+                    pop_reader,
                 }
             }
             Engine::Postgres => {
@@ -133,6 +142,7 @@ impl Store {
                     read: pool.clone(),
                     write: pool,
                     engine,
+                    pop_reader: None,
                 }
             }
         };

@@ -6,6 +6,11 @@
 //! JSON itself. JSON functions are one of the few places the dialects differ, so this file
 //! holds one query per engine; `tests` checks that both produce exactly what serde produces
 //! from the general path, so the two cannot drift apart.
+//!
+//! On SQLite the query runs on a read-only connection of its own ([`PopReader`]), in place on
+//! the calling thread. Through the pool, sqlx hands every query to the connection's worker
+//! thread and back; on this machine's virtual CPUs each of those wake-ups costs about a
+//! tenth of a millisecond, which tripled the lookup (0.12 ms alone, 0.45 ms in the benchmark).
 
 use super::residents::HISTORY_LIMIT;
 use super::{Engine, Store};
@@ -90,10 +95,66 @@ ORDER BY r.birth_date, r.id
 LIMIT 50
 "#;
 
+/// A read-only SQLite connection for the pop lookup, used by one task (the call tracker), so
+/// its lock is never contended; a std mutex because the query never awaits.
+#[derive(Clone)]
+pub(super) struct PopReader(std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>);
+
+impl PopReader {
+    /// Opens the file behind a `sqlite:` URL; `None` (the pool serves instead) if it cannot.
+    pub(super) fn open(url: &str) -> Option<PopReader> {
+        use rusqlite::OpenFlags;
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next()?;
+        if path.is_empty() || path.contains(":memory:") {
+            return None;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match rusqlite::Connection::open_with_flags(path, flags) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "no direct SQLite reader; pops read through the pool");
+                return None;
+            }
+        };
+        if let Err(e) =
+            conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;")
+        {
+            tracing::warn!(error = %e, "no direct SQLite reader; pops read through the pool");
+            return None;
+        }
+        Some(PopReader(std::sync::Arc::new(std::sync::Mutex::new(conn))))
+    }
+
+    fn query(&self, phone: &str) -> anyhow::Result<(String, Vec<i64>)> {
+        let conn = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare_cached(SQLITE)?;
+        let mut rows = stmt.query(rusqlite::named_params! {"$1": phone, "$2": HISTORY_LIMIT})?;
+        let mut json = String::from("[");
+        let mut ids = Vec::new();
+        while let Some(row) = rows.next()? {
+            if !ids.is_empty() {
+                json.push(',');
+            }
+            ids.push(row.get::<_, i64>(0)?);
+            json.push_str(&row.get::<_, String>(1)?);
+        }
+        json.push(']');
+        Ok((json, ids))
+    }
+}
+
 impl Store {
     /// Everyone on `phone` as a JSON array of records (the `candidates` of a screen pop), and
     /// their ids, in one query.
     pub async fn pop_candidates(&self, phone: &PhoneNumber) -> anyhow::Result<(String, Vec<i64>)> {
+        if let Some(reader) = &self.pop_reader {
+            // A short synchronous read in place (tens of microseconds): cheaper than any
+            // hand-off to another thread, including tokio's block_in_place.
+            return reader.query(phone.as_str());
+        }
         let sql = match self.engine {
             Engine::Sqlite => SQLITE,
             Engine::Postgres => POSTGRES,
@@ -211,6 +272,8 @@ mod tests {
                 );
                 assert_eq!(fast, serde_json::to_value(&general).unwrap(), "{engine}");
             }
+            // On SQLite the direct reader answered, not the pool.
+            assert_eq!(s.pop_reader.is_some(), engine == "sqlite");
             let (json, _) = s.pop_candidates(&shared).await.unwrap();
             let v: serde_json::Value = serde_json::from_str(&json).unwrap();
             assert_eq!(
