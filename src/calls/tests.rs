@@ -342,8 +342,17 @@ async fn resync_after_reconnect_ends_vanished_calls_once() {
 
 #[test]
 fn placeholder_caller_names_are_dropped() {
-    assert_eq!(super::tracker::display_name("<unknown>"), "");
-    assert_eq!(super::tracker::display_name("+31150010001"), "");
-    assert_eq!(super::tracker::display_name(" Eugene R "), "Eugene R");
-    assert_eq!(super::tracker::display_name("舞鶴 花子"), "舞鶴 花子");
+    assert_eq!(crate::domain::phone::caller_display_name("<unknown>"), "");
+    assert_eq!(
+        crate::domain::phone::caller_display_name("+31150010001"),
+        ""
+    );
+    assert_eq!(
+        crate::domain::phone::caller_display_name(" Eugene R "),
+        "Eugene R"
+    );
+    assert_eq!(
+        crate::domain::phone::caller_display_name("舞鶴 花子"),
+        "舞鶴 花子"
+    );
 }

@@ -54,29 +54,6 @@ impl AgentDirectory {
     }
 }
 
-/// The caller's name as the PBX gave it, or nothing: `<unknown>`, `anonymous` and a name that
-/// only repeats the number say nothing an agent should read aloud.
-pub(crate) fn display_name(name: &str) -> String {
-    let n = name.trim();
-    let placeholder = [
-        "<unknown>",
-        "unknown",
-        "anonymous",
-        "<anonymous>",
-        "restricted",
-    ]
-    .iter()
-    .any(|p| n.eq_ignore_ascii_case(p));
-    if placeholder
-        || n.chars()
-            .all(|c| c.is_ascii_digit() || c == '+' || c == '-')
-    {
-        String::new()
-    } else {
-        n.to_string()
-    }
-}
-
 /// A live call and everything needed to finish it.
 struct LiveCall {
     row: CallRow,
@@ -228,7 +205,7 @@ impl Tracker {
                         && caller_number != c.row.caller_number
                     {
                         c.row.caller_number = caller_number.clone();
-                        c.row.caller_name = display_name(&caller_name);
+                        c.row.caller_name = crate::domain::phone::caller_display_name(&caller_name);
                         self.resolve(&key).await;
                     }
                     return;
@@ -426,7 +403,7 @@ impl Tracker {
             id: key.clone(),
             direction: direction.into(),
             caller_number,
-            caller_name: display_name(&caller_name),
+            caller_name: crate::domain::phone::caller_display_name(&caller_name),
             dialled,
             started_at: ts(at),
             ..CallRow::default()

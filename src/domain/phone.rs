@@ -116,6 +116,23 @@ impl fmt::Display for PhoneNumber {
     }
 }
 
+/// The caller's name as the PBX gave it, or nothing: the withheld markers above (`<unknown>`,
+/// `anonymous`, …) and a name that only repeats the number say nothing an agent should read
+/// aloud.
+pub fn caller_display_name(name: &str) -> String {
+    let n = name.trim();
+    let lower = n.to_lowercase();
+    let placeholder = WITHHELD.contains(&lower.as_str()) || lower == "<anonymous>";
+    if placeholder
+        || n.chars()
+            .all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+    {
+        String::new()
+    } else {
+        n.to_string()
+    }
+}
+
 /// Folds full-width digits and punctuation (ＩＭＥ input, scanned forms) to ASCII.
 fn fold_width(c: char) -> char {
     match c {

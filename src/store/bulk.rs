@@ -122,25 +122,11 @@ impl Store {
         &self,
         address_nos: &[&str],
     ) -> anyhow::Result<HashSet<String>> {
-        let mut found = HashSet::new();
-        for chunk in address_nos.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT address_no FROM residents WHERE address_no IN ({})",
-                placeholders(self.engine, 1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for a in chunk {
-                q = q.bind(a.to_string());
-            }
-            for row in q
-                .fetch_all(&self.read)
-                .await
-                .context("looking up address numbers")?
-            {
-                found.insert(row.try_get(0)?);
-            }
-        }
-        Ok(found)
+        Ok(self
+            .resident_ids_by_address_no(address_nos)
+            .await?
+            .into_keys()
+            .collect())
     }
 
     /// Which of these tickets (市区町村コード, 券番号) are already in the ledger. Grouped by
