@@ -82,18 +82,24 @@ impl Translator {
                 at,
             }];
         }
-        if is("AgentCalled") {
-            // 12+: Interface/MemberName; 11: AgentCalled (the interface) / AgentName.
-            let device = first(
-                p,
-                &[
-                    "Interface",
-                    "MemberName",
-                    "AgentCalled",
-                    "AgentName",
-                    "DestChannel",
-                ],
-            );
+        if is("AgentCalled") || is("DialBegin") {
+            // Both ring an agent device: AgentCalled names the queue member (12+:
+            // Interface/MemberName; 11: AgentCalled/AgentName), DialBegin the dialled channel.
+            let queued = is("AgentCalled");
+            let device = if queued {
+                first(
+                    p,
+                    &[
+                        "Interface",
+                        "MemberName",
+                        "AgentCalled",
+                        "AgentName",
+                        "DestChannel",
+                    ],
+                )
+            } else {
+                p.get_nonempty("DestChannel")
+            };
             let (Some(call), Some(device)) = (call_id(p), device) else {
                 return Vec::new();
             };
@@ -102,20 +108,11 @@ impl Translator {
                 call,
                 device: device.to_string(),
                 agent_channel: p.get_nonempty("DestUniqueid").map(str::to_string),
-                queue: p.get_nonempty("Queue").map(str::to_string),
-                at,
-            }];
-        }
-        if is("DialBegin") {
-            let (Some(call), Some(device)) = (call_id(p), p.get_nonempty("DestChannel")) else {
-                return Vec::new();
-            };
-            return vec![PbxEvent::Offer {
-                link,
-                call,
-                device: device.to_string(),
-                agent_channel: p.get_nonempty("DestUniqueid").map(str::to_string),
-                queue: None,
+                queue: if queued {
+                    p.get_nonempty("Queue").map(str::to_string)
+                } else {
+                    None
+                },
                 at,
             }];
         }
