@@ -2,7 +2,7 @@
 //! paperwork. When a resident calls, the PBX tells madoguchi, and the caller's record pops on the
 //! agent's screen while the phone still rings.
 //!
-//! The map (read `DESIGN.md` in the shared folder for the contract):
+//! The map (the contract is in the README):
 //!
 //! - [`domain`]: plain types and rules, no I/O: phone numbers, tickets, extensions, vocabularies.
 //! - [`pbx`]: one adapter per PBX protocol, each producing [`pbx::PbxEvent`]s; the AMI link and

@@ -14,7 +14,7 @@ use crate::store::Store;
 use std::sync::Arc;
 
 fn events_of(fixture: &str) -> Vec<PbxEvent> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ami/wire/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ami/wire/");
     let path = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())

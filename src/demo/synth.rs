@@ -40,8 +40,8 @@ pub const DEMO_QUEUE: &str = "vaccine";
 /// The day ages are counted on by [`residents`]: the start of fiscal 2021, the campaign's year.
 pub const REFERENCE_DATE: (i32, u32, u32) = (2021, 4, 1);
 
-const TOWNS_TSV: &str = include_str!("../../../shared/data/maizuru_towns.tsv");
-const NAMES_TSV: &str = include_str!("../../../shared/data/names.tsv");
+const TOWNS_TSV: &str = include_str!("../../data/maizuru_towns.tsv");
+const NAMES_TSV: &str = include_str!("../../data/names.tsv");
 
 // ---------------------------------------------------------------------------------------------
 // A small seeded PRNG: determinism without the rand crate.

@@ -304,9 +304,9 @@ impl FakeAsterisk {
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ami/wire/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ami/wire/");
     let entry = std::fs::read_dir(dir)
-        .expect("shared fixtures beside the checkout")
+        .expect("testdata/ami/wire in the checkout")
         .filter_map(|e| e.ok())
         .find(|e| e.file_name().to_string_lossy().starts_with(name))
         .unwrap_or_else(|| panic!("no fixture {name}"));

@@ -492,7 +492,7 @@ fn push_clean(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
-    const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ami/wire");
+    const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ami/wire");
 
     fn fixture_files() -> Vec<(String, Vec<u8>)> {
         let mut files: Vec<_> = std::fs::read_dir(WIRE)

@@ -964,7 +964,7 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ami/wire");
+    const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ami/wire");
     const SECRET: &str = "s3cret-never-logged";
     const WAIT: Duration = Duration::from_secs(5);
 

@@ -265,7 +265,7 @@ mod tests {
     use super::*;
     use crate::pbx::ami::codec::{Decoder, Frame};
 
-    const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ami/wire");
+    const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ami/wire");
 
     fn packets(prefix: &str) -> Vec<Packet> {
         let path = std::fs::read_dir(WIRE)
