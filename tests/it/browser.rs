@@ -1,6 +1,7 @@
 //! The agent screen in a real browser (Debian's Chromium, headless, through chromedriver): log
 //! in, a call comes through the fake PBX, the resident pops, the agent saves an inquiry, and the
-//! next call from that number shows it in the history.
+//! next call from that number shows it in the history. Also: the page's files (ES modules in
+//! subfolders of web/) are all served, without a browser.
 
 use crate::common::*;
 use crate::webdriver::{find_browser, Driver};
@@ -123,5 +124,92 @@ async fn agent_sees_pop_and_saves_an_inquiry() {
         shot.display()
     );
     d.quit().await;
+    srv.stop().await;
+}
+
+/// Every stylesheet and module the page loads is served from its subfolder with its content
+/// type, following the imports from the entry module; an unknown file is a 404 and a path that
+/// climbs out of web/ is refused.
+#[tokio::test]
+async fn the_page_and_every_module_it_imports_are_served() {
+    let srv = TestServer::start("sqlite", None).await;
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", srv.url);
+        async move {
+            let res = http.get(url).send().await.expect("GET");
+            let status = res.status().as_u16();
+            let kind = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (status, kind, res.text().await.unwrap_or_default())
+        }
+    };
+    let (status, kind, index) = get("/".into()).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(
+        !index.contains("<script>") && !index.contains("<script type=\"module\">"),
+        "no inline script"
+    );
+    let attr = |tag: &str, name: &str| -> Vec<String> {
+        index
+            .split(tag)
+            .skip(1)
+            .filter_map(|rest| rest.split_once(&format!("{name}=\"")))
+            .filter_map(|(_, v)| v.split_once('"').map(|(v, _)| v.to_string()))
+            .filter(|v| v.starts_with("/assets/"))
+            .collect()
+    };
+    let styles = attr("<link rel=\"stylesheet\"", "href");
+    assert!(
+        styles.iter().any(|s| s.starts_with("/assets/css/")),
+        "{styles:?}"
+    );
+    for href in styles {
+        let (status, kind, _) = get(href.clone()).await;
+        assert_eq!(status, 200, "{href}");
+        assert!(kind.starts_with("text/css"), "{href}: {kind}");
+    }
+    let mut modules = attr("<script type=\"module\"", "src");
+    assert_eq!(modules, ["/assets/js/app.js"]);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(path) = modules.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let (status, kind, body) = get(path.clone()).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(kind.starts_with("text/javascript"), "{path}: {kind}");
+        let dir = &path[..path.rfind('/').expect("a folder") + 1];
+        for line in body.lines().filter(|l| l.starts_with("import ")) {
+            let spec = line
+                .rsplit_once(" from \"")
+                .and_then(|(_, s)| s.split_once('"'))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|| panic!("{path}: an import without from: {line}"));
+            let spec = spec
+                .strip_prefix("./")
+                .unwrap_or_else(|| panic!("{path}: {spec}"));
+            modules.push(format!("{dir}{spec}"));
+        }
+    }
+    for module in [
+        "app", "api", "live", "calls", "banner", "resident", "search", "i18n",
+    ] {
+        assert!(
+            seen.contains(&format!("/assets/js/{module}.js")),
+            "{module}: {seen:?}"
+        );
+    }
+
+    assert_eq!(get("/assets/js/nope.js".into()).await.0, 404);
+    assert_eq!(get("/assets/app.js".into()).await.0, 404, "moved to js/");
+    assert_eq!(get("/assets/js%2F..%2F..%2FCargo.toml".into()).await.0, 400);
+    assert_eq!(get("/assets/js%2F..%2Findex.html".into()).await.0, 400);
     srv.stop().await;
 }
