@@ -17,7 +17,9 @@
 //   a call:    #pop (present while a call's screen is shown; data-call-id, data-phase=
 //              ringing|talking|ended|elsewhere); #lookup instead for a record opened without a call
 //              #call-banner [data-testid=call-state] [data-testid=caller-number] #call-dismiss
-//              #sessions [data-testid=session-tab] (when several screens are open)
+//              #call-banner [data-testid=call-ended-unseen] (ended while the page was disconnected)
+//              #sessions [data-testid=session-tab] (when several screens are open; data-phase,
+//              data-call-id)
 //   household: #pick-list [data-testid=pick-item] (one per household member, data-resident-id,
 //              aria-current="true" on the one shown) [data-testid=pick-chip] #pick-open #pick-close
 //   record:    #resident-card [data-testid=resident-name] [data-testid=resident-kana]

@@ -143,6 +143,7 @@ export function renderSessions() {
           class: "session-tab",
           "data-testid": "session-tab",
           "data-phase": s.phase,
+          "data-call-id": s.call ? s.call.id : null,
           "aria-current": s.key === state.activeKey ? "true" : null,
           onclick: () => {
             state.activeKey = s.key;
