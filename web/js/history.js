@@ -51,7 +51,10 @@ export function buildHistory(s) {
   }
   panel.append(head);
   if (!r) {
-    panel.append(h("p", { class: "empty", text: s.candidates.length > 1 ? t("pick.choose") : t("hist.empty") }));
+    let text = t("hist.empty");
+    if (s.candidates.length > 1) text = t("pick.choose");
+    else if (s.lookup === "pending" && !s.loading) text = t("hist.pending");
+    panel.append(h("p", { class: "empty", text }));
     return panel;
   }
   const rows = [];
