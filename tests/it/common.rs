@@ -80,9 +80,16 @@ impl TestServer {
 
     /// Logs in (password = username, as `add_user` sets it) and returns a client with the cookie.
     pub async fn login(&self, username: &str) -> Client {
+        login(&self.url, username).await
+    }
+}
+
+/// Logs in to the server at `base` (password = username) and returns a client with the cookie.
+pub async fn login(base: &str, username: &str) -> Client {
+    {
         let http = reqwest::Client::new();
         let res = http
-            .post(format!("{}/api/session", self.url))
+            .post(format!("{base}/api/session"))
             .json(&serde_json::json!({"username": username, "password": username}))
             .send()
             .await
@@ -98,7 +105,7 @@ impl TestServer {
         Client {
             http,
             cookie,
-            base: self.url.clone(),
+            base: base.to_string(),
         }
     }
 }
@@ -136,8 +143,14 @@ impl Client {
     }
 
     pub async fn ws(&self) -> Ws {
+        self.ws_with("").await.0
+    }
+
+    /// Opens `/ws?QUERY` (empty: no query) and returns the socket with its hello.
+    pub async fn ws_with(&self, query: &str) -> (Ws, Value) {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}/ws", self.base.replace("http://", "ws://"));
+        let sep = if query.is_empty() { "" } else { "?" };
+        let url = format!("{}/ws{sep}{query}", self.base.replace("http://", "ws://"));
         let mut req = url.into_client_request().expect("ws request");
         req.headers_mut()
             .insert("cookie", self.cookie.parse().expect("cookie header"));
@@ -147,7 +160,7 @@ impl Client {
         let mut ws = Ws { stream };
         let hello = ws.next_json(Duration::from_secs(5)).await.expect("hello");
         assert_eq!(hello["type"], "hello");
-        ws
+        (ws, hello)
     }
 }
 
@@ -320,4 +333,10 @@ pub fn split_before(bytes: &[u8], marker: &str) -> (Vec<u8>, Vec<u8>) {
         .find(marker)
         .unwrap_or_else(|| panic!("{marker} not in capture"));
     (bytes[..at].to_vec(), bytes[at..].to_vec())
+}
+
+/// True when the PostgreSQL tests can run; says "skipped" when they cannot (a failure with
+/// `MADOGUCHI_REQUIRE_ALL=1`).
+pub fn require_postgres() -> bool {
+    engines().contains(&"postgres")
 }

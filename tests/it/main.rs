@@ -6,4 +6,6 @@ mod api;
 mod browser;
 mod cli;
 mod common;
+mod pbx;
+mod restart;
 mod webdriver;
