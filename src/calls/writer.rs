@@ -19,7 +19,7 @@
 //! reads back first. Nothing is dropped silently.
 
 use crate::metrics::Metrics;
-use crate::store::{calls::CallRow, Store};
+use crate::store::{calls::CallRow, Engine, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -222,7 +222,7 @@ enum Failure {
     Refused,
 }
 
-fn classify(e: &sqlx::Error) -> Failure {
+fn classify(engine: Engine, e: &sqlx::Error) -> Failure {
     use sqlx::Error::*;
     match e {
         Database(db) => {
@@ -230,13 +230,15 @@ fn classify(e: &sqlx::Error) -> Failure {
             // SQLite: 5 BUSY, 6 LOCKED (and their extended codes: 261, 517, 262…), 10 IOERR,
             // 13 FULL. PostgreSQL: 08 connection, 53 resources, 57 operator intervention
             // (shutdown), 58 system, 40001/40P01 serialization and deadlock, 55P03 lock.
-            let sqlite_transient = code
-                .parse::<i64>()
-                .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13));
-            let pg_transient = ["08", "53", "57", "58", "40001", "40P01", "55P03"]
-                .iter()
-                .any(|p| code.starts_with(p));
-            if sqlite_transient || pg_transient {
+            let transient = match engine {
+                Engine::Sqlite => code
+                    .parse::<i64>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13)),
+                Engine::Postgres => ["08", "53", "57", "58", "40001", "40P01", "55P03"]
+                    .iter()
+                    .any(|p| code.starts_with(p)),
+            };
+            if transient {
                 Failure::Transient
             } else {
                 Failure::Refused
@@ -338,7 +340,7 @@ async fn write_batch(
     };
     metrics.call_log_errors.fetch_add(1, Ordering::Relaxed);
     *status.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
-    if classify(&e) == Failure::Transient {
+    if classify(store.engine, &e) == Failure::Transient {
         tracing::warn!(calls = rows.len(), backlog = status.backlog.load(Ordering::Relaxed), error = %e, "call log write failed; retrying");
         return Err(rows);
     }
@@ -347,7 +349,7 @@ async fn write_batch(
     while let Some(row) = rest.next() {
         match store.upsert_calls(std::slice::from_ref(&row)).await {
             Ok(()) => count_written(status, metrics, 1),
-            Err(e) if classify(&e) == Failure::Transient => {
+            Err(e) if classify(store.engine, &e) == Failure::Transient => {
                 let mut back = vec![row];
                 back.extend(rest);
                 return Err(back);
@@ -445,6 +447,9 @@ impl From<SpoolRow> for CallRow {
 
 fn write_spool(path: &Path, rows: &[CallRow]) -> std::io::Result<()> {
     use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension("jsonl.tmp");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);

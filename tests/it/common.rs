@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub use madoguchi::store::testing::engines;
 
+static SPOOLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub struct TestServer {
     pub running: Option<Running>,
     pub url: String,
@@ -26,7 +28,20 @@ impl TestServer {
     /// A server on a fresh database of `engine`, optionally linked to an AMI peer.
     pub async fn start(engine: &str, ami: Option<String>) -> TestServer {
         let db = TestDb::new(engine).await.expect("test database");
+        let store = db.store.clone();
+        Self::start_on(db, store, ami).await
+    }
+
+    /// A server on `db`, reaching it through `store` (which may take another road to the
+    /// same database, such as a proxy a test can cut).
+    pub async fn start_on(db: TestDb, store: Store, ami: Option<String>) -> TestServer {
+        let spool = std::env::temp_dir().join(format!(
+            "madoguchi-spool-{}-{}",
+            std::process::id(),
+            SPOOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let mut settings = Settings {
+            spool_dir: Some(spool.to_string_lossy().into_owned()),
             listen: "127.0.0.1:0".into(),
             database_url: db.url.clone(),
             ..Settings::default()
@@ -36,7 +51,7 @@ impl TestServer {
             settings.ami_username = "madoguchi".into();
             settings.ami_secret = "s3cret".into();
         }
-        let running = build_with_store(settings, db.store.clone())
+        let running = build_with_store(settings, store)
             .await
             .expect("server starts");
         let url = running.url();

@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod cli;
 mod common;
+mod outage;
 mod pbx;
 mod restart;
 mod webdriver;

@@ -125,6 +125,8 @@ pub struct ScriptCall {
     pub id: String,
     pub agent_leg: String,
     pub number: String,
+    /// CallerIDName as the trunk sends it.
+    pub name: String,
     pub ext: String,
 }
 
@@ -134,6 +136,7 @@ impl ScriptCall {
             id: format!("1700000000.{n}"),
             agent_leg: format!("1700000000.{}", 1000 + n),
             number: number.into(),
+            name: String::new(),
             ext: ext.into(),
         }
     }
@@ -156,10 +159,10 @@ impl ScriptCall {
 
     /// Newchannel, QueueCallerJoin, the agent leg and AgentCalled: the phone rings.
     pub fn ring(&self) -> String {
-        let (id, num, ch) = (&self.id, &self.number, self.caller_channel());
+        let (id, num, ch, name) = (&self.id, &self.number, self.caller_channel(), &self.name);
         let (leg, agent_ch, ext) = (&self.agent_leg, self.agent_channel(), &self.ext);
         format!(
-            "Event: Newchannel\r\nChannel: {ch}\r\nChannelState: 4\r\nChannelStateDesc: Ring\r\nCallerIDNum: {num}\r\nCallerIDName: \r\nExten: 0773689225\r\nContext: from-trunk\r\nUniqueid: {id}\r\nLinkedid: {id}\r\n\r\n\
+            "Event: Newchannel\r\nChannel: {ch}\r\nChannelState: 4\r\nChannelStateDesc: Ring\r\nCallerIDNum: {num}\r\nCallerIDName: {name}\r\nExten: 0773689225\r\nContext: from-trunk\r\nUniqueid: {id}\r\nLinkedid: {id}\r\n\r\n\
              Event: QueueCallerJoin\r\nChannel: {ch}\r\nCallerIDNum: {num}\r\nQueue: vaccine\r\nPosition: 1\r\nCount: 1\r\nUniqueid: {id}\r\nLinkedid: {id}\r\n\r\n\
              Event: Newchannel\r\nChannel: {agent_ch}\r\nChannelState: 0\r\nChannelStateDesc: Down\r\nCallerIDNum: {ext}\r\nExten: {ext}\r\nUniqueid: {leg}\r\nLinkedid: {id}\r\n\r\n\
              Event: AgentCalled\r\nChannel: {ch}\r\nCallerIDNum: {num}\r\nUniqueid: {id}\r\nLinkedid: {id}\r\nDestChannel: {agent_ch}\r\nDestUniqueid: {leg}\r\nDestLinkedid: {id}\r\nQueue: vaccine\r\nInterface: PJSIP/{ext}\r\nMemberName: PJSIP/{ext}\r\n\r\n"
