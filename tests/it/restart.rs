@@ -24,7 +24,7 @@ impl ServerProcess {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_madoguchi"))
             .arg("serve")
             .env("MADOGUCHI_DATABASE_URL", db_url)
             .env("MADOGUCHI_LISTEN", format!("127.0.0.1:{port}"))
@@ -47,6 +47,8 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("madoguchi serve did not come up on {url}");
     }
 
