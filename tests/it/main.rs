@@ -9,4 +9,5 @@ mod common;
 mod outage;
 mod pbx;
 mod restart;
+mod resume;
 mod webdriver;
