@@ -9,7 +9,7 @@ use crate::pbx::ami::codec::{Decoder, Frame};
 use crate::pbx::ami::translate::Translator;
 use crate::pbx::PbxEvent;
 use crate::store::calls::CallRow;
-use crate::store::testing::{engines, TestDb};
+use crate::store::testing::TestDb;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -103,9 +103,8 @@ fn frames(sub: &mut crate::hub::Subscription) -> Vec<serde_json::Value> {
     v
 }
 
-#[tokio::test]
-async fn fixture_01_one_answered_queue_call_from_123_by_sip_777() {
-    for engine in engines() {
+async fn fixture_01_one_answered_queue_call_from_123_by_sip_777(engine: &str) {
+    {
         let db = TestDb::new(engine).await.unwrap();
         let (calls, _hub, mut subs) = track(&db.store, events_of("01_"), &["777", "201"]).await;
         assert_eq!(calls.len(), 1, "{engine}: {calls:?}");
@@ -145,9 +144,8 @@ async fn fixture_01_one_answered_queue_call_from_123_by_sip_777() {
     }
 }
 
-#[tokio::test]
-async fn fixture_02_answered_by_the_member_that_answered() {
-    for engine in engines() {
+async fn fixture_02_answered_by_the_member_that_answered(engine: &str) {
+    {
         let db = TestDb::new(engine).await.unwrap();
         let (calls, _hub, mut subs) =
             track(&db.store, events_of("02_"), &["150010002", "150010003"]).await;
@@ -176,9 +174,8 @@ async fn fixture_02_answered_by_the_member_that_answered() {
     }
 }
 
-#[tokio::test]
-async fn fixture_03_abandoned_with_hold_time() {
-    for engine in engines() {
+async fn fixture_03_abandoned_with_hold_time(engine: &str) {
+    {
         let db = TestDb::new(engine).await.unwrap();
         let (calls, _hub, _subs) = track(&db.store, events_of("03_"), &["150010002"]).await;
         assert_eq!(calls.len(), 1, "{engine}: {calls:?}");
@@ -191,9 +188,8 @@ async fn fixture_03_abandoned_with_hold_time() {
     }
 }
 
-#[tokio::test]
-async fn direct_calls_cancelled_and_rejected() {
-    for engine in engines() {
+async fn direct_calls_cancelled_and_rejected(engine: &str) {
+    {
         let db = TestDb::new(engine).await.unwrap();
         let (calls, _, _) = track(&db.store, events_of("04_"), &[]).await;
         assert_eq!(calls.len(), 1);
@@ -364,3 +360,64 @@ fn placeholder_caller_names_are_dropped() {
         "舞鶴 花子"
     );
 }
+
+/// A PBX that never reports an end, or reports it first, cannot grow the live calls without
+/// a bound or leave rows open for ever.
+#[tokio::test]
+async fn calls_that_never_end_are_bounded() {
+    use super::tracker::{MAX_LIVE_CALLS, MAX_SILENCE};
+    let db = TestDb::new("sqlite").await.unwrap();
+    let spool = crate::store::testing::TempDir::new("spool").unwrap();
+    let (log, task) = writer::spawn(
+        db.store.clone(),
+        Arc::new(Metrics::default()),
+        spool.0.clone(),
+    );
+    let mut tracker = Tracker::new(
+        db.store.clone(),
+        Hub::new(),
+        Arc::new(Metrics::default()),
+        log.clone(),
+        AgentDirectory::default(),
+    );
+    // The Hangup comes before the Newchannel: the late Newchannel opens nothing.
+    tracker
+        .handle(PbxEvent::Hangup {
+            link: "ami".into(),
+            call: "9.1".into(),
+            channel: "9.1".into(),
+            cause: Some(16),
+            at: chrono::Utc::now(),
+        })
+        .await;
+    tracker
+        .handle(channel_event("9.1", "9.1", "0773-62-0009"))
+        .await;
+    assert!(tracker.live_calls().is_empty());
+    // Past the bound, the longest-silent call makes room.
+    for i in 0..=MAX_LIVE_CALLS {
+        tracker
+            .handle(channel_event(&format!("{i}.5"), &format!("{i}.5"), ""))
+            .await;
+    }
+    assert_eq!(tracker.live_calls().len(), MAX_LIVE_CALLS);
+    // Calls nobody ends are closed once silent for MAX_SILENCE.
+    tracker.sweep(std::time::Instant::now() + MAX_SILENCE + std::time::Duration::from_secs(1));
+    assert!(tracker.live_calls().is_empty());
+    drop(tracker);
+    log.close();
+    task.await.unwrap();
+    let calls = db.store.calls_between(None, None, 20_000).await.unwrap();
+    assert_eq!(calls.len(), MAX_LIVE_CALLS + 1);
+    assert!(calls.iter().all(|c| c.outcome.as_deref() == Some("unknown")
+        && c.end_estimated
+        && c.ended_at.is_some()));
+    db.cleanup().await;
+}
+
+crate::on_each_engine!(
+    fixture_01_one_answered_queue_call_from_123_by_sip_777,
+    fixture_02_answered_by_the_member_that_answered,
+    fixture_03_abandoned_with_hold_time,
+    direct_calls_cancelled_and_rejected,
+);

@@ -1229,7 +1229,7 @@ impl Tracker {
     }
 
     /// The bounds: orphans whose link never listed them, calls silent for too long.
-    fn sweep(&mut self, now: Instant) {
+    pub(crate) fn sweep(&mut self, now: Instant) {
         if !self.orphans.is_empty() && now >= self.orphan_deadline {
             let at = Utc::now();
             let orphans: Vec<CallRow> = self.orphans.drain().map(|(_, r)| r).collect();

@@ -315,3 +315,104 @@ pub(super) fn bind_call<'q>(
         .bind(i64::from(c.resident_confirmed))
         .bind(i64::from(c.end_estimated))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CallRow;
+    use crate::store::testing::TestDb;
+
+    fn full() -> CallRow {
+        CallRow {
+            id: "ami:1.1".into(),
+            direction: "inbound".into(),
+            caller_number: "0773621111".into(),
+            caller_e164: Some("+81773621111".into()),
+            dialled: "0773689225".into(),
+            queue: Some("vaccine".into()),
+            agents_offered: vec!["201".into(), "202".into()],
+            answered_by: Some("201".into()),
+            candidates: 2,
+            started_at: "2021-05-10T09:00:00.000Z".into(),
+            queued_at: Some("2021-05-10T09:00:01.000Z".into()),
+            rang_at: Some("2021-05-10T09:00:02.000Z".into()),
+            answered_at: Some("2021-05-10T09:00:09.000Z".into()),
+            ended_at: Some("2021-05-10T09:03:00.000Z".into()),
+            hold_s: Some(8),
+            outcome: Some("answered".into()),
+            ..CallRow::default()
+        }
+    }
+
+    /// A writer that knows less (a restarted tracker, a replay, a retried old batch) never
+    /// takes back what the log learned; an agent's identification outlives the tracker's guess.
+    async fn the_call_log_only_moves_forward(engine: &str) {
+        {
+            let db = TestDb::new(engine).await.unwrap();
+            let s = &db.store;
+            let mut first = Vec::new();
+            for n in ["1", "2"] {
+                let row = sqlx::query(
+                    "INSERT INTO residents (address_no, municipality_code, ticket_no, name, \
+                     name_kana, birth_date, sex, created_at, updated_at) \
+                     VALUES ($1, '262021', $2, 'x', 'x', '1950-01-01', 'F', '', '') RETURNING id",
+                )
+                .bind(format!("A{n}"))
+                .bind(format!("000000000{n}"))
+                .fetch_one(&s.write)
+                .await
+                .unwrap();
+                first.push(sqlx::Row::try_get::<i64, _>(&row, 0).unwrap());
+            }
+            s.upsert_call(&full()).await.unwrap();
+            assert!(s.set_call_resident("ami:1.1", first[1]).await.unwrap());
+            // A restarted process saw only the ringing, later, and then an unseen end.
+            let less = CallRow {
+                id: "ami:1.1".into(),
+                direction: "inbound".into(),
+                caller_number: "0773621111".into(),
+                started_at: "2021-05-10T09:00:05.000Z".into(),
+                rang_at: Some("2021-05-10T09:05:00.000Z".into()),
+                resident_id: Some(first[0]),
+                agents_offered: vec!["201".into()],
+                ended_at: Some("2021-05-10T09:10:00.000Z".into()),
+                end_estimated: true,
+                outcome: Some("unknown".into()),
+                ..CallRow::default()
+            };
+            s.upsert_call(&less).await.unwrap();
+            let got = s.call("ami:1.1").await.unwrap().unwrap();
+            let want = CallRow {
+                resident_id: Some(first[1]),
+                resident_confirmed: true,
+                ..full()
+            };
+            assert_eq!(got, want, "{engine}");
+            // A call still open learns its answer and end; an unknown end gives way to none.
+            let open = CallRow {
+                id: "ami:2.1".into(),
+                direction: "inbound".into(),
+                started_at: "2021-05-10T10:00:00.000Z".into(),
+                ..CallRow::default()
+            };
+            s.upsert_call(&open).await.unwrap();
+            let closed = CallRow {
+                answered_at: Some("2021-05-10T10:00:05.000Z".into()),
+                ended_at: Some("2021-05-10T10:01:00.000Z".into()),
+                end_estimated: true,
+                outcome: Some("unknown".into()),
+                ..open.clone()
+            };
+            s.upsert_call(&closed).await.unwrap();
+            let got = s.call("ami:2.1").await.unwrap().unwrap();
+            assert_eq!(
+                got.outcome.as_deref(),
+                Some("answered"),
+                "{engine}: an answered call stays answered"
+            );
+            assert!(got.end_estimated);
+            db.cleanup().await;
+        }
+    }
+
+    crate::on_each_engine!(the_call_log_only_moves_forward);
+}

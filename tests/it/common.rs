@@ -179,6 +179,13 @@ impl Client {
     }
 }
 
+#[derive(Debug)]
+pub enum WsEnd {
+    Closed(Option<u16>),
+    Message(Value),
+    Timeout,
+}
+
 pub struct Ws {
     pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
 }
@@ -201,6 +208,29 @@ impl Ws {
                 }
                 Message::Close(_) => return None,
                 _ => {}
+            }
+        }
+    }
+
+    /// How the socket ends within `wait`: closed by the server (with its close code), a
+    /// message instead, or nothing at all (a timeout, which is not a close).
+    pub async fn end(&mut self, wait: Duration) -> WsEnd {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return WsEnd::Timeout,
+                Ok(None) => return WsEnd::Closed(None),
+                Ok(Some(Err(_))) => return WsEnd::Closed(None),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return WsEnd::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                    if v["type"] != "pong" {
+                        return WsEnd::Message(v);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
             }
         }
     }
