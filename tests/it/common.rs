@@ -180,6 +180,7 @@ impl Client {
 }
 
 #[derive(Debug)]
+#[allow(dead_code)] // the message is read through Debug in failure output
 pub enum WsEnd {
     Closed(Option<u16>),
     Message(Value),
