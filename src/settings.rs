@@ -29,6 +29,9 @@ pub struct Settings {
     pub session_hours: i64,
     /// Seconds between AMI keepalive pings.
     pub ami_ping_secs: u64,
+    /// Where call-log rows the database could not take by shutdown are kept until the next
+    /// start (default: the SQLite file's folder, or the working directory for PostgreSQL).
+    pub spool_dir: Option<String>,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             log_json: false,
             session_hours: 12,
             ami_ping_secs: 20,
+            spool_dir: None,
         }
     }
 }
@@ -137,12 +141,31 @@ impl Settings {
         if let Some(v) = get("MADOGUCHI_LOG_JSON") {
             self.log_json = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        if let Some(v) = get("MADOGUCHI_SPOOL_DIR") {
+            self.spool_dir = opt(v);
+        }
         if let Some(v) = get("MADOGUCHI_SESSION_HOURS") {
             self.session_hours = v
                 .parse()
                 .context("MADOGUCHI_SESSION_HOURS must be a whole number")?;
         }
         Ok(())
+    }
+
+    /// The folder for the call-log spool file (see `spool_dir`).
+    pub fn spool_path(&self) -> std::path::PathBuf {
+        if let Some(dir) = &self.spool_dir {
+            return dir.into();
+        }
+        let file = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .map(|p| p.split('?').next().unwrap_or(p));
+        match file.map(Path::new).and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => ".".into(),
+        }
     }
 
     pub fn ami_ping(&self) -> Duration {

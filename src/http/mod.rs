@@ -39,6 +39,8 @@ pub struct AppState {
     pub login_throttle: session::LoginThrottle,
     /// Open WebSocket connections (a gauge for /metrics).
     pub ws_clients: Arc<std::sync::atomic::AtomicI64>,
+    /// The call log writer's health and backlog (for /readyz and /metrics).
+    pub call_log: Arc<crate::calls::writer::WriterStatus>,
 }
 
 pub fn app(state: AppState) -> Router {

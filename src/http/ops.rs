@@ -25,7 +25,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Err(e)) => json!({"ok": false, "error": format!("{e:#}")}),
         Err(_) => json!({"ok": false, "error": "timed out"}),
     };
-    let mut ready = db["ok"] == true;
+    let call_log = state.call_log.detail();
+    let mut ready = db["ok"] == true && state.call_log.healthy();
     let links: Vec<_> = state
         .links
         .iter()
@@ -41,7 +42,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({"ready": ready, "database": db, "pbx_links": links})),
+        Json(json!({"ready": ready, "database": db, "call_log": call_log, "pbx_links": links})),
     )
 }
 
@@ -63,6 +64,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         up += u64::from(l.up());
     }
     gauges.push(("madoguchi_pbx_reconnects".into(), reconnects as f64));
+    gauges.push((
+        "madoguchi_call_log_backlog".into(),
+        state.call_log.backlog.load(Ordering::Relaxed) as f64,
+    ));
     gauges.push(("madoguchi_pbx_links_up".into(), up as f64));
     let extra: Vec<(&str, &str, f64)> = gauges
         .iter()

@@ -6,4 +6,8 @@ mod api;
 mod browser;
 mod cli;
 mod common;
+mod outage;
+mod pbx;
+mod restart;
+mod resume;
 mod webdriver;
