@@ -307,7 +307,6 @@ async fn the_page_and_every_module_it_imports_are_served() {
 /// The agent opens the screen while the phone already rings: the pop went out to nobody, and
 /// the hello's live calls bring the call, with the caller's record, onto the new page.
 #[tokio::test]
-#[ignore = "needs the server side of resume"]
 async fn a_page_opened_while_its_phone_rings_shows_the_call() {
     let Some((driver_bin, chrome)) = browser_or_skip() else {
         return;
@@ -423,7 +422,6 @@ impl Crashable {
 /// another rings. The page reconnects with its seq and epoch, is told of the gap (new epoch),
 /// marks the call it can no longer vouch for as ended, and shows the one ringing now.
 #[tokio::test]
-#[ignore = "needs the server side of resume"]
 async fn a_page_resumes_across_a_server_restart() {
     let Some((driver_bin, chrome)) = browser_or_skip() else {
         return;
