@@ -153,6 +153,7 @@ const ja = {
   "outcome.busy": "話中",
   "outcome.timeout": "タイムアウト",
   "outcome.failed": "失敗",
+  "outcome.unknown": "不明",
   "outcome.null": "通話中",
 
   "cat.appointment_change": "日時・会場の変更",
@@ -345,6 +346,7 @@ const en = {
   "outcome.busy": "Busy",
   "outcome.timeout": "Timed out",
   "outcome.failed": "Failed",
+  "outcome.unknown": "Unknown",
   "outcome.null": "In progress",
 
   "cat.appointment_change": "Change appointment",
