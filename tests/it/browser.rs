@@ -6,12 +6,13 @@
 //! subfolders of web/) are all served, without a browser.
 
 use crate::common::*;
+use crate::pbx::{ScriptCall, ScriptedPbx};
+use crate::restart::ServerProcess;
 use crate::webdriver::{find_browser, Driver};
 use madoguchi::domain::{Extension, Role};
-use madoguchi::settings::Settings;
-use madoguchi::store::testing::TestDb;
-use madoguchi::store::Store;
+use madoguchi::store::testing::{TempDir, TestDb};
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -355,78 +356,72 @@ async fn a_page_opened_while_its_phone_rings_shows_the_call() {
     srv.stop().await;
 }
 
-/// A server in a runtime of its own, so that stopping it is a crash, not a shutdown: every
-/// task and socket it has goes at once, as when the process dies (a graceful shutdown in the
-/// test's runtime would leave the upgraded WebSockets open).
-struct Crashable {
+/// A TCP relay in front of the server, so the page keeps one address while the server behind
+/// it is killed and another started: cut, it drops every connection and refuses new ones;
+/// opened, it relays to the server it is given.
+struct Relay {
     url: String,
-    addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Where new connections go; None while cut.
+    target: Arc<Mutex<Option<String>>>,
+    /// The relayed connections, to drop them on a cut.
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
-impl Crashable {
-    async fn start(database_url: &str, listen: &str, ami: &str) -> Crashable {
-        let settings = Settings {
-            listen: listen.into(),
-            database_url: database_url.into(),
-            ami_address: Some(ami.into()),
-            ami_username: "madoguchi".into(),
-            ami_secret: "s3cret".into(),
-            ..Settings::default()
-        };
-        let (started_tx, started) = tokio::sync::oneshot::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("server runtime");
-            rt.block_on(async move {
-                let store = Store::open(&settings.database_url).await.expect("database");
-                let running = madoguchi::app::build_with_store(settings, store)
-                    .await
-                    .expect("server starts");
-                let _ = started_tx.send(running.url());
-                let _ = stopped.await;
-                drop(running);
-            });
-            // Dropping the runtime drops every task it runs: listener, sockets, AMI link.
-            drop(rt);
-        });
-        let url = started.await.expect("server started");
-        let addr = url.trim_start_matches("http://").to_string();
-        Crashable {
+impl Relay {
+    async fn start(target: &str) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let relay = Relay {
             url,
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
+            target: Arc::new(Mutex::new(Some(target.to_string()))),
+            conns: Arc::default(),
+        };
+        let (target, conns) = (relay.target.clone(), relay.conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Some(to) = target.lock().expect("relay target").clone() else {
+                    continue; // cut: the page's attempt fails as against a dead server
+                };
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = inbound.set_nodelay(true);
+                        let _ = outbound.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns.lock().expect("relay conns").push(task.abort_handle());
+            }
+        });
+        relay
+    }
+
+    fn cut(&self) {
+        *self.target.lock().expect("relay target") = None;
+        for conn in self.conns.lock().expect("relay conns").drain(..) {
+            conn.abort();
         }
     }
 
-    async fn crash(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            tokio::task::spawn_blocking(move || thread.join())
-                .await
-                .expect("join")
-                .expect("server thread");
-        }
+    fn open(&self, server_url: &str) {
+        *self.target.lock().expect("relay target") =
+            Some(server_url.trim_start_matches("http://").to_string());
     }
 }
 
-/// The server restarts under a page that shows a ringing call. Meanwhile that call ended and
-/// another rings. The page reconnects with its seq and epoch, is told of the gap (new epoch),
-/// marks the call it can no longer vouch for as ended, and shows the one ringing now.
+/// The server is killed (SIGKILL) under a page that shows two ringing calls and restarted on
+/// the same database. Meanwhile one of those calls ended, the other still rings, and a third
+/// call came in. The page reconnects only once the new server knows all that; it resumes with
+/// its seq and the old epoch, is told of the gap, marks the ended call as ended while it was
+/// away, keeps the one still ringing, and shows the new one with its record.
 #[tokio::test]
 async fn a_page_resumes_across_a_server_restart() {
     let Some((driver_bin, chrome)) = browser_or_skip() else {
         return;
     };
     let db = TestDb::new("sqlite").await.expect("database");
+    let spool = TempDir::new("spool").expect("spool");
     let hash = madoguchi::store::users::hash_password("sato").expect("hash");
     db.store
         .upsert_user(
@@ -439,27 +434,33 @@ async fn a_page_resumes_across_a_server_restart() {
         .await
         .expect("user");
     db.store
-        .insert_residents(&[resident(20, "岡本 清", "オカモト　キヨシ", &["123"])])
+        .insert_residents(&[
+            resident(20, "岡本 清", "オカモト　キヨシ", &["0773-62-1234"]),
+            resident(21, "舞鶴 花子", "マイヅル　ハナコ", &["0773-62-5678"]),
+        ])
         .await
         .unwrap();
-    let mut pbx = FakeAsterisk::start().await;
-    let first = Crashable::start(&db.url, "127.0.0.1:0", &pbx.addr).await;
-    tokio::time::timeout(WAIT, pbx.logins.recv())
-        .await
-        .expect("AMI login");
+    let mut pbx = ScriptedPbx::start().await;
+    let first = ServerProcess::start(&db.url, &pbx.addr, &spool.0).await;
+    pbx.wait_login().await;
+    let relay = Relay::start(first.url.trim_start_matches("http://")).await;
 
     let d = Driver::start(&driver_bin, &chrome).await;
-    log_in(&d, &first.url, "sato").await;
-    let (ringing, _, before) = call_from_123(0);
-    pbx.send(&ringing);
-    assert_eq!(wait_phase(&d, &before, "ringing").await, json!("ringing"));
-    // The agent starts a note, so this screen stays open whatever happens to the call.
+    log_in(&d, &relay.url, "sato").await;
+    let stays = ScriptCall::new(1, "0773621234", "777");
+    let ends = ScriptCall::new(2, "0773620002", "777");
+    let (stays_id, ends_id) = (format!("ami:{}", stays.id), format!("ami:{}", ends.id));
+    pbx.send(&stays.ring());
+    assert_eq!(wait_phase(&d, &stays_id, "ringing").await, json!("ringing"));
+    pbx.send(&ends.ring());
+    assert_eq!(wait_phase(&d, &ends_id, "ringing").await, json!("ringing"));
+    // The agent starts a note on the second, so its screen stays whatever happens to the call.
     let field = d.find("#inquiry-note", WAIT).await.expect("note field");
     d.type_into(&field, "折り返し希望").await;
 
-    // The server dies; the page notices and keeps trying.
-    let (url, addr) = (first.url.clone(), first.addr.clone());
-    first.crash().await;
+    // The server dies; the page loses it and cannot reach any server for now.
+    relay.cut();
+    first.kill9();
     let down = d
         .wait_for(
             "return document.querySelector('#conn-state').dataset.state !== 'online';",
@@ -468,26 +469,39 @@ async fn a_page_resumes_across_a_server_restart() {
         .await;
     assert_eq!(down, json!(true), "the page sees its server go");
 
-    // A new server on the same address and database; the PBX links to it, and the first call
-    // is gone from the PBX (the new server's resync finds no channels) while a new one rings.
-    let second = Crashable::start(&db.url, &addr, &pbx.addr).await;
-    assert_eq!(second.url, url);
-    let mut logged_in = false;
-    for _ in 0..20 {
-        // The fake PBX notices the old link is gone on its next write.
-        pbx.send(b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n");
-        if tokio::time::timeout(Duration::from_millis(500), pbx.logins.recv())
-            .await
-            .is_ok()
-        {
-            logged_in = true;
+    // A new server on the same database. The PBX still lists the first call; the second is
+    // gone; a third rings while the page is away.
+    pbx.set_listing(stays.listing(false));
+    let second = ServerProcess::start(&db.url, &pbx.addr, &spool.0).await;
+    pbx.wait_login().await;
+    let agent = login(&second.url, "sato").await;
+    let comes = ScriptCall::new(3, "0773625678", "777");
+    let comes_id = format!("ami:{}", comes.id);
+    let mut sent = false;
+    let mut live = Vec::new();
+    for _ in 0..100 {
+        let (_ws, hello) = agent.ws_with("").await;
+        live = hello["live_calls"]
+            .as_array()
+            .map(|l| l.iter().map(|c| c["call"]["id"].clone()).collect())
+            .unwrap_or_default();
+        if !sent && live == [json!(stays_id)] {
+            pbx.send(&comes.ring());
+            sent = true;
+        }
+        if live.len() == 2 {
             break;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(logged_in, "the new server links to the PBX");
-    let (ringing, _, after) = call_from_123(1);
-    pbx.send(&ringing);
+    assert_eq!(
+        live,
+        [json!(stays_id), json!(comes_id)],
+        "the new server has resynced and the third call rings"
+    );
 
+    // Only now can the page reach the new server.
+    relay.open(&second.url);
     let online = d
         .wait_for(
             "return document.querySelector('#conn-state').dataset.state === 'online';",
@@ -496,24 +510,34 @@ async fn a_page_resumes_across_a_server_restart() {
         .await;
     assert_eq!(online, json!(true), "the page reconnects to the new server");
     assert_eq!(
-        wait_phase(&d, &after, "ringing").await,
+        wait_phase(&d, &comes_id, "ringing").await,
         json!("ringing"),
-        "the call ringing now shows"
+        "the call that came in while the page was away shows"
+    );
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("with its record");
+    assert_eq!(d.text(&name).await, "舞鶴 花子");
+    assert_eq!(
+        call_phase(&d, &stays_id).await,
+        json!("ringing"),
+        "the call still ringing stays"
     );
     assert_eq!(
-        wait_phase(&d, &before, "ended").await,
+        wait_phase(&d, &ends_id, "ended").await,
         json!("ended"),
-        "the call the new server does not know is no longer shown as ringing"
+        "the call the new server does not list is no longer shown as ringing"
     );
-    // Its screen says it ended unseen, with no made-up outcome or duration.
+    // Its screen says it ended unseen, with no made-up outcome or duration, and keeps the note.
     d.script(
         "[...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === arguments[0]).click();",
-        vec![json!(before)],
+        vec![json!(ends_id)],
     )
     .await;
     let unseen = d
         .wait_for(
-            &format!("const p = document.querySelector('#pop'); return !!p && p.dataset.callId === {before:?} && !!p.querySelector('[data-testid=call-ended-unseen]') && !p.querySelector('#call-timer');"),
+            &format!("const p = document.querySelector('#pop'); return !!p && p.dataset.callId === {ends_id:?} && !!p.querySelector('[data-testid=call-ended-unseen]') && !p.querySelector('#call-timer') && document.querySelector('#inquiry-note').value === '折り返し希望';"),
             WAIT,
         )
         .await;
@@ -528,7 +552,7 @@ async fn a_page_resumes_across_a_server_restart() {
         "no errors on the page"
     );
     d.quit().await;
-    second.crash().await;
+    drop(second);
     db.cleanup().await;
 }
 
