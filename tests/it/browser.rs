@@ -266,6 +266,10 @@ async fn the_page_and_every_module_it_imports_are_served() {
         assert_eq!(status, 200, "{href}");
         assert!(kind.starts_with("text/css"), "{href}: {kind}");
     }
+    let icons = attr("<link rel=\"icon\"", "href");
+    assert_eq!(icons, ["/assets/favicon.svg"], "a file, not a data: URL");
+    let (status, kind, _) = get(icons[0].clone()).await;
+    assert_eq!((status, kind.as_str()), (200, "image/svg+xml"));
     let mut modules = attr("<script type=\"module\"", "src");
     assert_eq!(modules, ["/assets/js/app.js"]);
     let mut seen = std::collections::BTreeSet::new();
