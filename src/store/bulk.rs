@@ -59,14 +59,18 @@ impl Store {
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q
-                    .bind(r.address_no.clone())
+                    .bind(r.address_no.as_str().to_string())
                     .bind(r.municipality_code.as_str().to_string())
                     .bind(r.ticket_no.as_str().to_string())
                     .bind(r.name.clone())
-                    .bind(r.name_kana.clone())
-                    .bind(r.birth_date.format("%Y-%m-%d").to_string())
+                    .bind(r.name_kana.as_str().to_string())
+                    .bind(r.birth_date.iso())
                     .bind(r.sex.code())
-                    .bind(r.postal_code.clone())
+                    .bind(
+                        r.postal_code
+                            .as_ref()
+                            .map_or(String::new(), |p| p.as_str().to_string()),
+                    )
                     .bind(r.address.clone())
                     .bind(r.town.clone())
                     .bind(r.district.clone())
@@ -80,11 +84,14 @@ impl Store {
             let rows = q.fetch_all(&mut *tx).await.context("inserting residents")?;
             let mut ids = HashMap::with_capacity(rows.len());
             for row in &rows {
-                ids.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+                ids.insert(
+                    row.try_get::<String, _>("address_no")?,
+                    row.try_get::<i64, _>("id")?,
+                );
             }
             let mut phones: Vec<(i64, &(PhoneNumber, String, &'static str))> = Vec::new();
             for r in chunk {
-                let id = ids.get(&r.address_no).copied().with_context(|| {
+                let id = ids.get(r.address_no.as_str()).copied().with_context(|| {
                     format!("resident {} was not returned by its insert", r.address_no)
                 })?;
                 let mut seen = HashSet::new();
@@ -157,7 +164,7 @@ impl Store {
                     .await
                     .context("looking up tickets")?
                 {
-                    found.insert((row.try_get(0)?, row.try_get(1)?));
+                    found.insert((row.try_get("municipality_code")?, row.try_get("ticket_no")?));
                 }
             }
         }
@@ -184,7 +191,7 @@ impl Store {
                 .await
                 .context("looking up residents by address number")?
             {
-                ids.insert(row.try_get(0)?, row.try_get(1)?);
+                ids.insert(row.try_get("address_no")?, row.try_get("id")?);
             }
         }
         Ok(ids)
@@ -214,18 +221,14 @@ impl Store {
         Ok(calls.len())
     }
 
-    /// Inserts inquiries `(user id, inquiry, created_at)` in one transaction, each checked as
-    /// an agent's would be by [`NewInquiry::check`].
+    /// Inserts inquiries `(user id, inquiry, created_at)` in one transaction (each already
+    /// checked: a [`NewInquiry`] is only made by parsing).
     pub async fn insert_inquiries(
         &self,
         inquiries: &[(i64, NewInquiry, String)],
     ) -> anyhow::Result<usize> {
         const COLS: usize = 9;
         const BATCH: usize = 400;
-        for (_, n, _) in inquiries {
-            n.check()
-                .map_err(|(field, why)| anyhow::anyhow!("inquiry {field}: {why}"))?;
-        }
         let mut conn = self.write.acquire().await?;
         let mut tx = conn.begin().await?;
         for chunk in inquiries.chunks(BATCH) {
@@ -240,14 +243,14 @@ impl Store {
             let mut q = sqlx::query(&sql);
             for (user_id, n, at) in chunk {
                 q = q
-                    .bind(n.resident_id)
-                    .bind(n.call_id.clone())
+                    .bind(n.resident_id())
+                    .bind(n.call_id().map(str::to_string))
                     .bind(*user_id)
-                    .bind(n.category.clone())
-                    .bind(n.note.clone())
-                    .bind(i64::from(n.follow_up))
-                    .bind(n.caller_kind.clone())
-                    .bind(n.relationship.trim().to_string())
+                    .bind(n.category().code())
+                    .bind(n.note().to_string())
+                    .bind(i64::from(n.follow_up()))
+                    .bind(n.caller_kind().code())
+                    .bind(n.relationship().to_string())
                     .bind(at.clone());
             }
             q.execute(&mut *tx).await.context("inserting inquiries")?;
@@ -258,13 +261,13 @@ impl Store {
 
     /// The lowest and highest phone row ids, for sampling callers (None when there are none).
     pub async fn phone_id_range(&self) -> anyhow::Result<Option<(i64, i64)>> {
-        let row = sqlx::query("SELECT MIN(id), MAX(id) FROM phones")
+        let row = sqlx::query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM phones")
             .fetch_one(&self.read)
             .await?;
         Ok(
             match (
-                row.try_get::<Option<i64>, _>(0)?,
-                row.try_get::<Option<i64>, _>(1)?,
+                row.try_get::<Option<i64>, _>("lo")?,
+                row.try_get::<Option<i64>, _>("hi")?,
             ) {
                 (Some(lo), Some(hi)) => Some((lo, hi)),
                 _ => None,
@@ -283,7 +286,7 @@ impl Store {
                 list.join(",")
             );
             for row in sqlx::query(&sql).fetch_all(&self.read).await? {
-                found.insert(row.try_get(0)?, row.try_get(1)?);
+                found.insert(row.try_get("id")?, row.try_get("written")?);
             }
         }
         Ok(found)
