@@ -62,6 +62,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A refused change names its rule (409) or its field (422); the rest is internal.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Conflict { constraint } => {
+                ApiError::Conflict(format!("refused by the rule {constraint}"))
+            }
+            StoreError::Invalid { field } => {
+                ApiError::invalid(field, format!("{field} is not acceptable"))
+            }
+            StoreError::NotFound => ApiError::NotFound,
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::Internal(e.into())
@@ -84,5 +101,27 @@ where
             Ok(Json(v)) => Ok(JsonBody(v)),
             Err(rejection) => Err(ApiError::invalid("body", rejection.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn store_refusals_become_409_and_422() {
+        let conflict = ApiError::from(StoreError::Conflict {
+            constraint: "slots_booked_within_capacity".into(),
+        });
+        assert!(conflict
+            .to_string()
+            .contains("slots_booked_within_capacity"));
+        assert_eq!(conflict.into_response().status(), StatusCode::CONFLICT);
+        let invalid = ApiError::from(StoreError::Invalid { field: "slot_id" });
+        assert_eq!(
+            invalid.into_response().status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 }

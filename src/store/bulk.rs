@@ -5,10 +5,10 @@
 use super::calls::CallRow;
 use super::inquiries::NewInquiry;
 use super::residents::NewResident;
-use super::{Engine, Store};
+use super::{Engine, Store, StoreError};
 use crate::domain::PhoneNumber;
 use anyhow::Context;
-use sqlx::{Acquire, Row};
+use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 /// Values per `IN (…)` list: far below both engines' parameter limits (SQLite 32,766,
@@ -42,8 +42,7 @@ impl Store {
     /// [`placeholders`]): the import and the demo load tens of thousands of rows through here.
     pub async fn bulk_insert_residents(&self, residents: &[NewResident]) -> anyhow::Result<usize> {
         const COLS: usize = 17;
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = super::now();
         for chunk in residents.chunks(RESIDENT_BATCH) {
             let mut sql = String::from(
@@ -81,7 +80,11 @@ impl Store {
                     .bind(now.clone())
                     .bind(now.clone());
             }
-            let rows = q.fetch_all(&mut *tx).await.context("inserting residents")?;
+            let rows = q
+                .fetch_all(tx.conn())
+                .await
+                .map_err(StoreError::from)
+                .context("inserting residents")?;
             let mut ids = HashMap::with_capacity(rows.len());
             for row in &rows {
                 ids.insert(
@@ -117,7 +120,10 @@ impl Store {
                         .bind(written.clone())
                         .bind(*kind);
                 }
-                q.execute(&mut *tx).await.context("inserting phones")?;
+                q.execute(tx.conn())
+                    .await
+                    .map_err(StoreError::from)
+                    .context("inserting phones")?;
             }
         }
         tx.commit().await?;
@@ -203,8 +209,7 @@ impl Store {
     pub async fn insert_calls(&self, calls: &[CallRow]) -> anyhow::Result<usize> {
         const COLS: usize = 19;
         const BATCH: usize = 200;
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in calls.chunks(BATCH) {
             let mut sql = format!("INSERT INTO calls ({}) VALUES ", super::calls::CALL_COLUMNS);
             let values: Vec<String> = (0..chunk.len())
@@ -215,7 +220,10 @@ impl Store {
             for c in chunk {
                 q = super::calls::bind_call(q, c);
             }
-            q.execute(&mut *tx).await.context("inserting calls")?;
+            q.execute(tx.conn())
+                .await
+                .map_err(StoreError::from)
+                .context("inserting calls")?;
         }
         tx.commit().await?;
         Ok(calls.len())
@@ -229,8 +237,7 @@ impl Store {
     ) -> anyhow::Result<usize> {
         const COLS: usize = 9;
         const BATCH: usize = 400;
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in inquiries.chunks(BATCH) {
             let mut sql = String::from(
                 "INSERT INTO inquiries (resident_id, call_key, user_id, category, note, follow_up, \
@@ -253,7 +260,10 @@ impl Store {
                     .bind(n.relationship().to_string())
                     .bind(at.clone());
             }
-            q.execute(&mut *tx).await.context("inserting inquiries")?;
+            q.execute(tx.conn())
+                .await
+                .map_err(StoreError::from)
+                .context("inserting inquiries")?;
         }
         tx.commit().await?;
         Ok(inquiries.len())
