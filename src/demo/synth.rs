@@ -922,10 +922,7 @@ pub async fn populate(store: &Store, n: usize, seed: u64) -> anyhow::Result<Demo
     let call_count = (n / 20).max(if n == 0 { 0 } else { 30 });
     let mut rng = Rng::new(seed ^ 0x4157);
     let picks = super::history::pick_callers(&residents, call_count, today, &mut rng);
-    let keys: Vec<&str> = picks
-        .iter()
-        .map(|i| residents[*i].address_no.as_str())
-        .collect();
+    let keys: Vec<&AddressNo> = picks.iter().map(|i| &residents[*i].address_no).collect();
     let ids = store.resident_ids_by_address_no(&keys).await?;
     let history = super::history::generate(&residents, &picks, &ids, &agents, now, &mut rng);
     store

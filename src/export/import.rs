@@ -284,10 +284,10 @@ async fn already_in_ledger(
         file: String::new(),
         source,
     };
-    let address_nos: Vec<&str> = rows.iter().map(|(_, r)| r.address_no.as_str()).collect();
-    let tickets: Vec<(&str, &str)> = rows
+    let address_nos: Vec<&AddressNo> = rows.iter().map(|(_, r)| &r.address_no).collect();
+    let tickets: Vec<_> = rows
         .iter()
-        .map(|(_, r)| (r.municipality_code.as_str(), r.ticket_no.as_str()))
+        .map(|(_, r)| (&r.municipality_code, &r.ticket_no))
         .collect();
     let taken_nos = store
         .existing_address_nos(&address_nos)

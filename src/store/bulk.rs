@@ -6,7 +6,7 @@ use super::calls::CallRow;
 use super::inquiries::NewInquiry;
 use super::residents::NewResident;
 use super::{Engine, Store, StoreError};
-use crate::domain::PhoneNumber;
+use crate::domain::{AddressNo, MunicipalityCode, PhoneNumber, TicketNo};
 use anyhow::Context;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
@@ -133,7 +133,7 @@ impl Store {
     /// Which of these 宛名番号 are already in the ledger.
     pub async fn existing_address_nos(
         &self,
-        address_nos: &[&str],
+        address_nos: &[&AddressNo],
     ) -> anyhow::Result<HashSet<String>> {
         Ok(self
             .resident_ids_by_address_no(address_nos)
@@ -146,11 +146,14 @@ impl Store {
     /// municipality so each query walks the `(municipality_code, ticket_no)` unique index.
     pub async fn existing_tickets(
         &self,
-        tickets: &[(&str, &str)],
+        tickets: &[(&MunicipalityCode, &TicketNo)],
     ) -> anyhow::Result<HashSet<(String, String)>> {
         let mut by_code: HashMap<&str, Vec<&str>> = HashMap::new();
         for (code, ticket) in tickets {
-            by_code.entry(code).or_default().push(ticket);
+            by_code
+                .entry(code.as_str())
+                .or_default()
+                .push(ticket.as_str());
         }
         let mut found = HashSet::new();
         for (code, tickets) in by_code {
@@ -180,7 +183,7 @@ impl Store {
     /// The ledger ids of residents by 宛名番号 (those not found are absent from the map).
     pub async fn resident_ids_by_address_no(
         &self,
-        address_nos: &[&str],
+        address_nos: &[&AddressNo],
     ) -> anyhow::Result<HashMap<String, i64>> {
         let mut ids = HashMap::with_capacity(address_nos.len());
         for chunk in address_nos.chunks(IN_CHUNK) {
@@ -190,7 +193,7 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for a in chunk {
-                q = q.bind(a.to_string());
+                q = q.bind(a.as_str().to_string());
             }
             for row in q
                 .fetch_all(&self.read)
