@@ -439,6 +439,37 @@ fn modules_import_in_one_direction() {
     assert!(found.is_empty(), "layering:\n  {}", found.join("\n  "));
 }
 
+/// Crates and std modules that do I/O: `domain` names none of them.
+const IO: &[&str] = &[
+    "sqlx", "tokio", "axum", "reqwest", "rusqlite", "fs", "net", "process",
+];
+
+#[test]
+fn domain_does_no_io() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/domain");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    assert!(!files.is_empty());
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let toks = tokens(&text);
+        for (i, t) in toks.iter().enumerate() {
+            let Tok::Ident(w) = t else { continue };
+            let std_module =
+                i >= 2 && toks[i - 1] == Tok::PathSep && toks[i - 2] == Tok::Ident("std".into());
+            let krate = matches!(
+                w.as_str(),
+                "sqlx" | "tokio" | "axum" | "reqwest" | "rusqlite"
+            ) && toks.get(i + 1) == Some(&Tok::PathSep);
+            if IO.contains(&w.as_str()) && (krate || std_module) {
+                found.push(format!("{}: {w}", file.display()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "domain/ does I/O: {found:?}");
+}
+
 #[test]
 fn the_scanner_sees_imports_and_only_imports() {
     let src = r##"

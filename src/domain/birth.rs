@@ -2,14 +2,16 @@
 
 use super::text::fold_trimmed;
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
 
 /// The oldest age the register accepts: a birth date further back is a typo.
 pub const MAX_AGE_YEARS: u32 = 125;
 
 /// A birth date: not in the future, not more than [`MAX_AGE_YEARS`] ago. Stored `YYYY-MM-DD`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Not `Deserialize`: the bounds need today's date, so it is made only by [`BirthDate::parse`]
+/// or [`BirthDate::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct BirthDate(NaiveDate);
 
