@@ -103,25 +103,3 @@ where
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::StoreError;
-
-    #[test]
-    fn store_refusals_become_409_and_422() {
-        let conflict = ApiError::from(StoreError::Conflict {
-            constraint: "slots_booked_within_capacity".into(),
-        });
-        assert!(conflict
-            .to_string()
-            .contains("slots_booked_within_capacity"));
-        assert_eq!(conflict.into_response().status(), StatusCode::CONFLICT);
-        let invalid = ApiError::from(StoreError::Invalid { field: "slot_id" });
-        assert_eq!(
-            invalid.into_response().status(),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-    }
-}
