@@ -240,4 +240,65 @@ mod tests {
             db.cleanup().await;
         }
     }
+
+    /// A second writer that wants the same row waits until the first commits, then sees its
+    /// change: the writer connection on SQLite, the row lock on PostgreSQL.
+    #[tokio::test]
+    async fn a_second_writer_waits_for_the_first() {
+        for engine in engines() {
+            let db = TestDb::new(engine).await.unwrap();
+            let s = db.store.clone();
+            s.insert_residents(&sample_residents(1)).await.unwrap();
+            let mut first = s.begin_write().await.unwrap();
+            let lock = format!("SELECT notes FROM residents{}", first.for_update());
+            sqlx::query(&lock).fetch_all(first.conn()).await.unwrap();
+            sqlx::query("UPDATE residents SET notes = notes || 'a'")
+                .execute(first.conn())
+                .await
+                .unwrap();
+
+            let second = tokio::spawn({
+                let s = s.clone();
+                async move {
+                    let mut tx = s.begin_write().await?;
+                    let lock = format!("SELECT notes FROM residents{}", tx.for_update());
+                    let row = sqlx::query(&lock).fetch_one(tx.conn()).await?;
+                    let seen: String = row.try_get("notes")?;
+                    sqlx::query("UPDATE residents SET notes = notes || 'b'")
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(seen)
+                }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            assert!(
+                !second.is_finished(),
+                "{engine}: the second writer did not wait"
+            );
+            first.commit().await.unwrap();
+            assert_eq!(second.await.unwrap().unwrap(), "a", "{engine}");
+            let notes: String = sqlx::query_scalar("SELECT notes FROM residents")
+                .fetch_one(&s.read)
+                .await
+                .unwrap();
+            assert_eq!(notes, "ab", "{engine}");
+            db.cleanup().await;
+        }
+    }
+
+    /// A closed pool is the store being unavailable, not a bug in the request.
+    #[tokio::test]
+    async fn a_closed_store_is_unavailable() {
+        for engine in engines() {
+            let db = TestDb::new(engine).await.unwrap();
+            db.store.close().await;
+            let err = db.store.begin_write().await.err();
+            assert!(
+                matches!(err, Some(StoreError::Unavailable(_))),
+                "{engine}: {err:?}"
+            );
+            db.cleanup().await;
+        }
+    }
 }
