@@ -69,10 +69,12 @@ enum ImportCommand {
     Residents { file: PathBuf },
 }
 
-fn init_logs(json: bool) {
+/// `default` is the filter when `MADOGUCHI_LOG` is unset (a benchmark logs warnings only: a
+/// line per call would be part of what it measures).
+fn init_logs(json: bool, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("MADOGUCHI_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_env("MADOGUCHI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -93,7 +95,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logs(settings.log_json);
+    let default_filter = match cli.command {
+        Command::Bench { .. } => "warn",
+        _ => "info,sqlx=warn",
+    };
+    init_logs(settings.log_json, default_filter);
     match run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
