@@ -27,6 +27,8 @@ pub struct Running {
     /// Closed after the tracker stopped, so the writer drains everything the tracker wrote.
     call_log: writer::CallLog,
     log_task: JoinHandle<()>,
+    /// Ends the telephony thread's runtime (dropping it does too).
+    telephony_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
@@ -63,12 +65,21 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         .restore()
         .await
         .context("reading the calls left open by the last run")?;
-    let tracker_task = tokio::spawn(tracker.run(events_rx, shutdown_rx.clone()));
+    // The telephony path (PBX links, tracker) runs on a thread of its own, so no HTTP request,
+    // import or WebSocket fan-out ever queues in front of a ring.
+    let (telephony, telephony_stop) = telephony_thread()?;
+    let tracker_task = telephony.spawn(tracker.run(events_rx, shutdown_rx.clone()));
 
     let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
     let mut core: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
     if let Some(address) = &settings.ami_address {
-        let (status, task) = spawn_ami(&settings, address, events_tx.clone(), shutdown_rx.clone())?;
+        let (status, task) = spawn_ami(
+            &telephony,
+            &settings,
+            address,
+            events_tx.clone(),
+            shutdown_rx.clone(),
+        )?;
         links.push(status);
         core.push(("AMI link", task));
     }
@@ -142,6 +153,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         core,
         call_log,
         log_task,
+        telephony_stop: Some(telephony_stop),
     })
 }
 
@@ -189,6 +201,7 @@ impl Running {
             core,
             call_log,
             log_task,
+            telephony_stop,
             ..
         } = self;
         drop(tracker);
@@ -200,6 +213,9 @@ impl Running {
             {
                 tracing::warn!(task = name, "did not stop in time");
             }
+        }
+        if let Some(stop) = telephony_stop {
+            let _ = stop.send(());
         }
         // The tracker has written its last states: drain them (or spool what cannot be written).
         call_log.close();
@@ -214,8 +230,41 @@ impl Running {
     }
 }
 
-/// Starts the AMI link of the settings.
+/// A thread with a single-threaded runtime for the telephony path; it runs until the returned
+/// sender fires or is dropped. Tasks are spawned on it through the handle.
+fn telephony_thread() -> anyhow::Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)>
+{
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("madoguchi-telephony".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    let _ = handle_tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stop_rx.await;
+                    });
+                }
+                Err(e) => {
+                    let _ = handle_tx.send(Err(e));
+                }
+            }
+        })
+        .context("starting the telephony thread")?;
+    let handle = handle_rx
+        .recv()
+        .context("the telephony thread did not start")?
+        .context("building the telephony runtime")?;
+    Ok((handle, stop_tx))
+}
+
+/// Starts the AMI link of the settings on the telephony runtime.
 fn spawn_ami(
+    telephony: &tokio::runtime::Handle,
     settings: &Settings,
     address: &str,
     events: mpsc::Sender<crate::pbx::PbxEvent>,
@@ -234,7 +283,7 @@ fn spawn_ami(
     cfg.auth_md5 = settings.ami_md5;
     cfg.ping_interval = settings.ami_ping();
     let status = AmiStatus::new();
-    let task = tokio::spawn(run(cfg, events, status.clone(), shutdown));
+    let task = telephony.spawn(run(cfg, events, status.clone(), shutdown));
     Ok((Arc::new(AmiHealth(status)), task))
 }
 
