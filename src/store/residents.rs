@@ -167,12 +167,17 @@ impl Store {
         birth_date: Option<&str>,
     ) -> anyhow::Result<Vec<Resident>> {
         let folded = crate::export::import::kana(kana).unwrap_or_else(|_| kana.to_string());
-        let key: String = folded
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '　' | '%' | '_'))
-            .collect();
-        let pattern = format!("{key}%");
-        const NAME: &str = "REPLACE(REPLACE(r.name_kana, '　', ''), ' ', '') LIKE $1";
+        // What was typed is matched literally: LIKE's wildcards and its escape character are
+        // escaped (`kana=%%` must not list every resident).
+        let mut pattern = String::with_capacity(folded.len() + 1);
+        for c in folded.chars().filter(|c| !matches!(c, ' ' | '　')) {
+            if matches!(c, '\\' | '%' | '_') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        const NAME: &str = "REPLACE(REPLACE(r.name_kana, '　', ''), ' ', '') LIKE $1 ESCAPE '\\'";
         match birth_date {
             Some(b) => {
                 self.residents_where(&format!("r.birth_date = $2 AND {NAME}"), &[&pattern, b])

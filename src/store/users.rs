@@ -64,7 +64,9 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<User> {
 }
 
 impl Store {
-    /// Adds a user, or replaces the password, role and extension of an existing one.
+    /// Adds a user, or replaces the password, role and extension of an existing one. Replacing
+    /// ends every session of that user in the same transaction: whoever logged in with the old
+    /// password (or under the old role) must log in again.
     pub async fn upsert_user(
         &self,
         username: &str,
@@ -73,6 +75,9 @@ impl Store {
         role: Role,
         extension: Option<&Extension>,
     ) -> anyhow::Result<i64> {
+        // The first statement writes, so a deferred SQLite transaction takes its write lock at
+        // once and never upgrades from a stale read snapshot.
+        let mut tx = self.write.begin().await?;
         let row = sqlx::query(
             "INSERT INTO users (username, display_name, password_hash, role, extension, created_at) \
              VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (username) DO UPDATE SET \
@@ -85,10 +90,47 @@ impl Store {
         .bind(role.code())
         .bind(extension.map(|e| e.as_str().to_string()))
         .bind(super::now())
-        .fetch_one(&self.write)
+        .fetch_one(&mut *tx)
         .await
         .with_context(|| format!("saving user {username} (is the extension taken by another user?)"))?;
-        Ok(row.try_get(0)?)
+        let id: i64 = row.try_get(0)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("ending the sessions of {username}"))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("saving user {username}"))?;
+        Ok(id)
+    }
+
+    /// Disables a login and ends its sessions (the row stays: calls and the audit trail name
+    /// it). False when no active user has that name.
+    pub async fn remove_user(&self, username: &str) -> anyhow::Result<bool> {
+        // The first statement writes, so a deferred SQLite transaction takes its write lock at
+        // once and never upgrades from a stale read snapshot.
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
+            "UPDATE users SET active = 0 WHERE username = $1 AND active = 1 RETURNING id",
+        )
+        .bind(username.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .with_context(|| format!("removing user {username}"))?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let id: i64 = row.try_get(0)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("ending the sessions of {username}"))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("removing user {username}"))?;
+        Ok(true)
     }
 
     /// The user and password hash for a login attempt.
@@ -147,6 +189,74 @@ impl Store {
             .bind(token_digest(token))
             .execute(&self.write)
             .await?;
+        Ok(())
+    }
+
+    /// Deletes expired sessions and login counters whose window ended before `stale_before`.
+    /// Returns how many sessions went.
+    pub async fn sweep_expired(&self, stale_before: &str) -> anyhow::Result<u64> {
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(super::now())
+            .execute(&self.write)
+            .await
+            .context("sweeping expired sessions")?
+            .rows_affected();
+        sqlx::query("DELETE FROM login_attempts WHERE window_start <= $1")
+            .bind(stale_before.to_string())
+            .execute(&self.write)
+            .await
+            .context("sweeping old login counters")?;
+        Ok(sessions)
+    }
+
+    /// Counts one login attempt against `key` before its password is checked, in one atomic
+    /// statement (so concurrent guesses are each counted before any is checked). A window that
+    /// began at or before `stale_before` starts over at `now`. Returns the attempts in the
+    /// window, this one included, and when the window began.
+    pub async fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: &str,
+        stale_before: &str,
+    ) -> anyhow::Result<(i64, String)> {
+        let row = sqlx::query(
+            "INSERT INTO login_attempts (throttle_key, attempts, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (throttle_key) DO UPDATE SET \
+             attempts = CASE WHEN login_attempts.window_start <= $3 THEN 1 \
+                             ELSE login_attempts.attempts + 1 END, \
+             window_start = CASE WHEN login_attempts.window_start <= $3 THEN excluded.window_start \
+                                 ELSE login_attempts.window_start END \
+             RETURNING attempts, window_start",
+        )
+        .bind(key.to_string())
+        .bind(now.to_string())
+        .bind(stale_before.to_string())
+        .fetch_one(&self.write)
+        .await
+        .context("counting a login attempt")?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// Gives back one reserved attempt (its password was right, or never checked).
+    pub async fn release_login_attempt(&self, key: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE login_attempts SET attempts = attempts - 1 \
+             WHERE throttle_key = $1 AND attempts > 0",
+        )
+        .bind(key.to_string())
+        .execute(&self.write)
+        .await
+        .context("releasing a login attempt")?;
+        Ok(())
+    }
+
+    /// Forgets a counter (a successful login clears its account's failures).
+    pub async fn clear_login_attempts(&self, key: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM login_attempts WHERE throttle_key = $1")
+            .bind(key.to_string())
+            .execute(&self.write)
+            .await
+            .context("clearing login attempts")?;
         Ok(())
     }
 
