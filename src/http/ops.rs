@@ -96,6 +96,10 @@ async fn openapi() -> Json<serde_json::Value> {
         "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "madoguchi_session"}}},
         "security": [{"session": []}],
         "paths": {
+            "/": {"get": op("the browser screens (index.html)")},
+            "/assets/{file}": {"get": {"summary": "the browser screens' scripts, styles and images",
+                "parameters": [{"name": "file", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the file"}, "404": {"description": "no such file"}}}},
             "/healthz": {"get": op("200 while the process serves")},
             "/readyz": {"get": op("database and PBX link readiness (503 when not ready); the details only to an admin session")},
             "/metrics": {"get": op("Prometheus text: calls, pops, pop latency histogram, reconnects, WebSocket clients")},

@@ -6,4 +6,6 @@ mod api;
 mod browser;
 mod cli;
 mod common;
+mod doors;
+mod roles;
 mod webdriver;
