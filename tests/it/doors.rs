@@ -327,11 +327,34 @@ async fn idle_connections_do_not_lock_the_door() {
         "1,100 idle sockets: /healthz answered in {health_s:.2} s; all closed {:.2} s after opening (header timeout {header_timeout} s)",
         closed_by.as_secs_f64()
     );
-    // The server still serves.
+    // The server still serves; a kept-alive connection left idle after its request is closed
+    // after the header timeout too.
     let res = reqwest::get(format!("{url}/healthz"))
         .await
         .expect("healthz");
     assert_eq!(res.status(), 200);
+    let mut kept = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let idle_since = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(header_timeout + 5),
+        kept.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the idle kept-alive connection is closed")
+    .expect("read");
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "answered first"
+    );
+    assert!(
+        idle_since.elapsed() >= Duration::from_secs(header_timeout) - Duration::from_millis(500)
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
