@@ -34,7 +34,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Other origins whose pages may send state-changing requests and open `/ws` (a reverse
     /// proxy's public name), e.g. `https://madoguchi.city.example`. The server's own origin
-    /// (the `Host` it is reached by) is always allowed.
+    /// (the `Host` it is reached by) is always allowed. In the file: a list, or one
+    /// comma-separated string as in the environment.
+    #[serde(deserialize_with = "comma_list")]
     pub allowed_origins: Vec<String>,
     /// Seconds a connection may take to send a request's headers (also the idle limit
     /// between requests on a kept-alive connection).
@@ -167,11 +169,7 @@ impl Settings {
             self.public_url = opt(v);
         }
         if let Some(v) = get("MADOGUCHI_ALLOWED_ORIGINS") {
-            self.allowed_origins = v
-                .split(',')
-                .map(|o| o.trim().to_string())
-                .filter(|o| !o.is_empty())
-                .collect();
+            self.allowed_origins = split_commas(&v);
         }
         if let Some(v) = get("MADOGUCHI_HEADER_TIMEOUT_S") {
             self.header_timeout_s = v
@@ -258,6 +256,27 @@ pub fn origin_of(url: &str) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
+fn split_commas(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
+/// A list setting given as a TOML list or as one comma-separated string.
+fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => split_commas(&s),
+        OneOrMany::Many(v) => v.iter().flat_map(|s| split_commas(s)).collect(),
+    })
+}
+
 /// The soft limit on open files of this process (Linux: from `/proc/self/limits`).
 fn open_file_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -311,6 +330,14 @@ mod tests {
             .apply_env(|k| (k == "MADOGUCHI_ALLOWED_ORIGINS").then(|| "proxy.example".to_string()));
         assert!(bad.is_err());
         assert!(Settings::default().connection_cap() >= 16);
+        let file: Settings =
+            toml::from_str("allowed_origins = \"https://a.example, https://b.example\"").unwrap();
+        assert_eq!(
+            file.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        let file: Settings = toml::from_str("allowed_origins = [\"https://a.example\"]").unwrap();
+        assert_eq!(file.allowed_origins, ["https://a.example"]);
     }
 
     #[test]
