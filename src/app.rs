@@ -24,6 +24,9 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     core: Vec<(&'static str, JoinHandle<()>)>,
+    /// Closed after the tracker stopped, so the writer drains everything the tracker wrote.
+    call_log: writer::CallLog,
+    log_task: JoinHandle<()>,
 }
 
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
@@ -39,17 +42,27 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     directory.refresh(&store).await.context("loading agents")?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
-    let (log_tx, log_task) = writer::spawn(store.clone(), metrics.clone());
+    let (call_log, log_task) = writer::spawn(store.clone(), metrics.clone(), settings.spool_path());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let board = crate::calls::Board::default();
-    let tracker = Tracker::new(
+    let mut link_names = Vec::new();
+    if settings.ami_address.is_some() {
+        link_names.push("ami".to_string());
+    }
+    let mut tracker = Tracker::new(
         store.clone(),
         hub.clone(),
         metrics.clone(),
-        log_tx,
+        call_log.clone(),
         directory.clone(),
     )
-    .with_board(board.clone());
+    .with_board(board.clone())
+    .with_links(link_names);
+    // Calls an earlier process left open wait for their link's listing (or are closed).
+    tracker
+        .restore()
+        .await
+        .context("reading the calls left open by the last run")?;
     let tracker_task = tokio::spawn(tracker.run(events_rx, shutdown_rx.clone()));
 
     let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
@@ -87,6 +100,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         links: Arc::new(links),
         ws_clients: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         password_checks: crate::http::session::PasswordChecks::for_this_machine(),
+        call_log: call_log.status(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -105,7 +119,6 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     ));
     let sweep = tokio::spawn(sweep_expired(store.clone(), shutdown_rx.clone()));
     core.push(("call tracker", tracker_task));
-    core.push(("call log writer", log_task));
     core.push(("agent directory", refresh));
     core.push(("session sweep", sweep));
     tracing::info!(%addr, database = %crate::store::mask_url(&settings.database_url), "madoguchi serving");
@@ -119,6 +132,8 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         shutdown,
         http,
         core,
+        call_log,
+        log_task,
     })
 }
 
@@ -132,11 +147,24 @@ impl Running {
         self.shutdown.clone()
     }
 
-    /// Serves until ctrl-c / SIGTERM or until a part stops; then shuts down gracefully.
+    /// Serves until ctrl-c / SIGTERM or until a part stops (which is then named); then shuts
+    /// down gracefully.
     pub async fn wait(mut self) -> anyhow::Result<()> {
+        let core_stopped = async {
+            loop {
+                if let Some((name, _)) = self.core.iter().find(|(_, t)| t.is_finished()) {
+                    return format!("{name} (it stopped by itself)");
+                }
+                if self.log_task.is_finished() {
+                    return "call log writer (it stopped by itself)".to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
         let stopped = tokio::select! {
             _ = shutdown_signal() => "signal".to_string(),
             r = &mut self.http => format!("HTTP server ({r:?})"),
+            name = core_stopped => name,
         };
         tracing::info!(%stopped, "shutting down");
         self.shutdown().await
@@ -151,6 +179,8 @@ impl Running {
             tracker,
             http,
             core,
+            call_log,
+            log_task,
             ..
         } = self;
         drop(tracker);
@@ -162,6 +192,14 @@ impl Running {
             {
                 tracing::warn!(task = name, "did not stop in time");
             }
+        }
+        // The tracker has written its last states: drain them (or spool what cannot be written).
+        call_log.close();
+        if tokio::time::timeout(writer::DRAIN_DEADLINE + Duration::from_secs(5), log_task)
+            .await
+            .is_err()
+        {
+            tracing::error!("call log writer did not finish draining in time");
         }
         state.store.close().await;
         Ok(())

@@ -67,12 +67,21 @@ pub struct Metrics {
     pub lookups: AtomicU64,
     pub call_log_writes: AtomicU64,
     pub call_log_errors: AtomicU64,
+    /// Call states the database refused, set aside in `call_log_rejects`.
+    pub call_log_rejected: AtomicU64,
+    /// Pops sent before the caller's record was found (the database was slow or away).
+    pub pops_without_record: AtomicU64,
+    /// Calls closed without an end from the PBX (restart, outage, the live-call bounds).
+    pub calls_closed_unseen: AtomicU64,
     pub http_errors: AtomicU64,
     /// PBX event received → screen pop published (includes the caller lookup when the ring
     /// comes right behind the call's first event).
     pub pop_latency: Histogram,
     /// Caller number → residents with their history.
     pub lookup_latency: Histogram,
+    /// PBX event read → screen pop frame written to the agent's socket: the server's own
+    /// share of the pop latency, measured where the frame leaves.
+    pub pop_write_latency: Histogram,
 }
 
 impl Metrics {
@@ -122,6 +131,21 @@ impl Metrics {
                 &self.call_log_errors,
             ),
             (
+                "madoguchi_call_log_rejected_total",
+                "call states the database refused, set aside in call_log_rejects",
+                &self.call_log_rejected,
+            ),
+            (
+                "madoguchi_pops_without_record_total",
+                "screen pops sent before the caller lookup finished (the record follows)",
+                &self.pops_without_record,
+            ),
+            (
+                "madoguchi_calls_closed_unseen_total",
+                "calls closed without an end from the PBX (restart, outage, bounds)",
+                &self.calls_closed_unseen,
+            ),
+            (
                 "madoguchi_http_errors_total",
                 "HTTP 5xx answers",
                 &self.http_errors,
@@ -143,6 +167,11 @@ impl Metrics {
             &mut out,
             "madoguchi_caller_lookup_seconds",
             "caller number to residents with history",
+        );
+        self.pop_write_latency.render(
+            &mut out,
+            "madoguchi_pop_write_latency_seconds",
+            "PBX event read to screen pop frame written to the agent's socket",
         );
         for (name, help, v) in extra {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -44,6 +44,9 @@ pub struct Settings {
     /// Open HTTP connections (WebSockets included) served at once; more wait to be accepted.
     /// Default: the open-file limit less a reserve for the database and the PBX links.
     pub max_connections: Option<usize>,
+    /// Where call-log rows the database could not take by shutdown are kept until the next
+    /// start (default: the SQLite file's folder, or the working directory for PostgreSQL).
+    pub spool_dir: Option<String>,
 }
 
 impl Default for Settings {
@@ -69,6 +72,7 @@ impl Default for Settings {
             allowed_origins: Vec::new(),
             header_timeout_s: 10,
             max_connections: None,
+            spool_dir: None,
         }
     }
 }
@@ -160,6 +164,9 @@ impl Settings {
         if let Some(v) = get("MADOGUCHI_LOG_JSON") {
             self.log_json = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        if let Some(v) = get("MADOGUCHI_SPOOL_DIR") {
+            self.spool_dir = opt(v);
+        }
         if let Some(v) = get("MADOGUCHI_SESSION_HOURS") {
             self.session_hours = v
                 .parse()
@@ -234,6 +241,22 @@ impl Settings {
                 .map(|n| n.saturating_sub(128).max(16))
                 .unwrap_or(896)
         })
+    }
+
+    /// The folder for the call-log spool file (see `spool_dir`).
+    pub fn spool_path(&self) -> std::path::PathBuf {
+        if let Some(dir) = &self.spool_dir {
+            return dir.into();
+        }
+        let file = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .map(|p| p.split('?').next().unwrap_or(p));
+        match file.map(Path::new).and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => ".".into(),
+        }
     }
 
     pub fn ami_ping(&self) -> Duration {

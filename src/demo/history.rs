@@ -343,6 +343,7 @@ pub fn generate(
             ended_at: Some(ts(ended)),
             hold_s: Some(wait),
             outcome: Some(if answered { "answered" } else { outcome }.to_string()),
+            ..CallRow::default()
         });
         let Some(user_id) = answered_user_id else {
             continue;

@@ -44,7 +44,7 @@ code_enum!(
 
 code_enum!(
     /// How a call ended, as the call log records it.
-    Outcome { Answered = "answered", Abandoned = "abandoned", Timeout = "timeout", NoAnswer = "no_answer", Busy = "busy", Failed = "failed" }
+    Outcome { Answered = "answered", Abandoned = "abandoned", Timeout = "timeout", NoAnswer = "no_answer", Busy = "busy", Failed = "failed", Unknown = "unknown" }
 );
 
 #[cfg(test)]

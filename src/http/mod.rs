@@ -48,6 +48,8 @@ pub struct AppState {
     pub password_checks: session::PasswordChecks,
     /// Open WebSocket connections (a gauge for /metrics).
     pub ws_clients: Arc<std::sync::atomic::AtomicI64>,
+    /// The call log writer's health and backlog (for /readyz and /metrics).
+    pub call_log: Arc<crate::calls::writer::WriterStatus>,
 }
 
 /// Who may use which route. Every route belongs to exactly one group below; the README's

@@ -27,7 +27,8 @@ async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> impl IntoR
         Ok(Err(e)) => json!({"ok": false, "error": format!("{e:#}")}),
         Err(_) => json!({"ok": false, "error": "timed out"}),
     };
-    let mut ready = db["ok"] == true;
+    let call_log = state.call_log.detail();
+    let mut ready = db["ok"] == true && state.call_log.healthy();
     let links: Vec<_> = state
         .links
         .iter()
@@ -46,7 +47,7 @@ async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> impl IntoR
         Ok(Some(u)) if u.role == Role::Admin
     );
     let body = if admin {
-        json!({"ready": ready, "database": db, "pbx_links": links})
+        json!({"ready": ready, "database": db, "call_log": call_log, "pbx_links": links})
     } else {
         json!({"ready": ready})
     };
@@ -71,6 +72,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         up += u64::from(l.up());
     }
     gauges.push(("madoguchi_pbx_reconnects".into(), reconnects as f64));
+    gauges.push((
+        "madoguchi_call_log_backlog".into(),
+        state.call_log.backlog.load(Ordering::Relaxed) as f64,
+    ));
     gauges.push(("madoguchi_pbx_links_up".into(), up as f64));
     let extra: Vec<(&str, &str, f64)> = gauges
         .iter()

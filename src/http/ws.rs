@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct WsQuery {
     since: Option<u64>,
+    /// The server epoch `since` belongs to (from the last `hello`).
+    epoch: Option<String>,
 }
 
 async fn upgrade(
@@ -44,7 +47,7 @@ async fn upgrade(
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, state, user, topic, q.since)))
+        .on_upgrade(move |socket| serve(socket, state, user, topic, q)))
 }
 
 async fn serve(
@@ -52,16 +55,25 @@ async fn serve(
     state: AppState,
     user: crate::store::users::User,
     topic: String,
-    since: Option<u64>,
+    q: WsQuery,
 ) {
-    let mut sub = state.hub.subscribe(&topic, since);
+    let mut sub = state.hub.subscribe(&topic, q.since, q.epoch.as_deref());
     state.ws_clients.fetch_add(1, Ordering::Relaxed);
+    // The hello carries the calls ringing or talking on this screen now, so a page opened
+    // mid-ring (or told of a gap) shows them; `gap` tells it to drop what it believed.
+    let live: Vec<Box<RawValue>> = sub
+        .live
+        .iter()
+        .filter_map(|s| RawValue::from_string(s.to_string()).ok())
+        .collect();
     let hello = json!({
         "type": "hello",
         "seq": sub.seq,
+        "epoch": state.hub.epoch(),
         "user": user,
         "extension": user.extension,
         "gap": sub.gap,
+        "live_calls": live,
     });
     let mut ok = socket
         .send(Message::Text(hello.to_string().into()))
@@ -72,7 +84,7 @@ async fn serve(
             break;
         }
         ok = socket
-            .send(Message::Text(frame.to_string().into()))
+            .send(Message::Text(frame.text.to_string().into()))
             .await
             .is_ok();
     }
@@ -81,7 +93,13 @@ async fn serve(
     while ok {
         tokio::select! {
             frame = sub.rx.recv() => match frame {
-                Some(frame) => ok = socket.send(Message::Text(frame.to_string().into())).await.is_ok(),
+                Some(frame) => {
+                    ok = socket.send(Message::Text(frame.text.to_string().into())).await.is_ok();
+                    if let (true, Some(origin)) = (ok, frame.origin) {
+                        let us = (chrono::Utc::now() - origin).num_microseconds().unwrap_or(0);
+                        state.metrics.pop_write_latency.observe_us(us.max(0) as u64);
+                    }
+                }
                 None => {
                     // The hub dropped us for being too slow: say so, the browser resyncs.
                     let close = CloseFrame { code: 4008, reason: "too slow; reconnect with since".into() };

@@ -6,6 +6,7 @@
 //! screen never holds up a pop to another. A screen pop is therefore never dropped silently:
 //! either it is delivered, or the client is disconnected and replays it on reconnect.
 
+use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,17 +19,35 @@ pub const REPLAY: usize = 32;
 pub const REPLAY_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// Messages queued for one client before it counts as too slow and is dropped.
 pub const CLIENT_QUEUE: usize = 256;
+/// Live calls one topic shows at most (a phone rings for a handful at a time; this only bounds
+/// a PBX that never reports ends, whose oldest entries are then forgotten).
+pub const LIVE_PER_TOPIC: usize = 64;
 
-/// One delivered frame: the JSON text with its `seq` already in place.
-pub type Frame = Arc<str>;
+/// One delivered frame: the JSON text with its `seq` already in place, and for a screen pop
+/// the instant the PBX event behind it was read, so the socket that writes it can measure the
+/// server's own latency (event read → frame written).
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub text: Arc<str>,
+    pub origin: Option<DateTime<Utc>>,
+}
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     /// Topics by name. A std mutex: every section is short and never awaits.
     topics: Arc<Mutex<HashMap<String, Topic>>>,
     next_client: Arc<AtomicU64>,
+    /// New at every start: `seq` restarts with the process, so a client resuming with a `since`
+    /// from another epoch is told of the gap instead of being silently skipped.
+    epoch: Arc<str>,
     /// Clients dropped for being too slow (for /metrics).
     pub dropped_clients: Arc<AtomicU64>,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub::new()
+    }
 }
 
 #[derive(Default)]
@@ -36,6 +55,9 @@ struct Topic {
     seq: u64,
     recent: VecDeque<(u64, std::time::Instant, Frame)>,
     clients: Vec<(u64, mpsc::Sender<Frame>)>,
+    /// Calls ringing or talking on this topic now, by call id, in the order they started:
+    /// each a JSON object `{"call":…,"candidates":…}` that a (re)connecting screen shows.
+    live: Vec<(String, Arc<str>)>,
 }
 
 /// A subscription: frames to send, starting with the replay.
@@ -45,14 +67,17 @@ pub struct Subscription {
     pub replay: Vec<Frame>,
     /// The topic's seq when subscribing (the client's position after the replay).
     pub seq: u64,
-    /// True when `since` was older than the replay buffer: the client missed messages for
-    /// good and must reload its state.
+    /// True when the client missed messages for good and must reload its state: its `since`
+    /// is older than the replay buffer, newer than anything sent (the server restarted), or
+    /// from another epoch.
     pub gap: bool,
+    /// The topic's live calls at the moment of subscribing (consistent with `seq`).
+    pub live: Vec<Arc<str>>,
     pub rx: mpsc::Receiver<Frame>,
 }
 
 /// Puts `"seq":N` first into a JSON object text (`{"type":…}` → `{"seq":N,"type":…}`).
-fn with_seq(seq: u64, payload: &str) -> Frame {
+fn with_seq(seq: u64, payload: &str) -> Arc<str> {
     let body = payload.strip_prefix('{').unwrap_or(payload);
     let sep = if body.trim_start().starts_with('}') {
         ""
@@ -62,18 +87,52 @@ fn with_seq(seq: u64, payload: &str) -> Frame {
     Arc::from(format!("{{\"seq\":{seq}{sep}{body}"))
 }
 
+fn new_epoch() -> Arc<str> {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes = (nanos as u64).to_le_bytes();
+    }
+    Arc::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 impl Hub {
     pub fn new() -> Hub {
-        Hub::default()
+        Hub {
+            topics: Arc::default(),
+            next_client: Arc::default(),
+            epoch: new_epoch(),
+            dropped_clients: Arc::default(),
+        }
+    }
+
+    /// This process's epoch (see the field).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Topic>> {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Publishes a JSON object (without `seq`) to a topic; returns its seq.
     pub fn publish(&self, topic: &str, payload: &str) -> u64 {
-        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        self.publish_at(topic, payload, None)
+    }
+
+    /// Publishes, recording when the PBX event behind the message was read.
+    pub fn publish_at(&self, topic: &str, payload: &str, origin: Option<DateTime<Utc>>) -> u64 {
+        let mut topics = self.lock();
         let t = topics.entry(topic.to_string()).or_default();
         t.seq += 1;
         let seq = t.seq;
-        let frame = with_seq(seq, payload);
+        let frame = Frame {
+            text: with_seq(seq, payload),
+            origin,
+        };
         let now = std::time::Instant::now();
         t.recent.push_back((seq, now, frame.clone()));
         while t.recent.len() > REPLAY
@@ -99,14 +158,48 @@ impl Hub {
         seq
     }
 
-    /// Subscribes to a topic, replaying what came after `since`.
-    pub fn subscribe(&self, topic: &str, since: Option<u64>) -> Subscription {
+    /// Records (or replaces) a live call a topic's screens should show when they connect.
+    pub fn set_live(&self, topic: &str, call_id: &str, state: Arc<str>) {
+        let mut topics = self.lock();
+        let t = topics.entry(topic.to_string()).or_default();
+        match t.live.iter_mut().find(|(id, _)| id == call_id) {
+            Some(entry) => entry.1 = state,
+            None => {
+                t.live.push((call_id.to_string(), state));
+                if t.live.len() > LIVE_PER_TOPIC {
+                    t.live.remove(0);
+                }
+            }
+        }
+    }
+
+    /// Forgets a live call on a topic (it ended, or was answered elsewhere).
+    pub fn clear_live(&self, topic: &str, call_id: &str) {
+        let mut topics = self.lock();
+        if let Some(t) = topics.get_mut(topic) {
+            t.live.retain(|(id, _)| id != call_id);
+        }
+    }
+
+    /// Subscribes to a topic, replaying what came after `since` (a seq of `epoch`; without an
+    /// epoch, of this process if it can be).
+    pub fn subscribe(&self, topic: &str, since: Option<u64>, epoch: Option<&str>) -> Subscription {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
-        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let foreign = epoch.is_some_and(|e| e != &*self.epoch);
+        let mut topics = self.lock();
         let t = topics.entry(topic.to_string()).or_default();
         let mut gap = false;
         let replay = match since {
+            Some(_) if foreign => {
+                gap = true;
+                Vec::new()
+            }
+            Some(since) if since > t.seq => {
+                // Ahead of anything this process sent: the seq is from before a restart.
+                gap = true;
+                Vec::new()
+            }
             Some(since) if since < t.seq => {
                 let oldest = t.recent.front().map(|(s, _, _)| *s).unwrap_or(t.seq + 1);
                 gap = since + 1 < oldest;
@@ -125,12 +218,13 @@ impl Hub {
             replay,
             seq: t.seq,
             gap,
+            live: t.live.iter().map(|(_, s)| s.clone()).collect(),
             rx,
         }
     }
 
     pub fn unsubscribe(&self, topic: &str, id: u64) {
-        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let mut topics = self.lock();
         if let Some(t) = topics.get_mut(topic) {
             t.clients.retain(|(cid, _)| *cid != id);
         }
@@ -138,13 +232,11 @@ impl Hub {
 
     /// How many clients listen on a topic right now.
     pub fn listeners(&self, topic: &str) -> usize {
-        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        topics.get(topic).map(|t| t.clients.len()).unwrap_or(0)
+        self.lock().get(topic).map(|t| t.clients.len()).unwrap_or(0)
     }
 
     pub fn client_count(&self) -> usize {
-        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        topics.values().map(|t| t.clients.len()).sum()
+        self.lock().values().map(|t| t.clients.len()).sum()
     }
 }
 
@@ -160,25 +252,25 @@ mod tests {
     #[tokio::test]
     async fn numbers_and_replays() {
         let hub = Hub::new();
-        let mut a = hub.subscribe("agent:201", None);
+        let mut a = hub.subscribe("agent:201", None, None);
         assert_eq!(hub.publish("agent:201", r#"{"type":"x"}"#), 1);
         assert_eq!(hub.publish("agent:201", r#"{"type":"y"}"#), 2);
-        assert_eq!(&*a.rx.recv().await.unwrap(), r#"{"seq":1,"type":"x"}"#);
-        assert_eq!(&*a.rx.recv().await.unwrap(), r#"{"seq":2,"type":"y"}"#);
-        let b = hub.subscribe("agent:201", Some(1));
+        assert_eq!(&*a.rx.recv().await.unwrap().text, r#"{"seq":1,"type":"x"}"#);
+        assert_eq!(&*a.rx.recv().await.unwrap().text, r#"{"seq":2,"type":"y"}"#);
+        let b = hub.subscribe("agent:201", Some(1), None);
         assert_eq!(b.replay.len(), 1);
-        assert_eq!(&*b.replay[0], r#"{"seq":2,"type":"y"}"#);
+        assert_eq!(&*b.replay[0].text, r#"{"seq":2,"type":"y"}"#);
         assert!(!b.gap);
         // Another topic sees nothing.
-        let mut c = hub.subscribe("agent:202", None);
+        let mut c = hub.subscribe("agent:202", None, None);
         assert!(c.rx.try_recv().is_err());
     }
 
     #[tokio::test]
     async fn slow_client_is_dropped_not_waited_for() {
         let hub = Hub::new();
-        let slow = hub.subscribe("t", None);
-        let mut fast = hub.subscribe("t", None);
+        let slow = hub.subscribe("t", None, None);
+        let mut fast = hub.subscribe("t", None, None);
         for i in 0..(CLIENT_QUEUE + 5) {
             hub.publish("t", &format!(r#"{{"n":{i}}}"#));
             assert!(fast.rx.recv().await.is_some());
@@ -187,8 +279,56 @@ mod tests {
         assert_eq!(hub.dropped_clients.load(Ordering::Relaxed), 1);
         drop(slow);
         // A client far behind the replay buffer is told it has a gap.
-        let late = hub.subscribe("t", Some(0));
+        let late = hub.subscribe("t", Some(0), None);
         assert!(late.gap);
         assert_eq!(late.replay.len(), REPLAY);
+    }
+
+    #[tokio::test]
+    async fn a_since_from_before_a_restart_is_a_gap() {
+        let hub = Hub::new();
+        hub.publish("agent:201", r#"{"type":"x"}"#);
+        hub.publish("agent:201", r#"{"type":"y"}"#);
+        // A seq this process never sent (the old process had reached 9).
+        let s = hub.subscribe("agent:201", Some(9), None);
+        assert!(s.gap);
+        assert!(s.replay.is_empty());
+        // A seq this process did send, but under another epoch.
+        let s = hub.subscribe("agent:201", Some(1), Some("another-epoch"));
+        assert!(s.gap);
+        assert!(s.replay.is_empty());
+        // The same epoch resumes normally.
+        let epoch = hub.epoch().to_string();
+        let s = hub.subscribe("agent:201", Some(1), Some(&epoch));
+        assert!(!s.gap);
+        assert_eq!(s.replay.len(), 1);
+        assert_ne!(Hub::new().epoch(), hub.epoch());
+    }
+
+    #[tokio::test]
+    async fn live_calls_come_with_the_subscription() {
+        let hub = Hub::new();
+        hub.set_live(
+            "agent:201",
+            "ami:1",
+            Arc::from(r#"{"call":{"id":"ami:1"}}"#),
+        );
+        hub.set_live(
+            "agent:201",
+            "ami:2",
+            Arc::from(r#"{"call":{"id":"ami:2"}}"#),
+        );
+        hub.set_live(
+            "agent:201",
+            "ami:1",
+            Arc::from(r#"{"call":{"id":"ami:1","state":"talking"}}"#),
+        );
+        let s = hub.subscribe("agent:201", None, None);
+        assert_eq!(s.live.len(), 2);
+        assert!(s.live[0].contains("talking"));
+        hub.clear_live("agent:201", "ami:1");
+        let s = hub.subscribe("agent:201", None, None);
+        assert_eq!(s.live.len(), 1);
+        assert!(hub.subscribe("agent:202", None, None).live.is_empty());
     }
 }

@@ -10,34 +10,8 @@
 pub mod ami;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-/// How an attempt to ring one agent device ended (AMI DialEnd `DialStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DialStatus {
-    Answer,
-    Busy,
-    NoAnswer,
-    Cancel,
-    Congestion,
-    Unavailable,
-    Other,
-}
-
-impl DialStatus {
-    pub fn from_ami(s: &str) -> Self {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "ANSWER" => Self::Answer,
-            "BUSY" => Self::Busy,
-            "NOANSWER" => Self::NoAnswer,
-            "CANCEL" => Self::Cancel,
-            "CONGESTION" => Self::Congestion,
-            "CHANUNAVAIL" => Self::Unavailable,
-            _ => Self::Other,
-        }
-    }
-}
+pub use crate::domain::DialStatus;
 
 /// One fact a PBX reported. `link` names the adapter instance (e.g. `ami`), so call ids from two
 /// PBXes never collide; `at` is when madoguchi received it.

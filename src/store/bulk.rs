@@ -194,7 +194,7 @@ impl Store {
     /// transaction. Unlike [`Store::upsert_call`] a key that exists is an error: history is
     /// written once, and a clash means the wrong database.
     pub async fn insert_calls(&self, calls: &[CallRow]) -> anyhow::Result<usize> {
-        const COLS: usize = 19;
+        const COLS: usize = super::calls::CALL_COLUMN_COUNT;
         const BATCH: usize = 200;
         let mut conn = self.write.acquire().await?;
         let mut tx = conn.begin().await?;

@@ -149,6 +149,20 @@ impl PopReader {
 impl Store {
     /// Everyone on `phone` as a JSON array of records (the `candidates` of a screen pop), and
     /// their ids, in one query.
+    /// True when [`Store::pop_candidates_now`] answers in place (SQLite with a direct reader).
+    pub fn pop_lookup_in_place(&self) -> bool {
+        self.pop_reader.is_some()
+    }
+
+    /// The pop lookup in place, on the calling thread, where the engine allows it (SQLite);
+    /// `None` where it must go through the pool.
+    pub fn pop_candidates_now(
+        &self,
+        phone: &PhoneNumber,
+    ) -> Option<anyhow::Result<(String, Vec<i64>)>> {
+        self.pop_reader.as_ref().map(|r| r.query(phone.as_str()))
+    }
+
     pub async fn pop_candidates(&self, phone: &PhoneNumber) -> anyhow::Result<(String, Vec<i64>)> {
         if let Some(reader) = &self.pop_reader {
             // A short synchronous read in place (tens of microseconds): cheaper than any

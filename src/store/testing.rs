@@ -109,3 +109,24 @@ impl TestDb {
         }
     }
 }
+
+/// One test per engine for each named `async fn NAME(engine: &str)`: `NAME::sqlite` and
+/// `NAME::postgres` (skipped, or failed with `MADOGUCHI_REQUIRE_ALL=1`, without PostgreSQL),
+/// so a failure on one engine never hides the other.
+#[macro_export]
+macro_rules! on_each_engine {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name("sqlite").await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if $crate::store::testing::engines().contains(&"postgres") {
+                    super::$name("postgres").await
+                }
+            }
+        }
+    )*};
+}

@@ -5,8 +5,19 @@ use madoguchi::domain::Role;
 use serde_json::json;
 
 #[tokio::test]
-async fn sessions_search_and_inquiries() {
-    for engine in engines() {
+async fn sessions_search_and_inquiries_sqlite() {
+    sessions_search_and_inquiries("sqlite").await;
+}
+
+#[tokio::test]
+async fn sessions_search_and_inquiries_postgres() {
+    if require_postgres() {
+        sessions_search_and_inquiries("postgres").await;
+    }
+}
+
+async fn sessions_search_and_inquiries(engine: &str) {
+    {
         let srv = TestServer::start(engine, None).await;
         srv.add_user("agent1", Role::Agent, Some("201")).await;
         srv.add_user("venue1", Role::Venue, None).await;
@@ -135,12 +146,13 @@ async fn sessions_search_and_inquiries() {
         // An oversized WebSocket frame closes that socket; the server goes on serving.
         let mut ws = agent.ws().await;
         ws.send_text(&"x".repeat(200 * 1024)).await;
-        assert!(
-            ws.next_json(std::time::Duration::from_secs(3))
-                .await
-                .is_none(),
-            "the socket is closed"
-        );
+        match ws.end(std::time::Duration::from_secs(3)).await {
+            WsEnd::Closed(code) => assert!(
+                code.is_none_or(|c| c == 1009),
+                "closed as too big: {code:?}"
+            ),
+            other => panic!("the oversized frame must close the socket, got {other:?}"),
+        }
         let mut ws = agent.ws().await;
         ws.send_text(r#"{"type":"ping"}"#).await;
         let (s, _) = agent.get("/api/me").await;

@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub use madoguchi::store::testing::engines;
 
+static SPOOLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub struct TestServer {
     pub running: Option<Running>,
     pub url: String,
@@ -26,7 +28,20 @@ impl TestServer {
     /// A server on a fresh database of `engine`, optionally linked to an AMI peer.
     pub async fn start(engine: &str, ami: Option<String>) -> TestServer {
         let db = TestDb::new(engine).await.expect("test database");
+        let store = db.store.clone();
+        Self::start_on(db, store, ami).await
+    }
+
+    /// A server on `db`, reaching it through `store` (which may take another road to the
+    /// same database, such as a proxy a test can cut).
+    pub async fn start_on(db: TestDb, store: Store, ami: Option<String>) -> TestServer {
+        let spool = std::env::temp_dir().join(format!(
+            "madoguchi-spool-{}-{}",
+            std::process::id(),
+            SPOOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let mut settings = Settings {
+            spool_dir: Some(spool.to_string_lossy().into_owned()),
             listen: "127.0.0.1:0".into(),
             database_url: db.url.clone(),
             ..Settings::default()
@@ -36,7 +51,7 @@ impl TestServer {
             settings.ami_username = "madoguchi".into();
             settings.ami_secret = "s3cret".into();
         }
-        let running = build_with_store(settings, db.store.clone())
+        let running = build_with_store(settings, store)
             .await
             .expect("server starts");
         let url = running.url();
@@ -80,9 +95,16 @@ impl TestServer {
 
     /// Logs in (password = username, as `add_user` sets it) and returns a client with the cookie.
     pub async fn login(&self, username: &str) -> Client {
+        login(&self.url, username).await
+    }
+}
+
+/// Logs in to the server at `base` (password = username) and returns a client with the cookie.
+pub async fn login(base: &str, username: &str) -> Client {
+    {
         let http = reqwest::Client::new();
         let res = http
-            .post(format!("{}/api/session", self.url))
+            .post(format!("{base}/api/session"))
             .json(&serde_json::json!({"username": username, "password": username}))
             .send()
             .await
@@ -98,7 +120,7 @@ impl TestServer {
         Client {
             http,
             cookie,
-            base: self.url.clone(),
+            base: base.to_string(),
         }
     }
 }
@@ -136,8 +158,14 @@ impl Client {
     }
 
     pub async fn ws(&self) -> Ws {
+        self.ws_with("").await.0
+    }
+
+    /// Opens `/ws?QUERY` (empty: no query) and returns the socket with its hello.
+    pub async fn ws_with(&self, query: &str) -> (Ws, Value) {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}/ws", self.base.replace("http://", "ws://"));
+        let sep = if query.is_empty() { "" } else { "?" };
+        let url = format!("{}/ws{sep}{query}", self.base.replace("http://", "ws://"));
         let mut req = url.into_client_request().expect("ws request");
         req.headers_mut()
             .insert("cookie", self.cookie.parse().expect("cookie header"));
@@ -147,8 +175,16 @@ impl Client {
         let mut ws = Ws { stream };
         let hello = ws.next_json(Duration::from_secs(5)).await.expect("hello");
         assert_eq!(hello["type"], "hello");
-        ws
+        (ws, hello)
     }
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // the message is read through Debug in failure output
+pub enum WsEnd {
+    Closed(Option<u16>),
+    Message(Value),
+    Timeout,
 }
 
 pub struct Ws {
@@ -173,6 +209,29 @@ impl Ws {
                 }
                 Message::Close(_) => return None,
                 _ => {}
+            }
+        }
+    }
+
+    /// How the socket ends within `wait`: closed by the server (with its close code), a
+    /// message instead, or nothing at all (a timeout, which is not a close).
+    pub async fn end(&mut self, wait: Duration) -> WsEnd {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return WsEnd::Timeout,
+                Ok(None) => return WsEnd::Closed(None),
+                Ok(Some(Err(_))) => return WsEnd::Closed(None),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return WsEnd::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                    if v["type"] != "pong" {
+                        return WsEnd::Message(v);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
             }
         }
     }
@@ -320,4 +379,10 @@ pub fn split_before(bytes: &[u8], marker: &str) -> (Vec<u8>, Vec<u8>) {
         .find(marker)
         .unwrap_or_else(|| panic!("{marker} not in capture"));
     (bytes[..at].to_vec(), bytes[at..].to_vec())
+}
+
+/// True when the PostgreSQL tests can run; says "skipped" when they cannot (a failure with
+/// `MADOGUCHI_REQUIRE_ALL=1`).
+pub fn require_postgres() -> bool {
+    engines().contains(&"postgres")
 }

@@ -1,0 +1,303 @@
+//! The call log across a crash or a deploy: the real binary is killed (SIGKILL) or stopped
+//! (SIGTERM) with 40 calls live, restarted against a PBX on which half of them are still up,
+//! and every call ends up logged once, with what was learned before the restart kept.
+
+use crate::common::*;
+use crate::pbx::{ScriptCall, ScriptedPbx};
+use madoguchi::domain::{Extension, Role};
+use madoguchi::store::calls::CallRow;
+use madoguchi::store::testing::{TempDir, TestDb};
+use madoguchi::store::Store;
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The server as its own process, so it can be killed like a real one.
+pub struct ServerProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    pub async fn start(db_url: &str, ami: &str, spool: &std::path::Path) -> ServerProcess {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+            .arg("serve")
+            .env("MADOGUCHI_DATABASE_URL", db_url)
+            .env("MADOGUCHI_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MADOGUCHI_AMI_ADDRESS", ami)
+            .env("MADOGUCHI_AMI_USERNAME", "madoguchi")
+            .env("MADOGUCHI_AMI_SECRET", "s3cret")
+            .env("MADOGUCHI_SPOOL_DIR", spool)
+            .env("MADOGUCHI_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start madoguchi serve");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+                if r.status() == 200 {
+                    return ServerProcess { child, url };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("madoguchi serve did not come up on {url}");
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(mut self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(ok.success());
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "a SIGTERM shutdown exits 0: {status:?}");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn add_user(store: &Store, name: &str, role: Role, ext: Option<&str>) {
+    let hash = madoguchi::store::users::hash_password(name).expect("hash");
+    let ext = ext.map(|e| Extension::parse(e).expect("extension"));
+    store
+        .upsert_user(name, name, &hash, role, ext.as_ref())
+        .await
+        .expect("user");
+}
+
+/// Polls the call log until `done` holds for it.
+async fn wait_for(store: &Store, what: &str, done: impl Fn(&[CallRow]) -> bool) -> Vec<CallRow> {
+    let mut calls = Vec::new();
+    for _ in 0..300 {
+        calls = store.calls_between(None, None, 1000).await.expect("calls");
+        if done(&calls) {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}: {calls:#?}");
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    Kill,
+    Term,
+}
+
+/// 40 calls: 1–20 answered, 21–40 ringing; call 1 is a household landline whose caller the
+/// agent identifies. Then the server stops; calls 1–10 and 21–30 are still up at the PBX,
+/// 11–20 and 31–40 are gone; the server restarts and the rest hang up.
+async fn forty_calls_across_a_restart(engine: &str, stop: Stop) {
+    let db = TestDb::new(engine).await.expect("test database");
+    let store = db.store.clone();
+    let spool = TempDir::new("spool").expect("spool dir");
+    store
+        .insert_residents(&[
+            resident(1, "舞鶴 一郎", "マイヅル　イチロウ", &["0773-62-1111"]),
+            resident(2, "舞鶴 花子", "マイヅル　ハナコ", &["0773-62-1111"]),
+        ])
+        .await
+        .expect("residents");
+    let hanako = store
+        .residents_by_phone(&madoguchi::domain::PhoneNumber::parse("0773-62-1111").unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == "舞鶴 花子")
+        .expect("hanako")
+        .id;
+    for i in 1..=40 {
+        add_user(
+            &store,
+            &format!("agent{i}"),
+            Role::Agent,
+            Some(&format!("{}", 200 + i)),
+        )
+        .await;
+    }
+    let calls: Vec<ScriptCall> = (1..=40)
+        .map(|i| {
+            let number = if i == 1 {
+                "0773621111".to_string()
+            } else {
+                format!("0773{:06}", 700000 + i)
+            };
+            ScriptCall::new(i, &number, &format!("{}", 200 + i))
+        })
+        .collect();
+
+    let mut pbx = ScriptedPbx::start().await;
+    let server = ServerProcess::start(&db.url, &pbx.addr, &spool.0).await;
+    pbx.wait_login().await;
+    let agent1 = login(&server.url, "agent1").await;
+    let mut ws1 = agent1.ws().await;
+    // The resync listing of the first login is empty; give the link a moment to finish it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, c) in calls.iter().enumerate() {
+        pbx.send(&c.ring());
+        if i < 20 {
+            pbx.send(&c.answer(3));
+        }
+    }
+    let pop = ws1
+        .next_json(Duration::from_secs(5))
+        .await
+        .expect("agent1's pop");
+    assert_eq!(pop["type"], "screen_pop", "{pop}");
+    assert_eq!(
+        pop["candidates"].as_array().map(Vec::len),
+        Some(2),
+        "a household: {pop}"
+    );
+    let call1 = pop["call"]["id"].as_str().expect("call id").to_string();
+    let (status, _) = agent1
+        .post(
+            &format!("/api/calls/{call1}/resident"),
+            json!({"resident_id": hanako}),
+        )
+        .await;
+    assert_eq!(status, 204, "the agent identifies the caller");
+    wait_for(&store, "40 calls, 20 answered", |c| {
+        c.len() == 40 && c.iter().filter(|c| c.answered_at.is_some()).count() == 20
+    })
+    .await;
+
+    // Half the calls survive the restart at the PBX.
+    let mut listing = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        if i < 10 || (20..30).contains(&i) {
+            listing.extend(c.listing(i < 20));
+        }
+    }
+    pbx.set_listing(listing);
+    match stop {
+        Stop::Kill => server.kill9(),
+        Stop::Term => server.terminate(),
+    }
+    if stop == Stop::Term {
+        // A deploy: the stopping server wrote the live calls as they stood, none ended.
+        let open = store.open_calls().await.expect("open calls");
+        assert_eq!(open.len(), 40, "a SIGTERM closes no live call by itself");
+    }
+    let server = ServerProcess::start(&db.url, &pbx.addr, &spool.0).await;
+    pbx.wait_login().await;
+    let gone = wait_for(&store, "the gone calls closed", |c| {
+        c.iter().filter(|c| c.ended_at.is_some()).count() == 20
+    })
+    .await;
+    for (i, c) in calls.iter().enumerate() {
+        let row = gone
+            .iter()
+            .find(|r| r.id == format!("ami:{}", c.id))
+            .expect("row");
+        let still_up = i < 10 || (20..30).contains(&i);
+        assert_eq!(row.ended_at.is_none(), still_up, "call {}: {row:?}", i + 1);
+    }
+    for c in calls
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 10 || (20..30).contains(i))
+    {
+        pbx.send(&c.1.hangup());
+    }
+    let log = wait_for(&store, "every call ended", |c| {
+        c.iter()
+            .all(|c| c.ended_at.is_some() && c.outcome.is_some())
+    })
+    .await;
+    assert_eq!(log.len(), 40, "every call is exactly one row");
+    assert_eq!(store.call_count().await.unwrap(), 40);
+    for (i, c) in calls.iter().enumerate() {
+        let row = log
+            .iter()
+            .find(|r| r.id == format!("ami:{}", c.id))
+            .expect("row");
+        let n = i + 1;
+        if n <= 20 {
+            assert_eq!(
+                row.outcome.as_deref(),
+                Some("answered"),
+                "call {n}: {row:?}"
+            );
+            assert_eq!(row.answered_by.as_deref(), Some(c.ext.as_str()), "call {n}");
+            assert!(row.answered_at.is_some(), "call {n} keeps answered_at");
+            assert!(row.answered_user_id.is_some(), "call {n} keeps the agent");
+            assert_eq!(row.end_estimated, n > 10, "call {n}: {row:?}");
+        } else if n <= 30 {
+            // Still ringing after the restart, then the caller hung up.
+            assert_eq!(
+                row.outcome.as_deref(),
+                Some("abandoned"),
+                "call {n}: {row:?}"
+            );
+            assert!(!row.end_estimated);
+        } else {
+            // Gone while nobody watched: nobody can say how it ended.
+            assert_eq!(row.outcome.as_deref(), Some("unknown"), "call {n}: {row:?}");
+            assert!(row.end_estimated);
+        }
+        assert_eq!(
+            row.queue.as_deref(),
+            Some("vaccine"),
+            "call {n} keeps its queue"
+        );
+        assert_eq!(
+            row.agents_offered,
+            vec![c.ext.clone()],
+            "call {n} keeps its offers"
+        );
+        assert!(row.rang_at.is_some() && row.queued_at.is_some(), "call {n}");
+    }
+    let first = log.iter().find(|r| r.id == call1).expect("call 1");
+    assert_eq!(
+        first.resident_id,
+        Some(hanako),
+        "the agent's identification survives"
+    );
+    assert!(first.resident_confirmed);
+    drop(server);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn kill_9_with_40_live_calls_sqlite() {
+    forty_calls_across_a_restart("sqlite", Stop::Kill).await;
+}
+
+#[tokio::test]
+async fn kill_9_with_40_live_calls_postgres() {
+    if require_postgres() {
+        forty_calls_across_a_restart("postgres", Stop::Kill).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_with_40_live_calls_sqlite() {
+    forty_calls_across_a_restart("sqlite", Stop::Term).await;
+}
+
+#[tokio::test]
+async fn sigterm_with_40_live_calls_postgres() {
+    if require_postgres() {
+        forty_calls_across_a_restart("postgres", Stop::Term).await;
+    }
+}
