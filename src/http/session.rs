@@ -287,10 +287,11 @@ pub struct PasswordChecks {
 impl PasswordChecks {
     pub const WAIT: Duration = Duration::from_secs(3);
 
-    /// One check per core, at most four (the memory they hold is `size` × 19 MiB).
+    /// One check per two cores, at least one and at most four: a storm of logins leaves the
+    /// other cores to the calls and pops, and holds at most `size` × 19 MiB.
     pub fn for_this_machine() -> PasswordChecks {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        PasswordChecks::new(cores.clamp(1, 4))
+        PasswordChecks::new((cores / 2).clamp(1, 4))
     }
 
     pub fn new(size: usize) -> PasswordChecks {
