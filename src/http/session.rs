@@ -150,7 +150,9 @@ async fn login(
 ) -> Result<impl IntoResponse, ApiError> {
     let username = body.username.trim().to_string();
     let address = throttle_address(peer.ip());
-    let account_key = format!("account {address} {}", username.to_lowercase());
+    // (A username longer than any real one still makes a short key.)
+    let account: String = username.to_lowercase().chars().take(128).collect();
+    let account_key = format!("account {address} {account}");
     let address_key = format!("address {address}");
     let now = chrono::Utc::now();
     let (now_s, stale) = (
