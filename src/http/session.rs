@@ -358,3 +358,21 @@ impl FromRequestParts<AppState> for CurrentUser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::throttle_address;
+
+    #[test]
+    fn an_ipv6_subscriber_is_counted_by_its_network() {
+        let a = throttle_address("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = throttle_address("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(
+            throttle_address("::ffff:10.0.0.5".parse().unwrap()),
+            "10.0.0.5"
+        );
+        assert_eq!(throttle_address("10.0.0.5".parse().unwrap()), "10.0.0.5");
+    }
+}
