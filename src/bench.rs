@@ -229,6 +229,12 @@ async fn pop(
         anyhow::ensure!(Instant::now() < deadline, "the AMI link did not come up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    *server
+        .state
+        .metrics
+        .pop_write_samples
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Vec::with_capacity(calls * ring));
     println!("placing {calls} calls at {rate}/s, ringing {ring} of {agents} agents each …");
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
@@ -308,6 +314,25 @@ async fn pop(
         "  inside the server caller lookup with history mean {:.3} ms; event received → pop published mean {:.3} ms",
         server.state.metrics.lookup_latency.mean_us() / 1e3,
         server.state.metrics.pop_latency.mean_us() / 1e3
+    );
+    let mut server_side: Vec<Duration> = server
+        .state
+        .metrics
+        .pop_write_samples
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(Duration::from_micros)
+        .collect();
+    server_side.sort();
+    println!(
+        "  server's own      event read → pop frame written: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} frames)",
+        percentile(&server_side, 0.50).as_secs_f64() * 1e3,
+        percentile(&server_side, 0.99).as_secs_f64() * 1e3,
+        server_side.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        server_side.len()
     );
     println!("  wall time         {wall:.1} s");
     if let Some(kib) = peak_rss_kib() {

@@ -82,9 +82,25 @@ pub struct Metrics {
     /// PBX event read → screen pop frame written to the agent's socket: the server's own
     /// share of the pop latency, measured where the frame leaves.
     pub pop_write_latency: Histogram,
+    /// Raw samples of `pop_write_latency` in microseconds, kept only while a benchmark asks
+    /// (`None` otherwise), for exact percentiles.
+    pub pop_write_samples: std::sync::Mutex<Option<Vec<u64>>>,
 }
 
 impl Metrics {
+    /// Records a pop frame written to an agent's socket, `micros` after its PBX event was read.
+    pub fn observe_pop_write(&self, micros: u64) {
+        self.pop_write_latency.observe_us(micros);
+        if let Some(samples) = self
+            .pop_write_samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            samples.push(micros);
+        }
+    }
+
     /// Records the time from the PBX event's arrival to the pop's publication.
     pub fn observe_pop(&self, micros: u64) {
         self.pops.fetch_add(1, Ordering::Relaxed);

@@ -8,10 +8,8 @@
 //! callers, so some residents have several entries.
 
 use super::synth::{age_on, Rng, CALL_CENTER_NUMBER, DEMO_QUEUE};
-use crate::domain::Sex;
+use crate::domain::{InquiryForm, NewInquiry, NewResident, Sex};
 use crate::store::calls::CallRow;
-use crate::store::inquiries::NewInquiry;
-use crate::store::residents::NewResident;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use std::collections::HashMap;
 
@@ -47,7 +45,7 @@ pub fn pick_callers(
         if r.phones.is_empty() {
             continue;
         }
-        let weight = match age_on(r.birth_date, today) {
+        let weight = match age_on(r.birth_date.date(), today) {
             75.. => 1.0,
             65..=74 => 0.8,
             12..=64 => 0.3,
@@ -259,8 +257,8 @@ pub fn generate(
         members.is_some_and(|m| {
             m.iter().any(|o| {
                 o.sex != r.sex
-                    && (o.birth_date - r.birth_date).num_days().abs() <= 3653
-                    && age_on(o.birth_date, now.date_naive()) >= 20
+                    && (o.birth_date.date() - r.birth_date.date()).num_days().abs() <= 3653
+                    && age_on(o.birth_date.date(), now.date_naive()) >= 20
             })
         })
     };
@@ -277,13 +275,13 @@ pub fn generate(
     let mut inquiries = Vec::with_capacity(timed.len());
     for (n, (started, i)) in timed.into_iter().enumerate() {
         let r = &residents[i];
-        let Some(resident_id) = ids.get(&r.address_no).copied() else {
+        let Some(resident_id) = ids.get(r.address_no.as_str()).copied() else {
             continue;
         };
         let Some(phone) = rng.pick(&r.phones) else {
             continue;
         };
-        let age = age_on(r.birth_date, today);
+        let age = age_on(r.birth_date.date(), today);
         let candidates = on_number.get(phone.0.as_str()).copied().unwrap_or(1);
         let outcome = ["answered", "abandoned", "no_answer"][rng.weighted(&[85.0, 11.0, 4.0])];
         let queued = started + Duration::seconds(i64::from(rng.range(8, 20))); // the IVR greeting
@@ -353,19 +351,19 @@ pub fn generate(
         }
         let (caller_kind, relationship) = caller(rng, r, age, spouse_of(r));
         let (category, note, follow_up) = note_for(rng, started.date_naive(), &r.town);
-        inquiries.push((
-            user_id,
-            NewInquiry {
-                resident_id: Some(resident_id),
-                call_id: Some(key),
-                category: category.to_string(),
-                note,
-                follow_up: follow_up || rng.chance(0.03),
-                caller_kind: caller_kind.to_string(),
-                relationship: relationship.to_string(),
-            },
-            ts(ended),
-        ));
+        let form = InquiryForm {
+            resident_id: Some(resident_id),
+            call_id: Some(key),
+            category: category.to_string(),
+            note,
+            follow_up: follow_up || rng.chance(0.03),
+            caller_kind: caller_kind.to_string(),
+            relationship: relationship.to_string(),
+        };
+        // The notes are ours, so a refusal is a bug in this file: skip rather than stop a demo.
+        if let Ok(inquiry) = NewInquiry::parse(form) {
+            inquiries.push((user_id, inquiry, ts(ended)));
+        }
     }
 
     // 来庁・郵送・FAX: inquiries with no call, written by whoever was at the desk.
@@ -375,7 +373,7 @@ pub fn generate(
             break;
         };
         let r = &residents[i];
-        let Some(resident_id) = ids.get(&r.address_no).copied() else {
+        let Some(resident_id) = ids.get(r.address_no.as_str()).copied() else {
             continue;
         };
         let Some(ext) = rng.pick(&extensions) else {
@@ -387,19 +385,18 @@ pub fn generate(
         let at = call_time(rng, now);
         let how = ["【来庁】", "【郵送】", "【FAX】"][rng.weighted(&[6.0, 3.0, 1.0])];
         let (category, note, follow_up) = note_for(rng, at.date_naive(), &r.town);
-        inquiries.push((
-            user_id,
-            NewInquiry {
-                resident_id: Some(resident_id),
-                call_id: None,
-                category: category.to_string(),
-                note: format!("{how}{note}"),
-                follow_up,
-                caller_kind: "self".into(),
-                relationship: String::new(),
-            },
-            ts(at),
-        ));
+        let form = InquiryForm {
+            resident_id: Some(resident_id),
+            call_id: None,
+            category: category.to_string(),
+            note: format!("{how}{note}"),
+            follow_up,
+            caller_kind: "self".into(),
+            relationship: String::new(),
+        };
+        if let Ok(inquiry) = NewInquiry::parse(form) {
+            inquiries.push((user_id, inquiry, ts(at)));
+        }
     }
     History { calls, inquiries }
 }

@@ -1,14 +1,45 @@
-//! Plain types and rules, no I/O: phone normalisation, ticket checks, agent devices, the call
-//! outcome vocabulary. Most unit tests live here.
+//! Plain types and rules, no I/O: phone normalisation, ticket checks, agent devices, the
+//! resident register's values (kana, postal code, birth date, 宛名番号), inquiries, the call
+//! outcome vocabulary. Values are parsed once at the edge (a form, a CSV row, a query string)
+//! into these types; handlers and queries take the types, never raw strings. Width and kana
+//! folding happen in one place, [`text`]. Most unit tests live here.
+//!
+//! `domain` imports nothing else of the crate (`src/layering.rs` checks it).
 
+pub mod address;
+pub mod birth;
 pub mod call;
 pub mod device;
+pub mod inquiry;
+pub mod kana;
 pub mod phone;
 pub mod resident;
+pub mod text;
 pub mod ticket;
 
+pub use address::{AddressNo, PostalCode};
+pub use birth::BirthDate;
 pub use call::DialStatus;
 pub use device::Extension;
+pub use inquiry::{CallerKind, InquiryCategory, InquiryForm, NewInquiry};
+pub use kana::Kana;
 pub use phone::PhoneNumber;
-pub use resident::{Intent, Outcome, Role, Sex};
+pub use resident::{Intent, NewResident, Outcome, Role, Sex};
 pub use ticket::{MunicipalityCode, TicketNo};
+
+/// A submitted value refused, naming the field at fault (an HTTP 422, a CSV row's problem).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> FieldError {
+        FieldError {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

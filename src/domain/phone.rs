@@ -41,7 +41,10 @@ const WITHHELD: &[&str] = &[
 impl PhoneNumber {
     /// Parses a number as a person or a PBX wrote it.
     pub fn parse(written: &str) -> Result<Self, PhoneError> {
-        let folded: String = written.trim().chars().map(fold_width).collect();
+        let folded: String = super::text::fold_width(written.trim())
+            .chars()
+            .map(fold_dash)
+            .collect();
         let lower = folded.trim().to_lowercase();
         if WITHHELD.contains(&lower.as_str()) {
             return Err(PhoneError::Withheld);
@@ -82,6 +85,19 @@ impl PhoneNumber {
             digits
         };
         Ok(PhoneNumber(e164))
+    }
+
+    /// Parses a number from the resident register: a full number with its area code, since a
+    /// short one there is a typo or a spreadsheet's dropped leading zero.
+    pub fn parse_register(written: &str) -> Result<Self, String> {
+        let number =
+            Self::parse(written).map_err(|_| format!("not a phone number: {written:?}"))?;
+        if !number.as_str().starts_with('+') {
+            return Err(format!(
+                "{written:?} has no area code (did a spreadsheet drop the leading 0?)"
+            ));
+        }
+        Ok(number)
     }
 
     /// Parses a caller ID; withheld, unknown or garbage numbers give `None` (no one matches).
@@ -133,15 +149,11 @@ pub fn caller_display_name(name: &str) -> String {
     }
 }
 
-/// Folds full-width digits and punctuation (ＩＭＥ input, scanned forms) to ASCII.
-fn fold_width(c: char) -> char {
+/// The dashes people type between digit groups (the prolonged-sound mark ー from a kana IME,
+/// the minus sign, the hyphens and dashes NFKC leaves alone) are all separators.
+fn fold_dash(c: char) -> char {
     match c {
-        '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
-        '＋' => '+',
-        '（' => '(',
-        '）' => ')',
-        '－' | 'ー' | '‐' | '−' | '―' | '–' | '—' => '-',
-        '　' => ' ',
+        'ー' | '‐' | '‑' | '−' | '―' | '–' | '—' => '-',
         _ => c,
     }
 }
@@ -216,6 +228,13 @@ mod tests {
         assert_eq!(key("123"), "123");
         assert_eq!(key("777"), "777");
         assert_eq!(key("010-31-150010001"), "+31150010001");
+    }
+
+    #[test]
+    fn register_numbers_need_an_area_code() {
+        assert!(PhoneNumber::parse_register("0773-62-2300").is_ok());
+        assert!(PhoneNumber::parse_register("773622300").is_err());
+        assert!(PhoneNumber::parse_register("abc").is_err());
     }
 
     #[test]

@@ -36,8 +36,10 @@ pub fn check_digit(code5: &[u8; 5]) -> char {
 }
 
 impl MunicipalityCode {
+    /// Parses a code as written (full-width digits folded).
     pub fn parse(s: &str) -> Result<Self, TicketError> {
-        let s = s.trim();
+        let s = super::text::fold_trimmed(s);
+        let s = s.as_str();
         let b = s.as_bytes();
         if b.len() != 6 || !b.iter().all(u8::is_ascii_digit) {
             return Err(TicketError::CodeShape(s.to_string()));
@@ -54,8 +56,10 @@ impl MunicipalityCode {
 }
 
 impl TicketNo {
+    /// Parses a ticket number as written (full-width digits folded).
     pub fn parse(s: &str) -> Result<Self, TicketError> {
-        let s = s.trim();
+        let s = super::text::fold_trimmed(s);
+        let s = s.as_str();
         if s.len() != 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(TicketError::TicketShape(s.to_string()));
         }
@@ -127,5 +131,10 @@ mod tests {
         assert!(TicketNo::parse("12345").is_err());
         assert!(TicketNo::parse("00000123456").is_err());
         assert!(TicketNo::parse("00000x2345").is_err());
+        assert_eq!(
+            TicketNo::parse("００００１２３４５６").unwrap().as_str(),
+            "0000123456"
+        );
+        assert!(MunicipalityCode::parse("２６２０２１").is_ok());
     }
 }

@@ -40,8 +40,13 @@
 //! household pick-list is better for it. Unknown columns are an error rather than ignored: a
 //! misspelt `phone 1` silently dropped would lose every resident's phone.
 
-use crate::domain::{Intent, MunicipalityCode, PhoneNumber, Sex, TicketNo};
-use crate::store::residents::NewResident;
+use crate::domain::resident::{
+    bounded_text, needs_transport_from_register, person_name, NewResident,
+};
+use crate::domain::text::fold_trimmed;
+use crate::domain::{
+    AddressNo, BirthDate, Intent, Kana, MunicipalityCode, PhoneNumber, PostalCode, Sex, TicketNo,
+};
 use crate::store::Store;
 use chrono::NaiveDate;
 use std::collections::HashMap;
@@ -279,10 +284,10 @@ async fn already_in_ledger(
         file: String::new(),
         source,
     };
-    let address_nos: Vec<&str> = rows.iter().map(|(_, r)| r.address_no.as_str()).collect();
-    let tickets: Vec<(&str, &str)> = rows
+    let address_nos: Vec<&AddressNo> = rows.iter().map(|(_, r)| &r.address_no).collect();
+    let tickets: Vec<_> = rows
         .iter()
-        .map(|(_, r)| (r.municipality_code.as_str(), r.ticket_no.as_str()))
+        .map(|(_, r)| (&r.municipality_code, &r.ticket_no))
         .collect();
     let taken_nos = store
         .existing_address_nos(&address_nos)
@@ -291,7 +296,7 @@ async fn already_in_ledger(
     let taken_tickets = store.existing_tickets(&tickets).await.map_err(db_err)?;
     let mut problems = Vec::new();
     for (row, r) in rows {
-        if taken_nos.contains(&r.address_no) {
+        if taken_nos.contains(r.address_no.as_str()) {
             problems.push(problem(
                 columns,
                 Col::AddressNo,
@@ -451,8 +456,8 @@ const COLUMNS: &[ColumnSpec] = &[
 
 /// The form a header name is compared in: full-width folded, lowercase, without spaces, `_`, `-`.
 fn header_key(s: &str) -> String {
-    s.chars()
-        .map(fold_ascii_width)
+    crate::domain::text::fold_width(s)
+        .chars()
         .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
         .collect()
@@ -463,19 +468,6 @@ fn spec_for(header: &str) -> Option<&'static ColumnSpec> {
     COLUMNS
         .iter()
         .find(|s| header_key(s.code) == key || s.aliases.iter().any(|a| header_key(a) == key))
-}
-
-/// Full-width ASCII (ＩＭＥ input: `０１２`, `ＡＢ`, `－`) and the ideographic space to ASCII.
-fn fold_ascii_width(c: char) -> char {
-    match c {
-        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        '\u{3000}' => ' ',
-        _ => c,
-    }
-}
-
-fn fold(s: &str) -> String {
-    s.chars().map(fold_ascii_width).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,7 +588,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ImportError> {
         // Duplicates are found on the raw keys, so a clash is named even when the earlier row
         // has other faults.
         let mut dup = false;
-        let raw = |col: Col| fold(columns.get(col, &record).map(clean).unwrap_or(""));
+        let raw = |col: Col| fold_trimmed(columns.get(col, &record).unwrap_or(""));
         let address_key = raw(Col::AddressNo);
         if !address_key.is_empty() {
             if let Some(first) = seen_address.get(&address_key) {
@@ -761,30 +753,36 @@ fn parse_row(
             }
         };
     }
-    let address_no = check!(Col::AddressNo, address_no(field(Col::AddressNo)));
+    let address_no = check!(Col::AddressNo, AddressNo::parse(field(Col::AddressNo)));
     let municipality_code = check!(
         Col::MunicipalityCode,
-        MunicipalityCode::parse(&fold(field(Col::MunicipalityCode))).map_err(|e| e.to_string())
+        MunicipalityCode::parse(field(Col::MunicipalityCode)).map_err(|e| e.to_string())
     );
     let ticket_no = check!(Col::TicketNo, ticket_no(field(Col::TicketNo)));
-    let name = check!(Col::Name, name(field(Col::Name)));
-    let name_kana = check!(Col::NameKana, kana(field(Col::NameKana)));
-    let birth_date = check!(Col::BirthDate, birth_date(field(Col::BirthDate), today));
-    let sex = check!(Col::Sex, sex(field(Col::Sex)));
-    let postal_code = check!(Col::PostalCode, postal_code(field(Col::PostalCode)));
-    let address = check!(Col::Address, bounded(field(Col::Address), 200));
-    let town = check!(Col::Town, bounded(field(Col::Town), 50));
-    let district = check!(Col::District, bounded(field(Col::District), 50));
+    let name = check!(Col::Name, person_name(field(Col::Name)));
+    let name_kana = check!(Col::NameKana, Kana::parse(field(Col::NameKana)));
+    let birth_date = check!(
+        Col::BirthDate,
+        BirthDate::parse(field(Col::BirthDate), today)
+    );
+    let sex = check!(Col::Sex, Sex::from_register(field(Col::Sex)));
+    let postal_code = check!(
+        Col::PostalCode,
+        PostalCode::parse_optional(field(Col::PostalCode))
+    );
+    let address = check!(Col::Address, bounded_text(field(Col::Address), 200));
+    let town = check!(Col::Town, bounded_text(field(Col::Town), 50));
+    let district = check!(Col::District, bounded_text(field(Col::District), 50));
     let phone1 = check!(Col::Phone1, phone(field(Col::Phone1), "home"));
     let phone2 = check!(Col::Phone2, phone(field(Col::Phone2), "other"));
-    let intent = check!(Col::Intent, intent(field(Col::Intent)));
+    let intent = check!(Col::Intent, Intent::from_register(field(Col::Intent)));
     let needs_transport = check!(
         Col::NeedsTransport,
-        needs_transport(field(Col::NeedsTransport))
+        needs_transport_from_register(field(Col::NeedsTransport))
     );
     let household_no = check!(
         Col::HouseholdNo,
-        bounded(&fold(field(Col::HouseholdNo)), 20)
+        bounded_text(&fold_trimmed(field(Col::HouseholdNo)), 20)
     );
     let (
         Some(address_no),
@@ -849,34 +847,8 @@ fn clean(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace())
 }
 
-/// Internal runs of spaces become one ideographic space, the register's separator.
-fn one_space(s: &str) -> String {
-    s.split(|c: char| c.is_whitespace())
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("\u{3000}")
-}
-
-fn bounded(s: &str, max: usize) -> Result<String, String> {
-    if s.chars().count() > max {
-        return Err(format!("longer than {max} characters"));
-    }
-    Ok(s.to_string())
-}
-
-fn address_no(s: &str) -> Result<String, String> {
-    let s = fold(s);
-    if s.is_empty() {
-        return Err("required".into());
-    }
-    if s.len() > 20 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(format!("must be 1-20 letters, digits or '-', got {s:?}"));
-    }
-    Ok(s)
-}
-
 fn ticket_no(s: &str) -> Result<TicketNo, String> {
-    let s = fold(s);
+    let s = fold_trimmed(s);
     match TicketNo::parse(&s) {
         Ok(t) => Ok(t),
         Err(_) if !s.is_empty() && s.len() < 10 && s.bytes().all(|b| b.is_ascii_digit()) => {
@@ -889,135 +861,6 @@ fn ticket_no(s: &str) -> Result<TicketNo, String> {
     }
 }
 
-fn name(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("required".into());
-    }
-    let s = one_space(s);
-    if s.chars().count() > 60 {
-        return Err("longer than 60 characters".into());
-    }
-    Ok(s)
-}
-
-/// フリガナ in full-width katakana: hiragana and half-width ｶﾅ (legacy Shift_JIS exports) are
-/// converted, so a kana search finds the resident whichever way the register wrote it.
-pub fn kana(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("required".into());
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        let k = match c {
-            'ぁ'..='ゖ' => char::from_u32(c as u32 + 0x60).unwrap_or(c),
-            '\u{FF61}'..='\u{FF9F}' => {
-                let base = HALF_KANA[(c as u32 - 0xFF61) as usize];
-                match chars.peek() {
-                    Some('\u{FF9E}') if voiced(base).is_some() => {
-                        chars.next();
-                        voiced(base).unwrap_or(base)
-                    }
-                    Some('\u{FF9F}')
-                        if ('ハ'..='ホ').contains(&base)
-                            && (base as u32 - 'ハ' as u32).is_multiple_of(3) =>
-                    {
-                        chars.next();
-                        char::from_u32(base as u32 + 2).unwrap_or(base)
-                    }
-                    _ => base,
-                }
-            }
-            c if c.is_whitespace() => ' ',
-            c => c,
-        };
-        if !(matches!(k, 'ァ'..='ヺ' | 'ー' | 'ヽ' | 'ヾ' | ' ' | '・')) {
-            return Err(format!("must be katakana (フリガナ), found {c:?}"));
-        }
-        out.push(k);
-    }
-    let out = one_space(&out);
-    if out.chars().count() > 60 {
-        return Err("longer than 60 characters".into());
-    }
-    Ok(out)
-}
-
-/// U+FF61..U+FF9F in order: the half-width katakana block.
-#[rustfmt::skip]
-const HALF_KANA: [char; 63] = [
-    '。', '「', '」', '、', '・', 'ヲ', 'ァ', 'ィ', 'ゥ', 'ェ', 'ォ', 'ャ', 'ュ', 'ョ', 'ッ', 'ー',
-    'ア', 'イ', 'ウ', 'エ', 'オ', 'カ', 'キ', 'ク', 'ケ', 'コ', 'サ', 'シ', 'ス', 'セ', 'ソ', 'タ',
-    'チ', 'ツ', 'テ', 'ト', 'ナ', 'ニ', 'ヌ', 'ネ', 'ノ', 'ハ', 'ヒ', 'フ', 'ヘ', 'ホ', 'マ', 'ミ',
-    'ム', 'メ', 'モ', 'ヤ', 'ユ', 'ヨ', 'ラ', 'リ', 'ル', 'レ', 'ロ', 'ワ', 'ン', '゛', '゜',
-];
-
-/// The voiced (濁音) form of a full-width katakana, if it has one.
-fn voiced(c: char) -> Option<char> {
-    const PLAIN: &str = "カキクケコサシスセソタチツテトハヒフヘホ";
-    if c == 'ウ' {
-        return Some('ヴ');
-    }
-    if !PLAIN.contains(c) {
-        return None;
-    }
-    // Unicode puts each voiced kana right after its plain one (カガ, ハバパ).
-    char::from_u32(c as u32 + 1)
-}
-
-fn birth_date(s: &str, today: NaiveDate) -> Result<NaiveDate, String> {
-    let s = fold(s);
-    if s.is_empty() {
-        return Err("required".into());
-    }
-    let parts: Vec<&str> = s.split(['-', '/']).collect();
-    let shape_ok = parts.len() == 3
-        && parts[0].len() == 4
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
-        && parts[1].len() <= 2
-        && parts[2].len() <= 2;
-    if !shape_ok {
-        return Err(format!("must be YYYY-MM-DD, got {s:?}"));
-    }
-    let num = |p: &str| p.parse::<u32>().unwrap_or(0);
-    let date = NaiveDate::from_ymd_opt(num(parts[0]) as i32, num(parts[1]), num(parts[2]))
-        .ok_or_else(|| format!("no such date {s}"))?;
-    if date > today {
-        return Err(format!("{s} is in the future"));
-    }
-    if today.years_since(date).is_some_and(|y| y > 125) {
-        return Err(format!("{s} is more than 125 years ago"));
-    }
-    Ok(date)
-}
-
-fn sex(s: &str) -> Result<Sex, String> {
-    match fold(s).as_str() {
-        "M" | "m" | "男" => Ok(Sex::Male),
-        "F" | "f" | "女" => Ok(Sex::Female),
-        "" => Err("required (M or F)".into()),
-        other => Err(format!("must be M or F (or 男/女), got {other:?}")),
-    }
-}
-
-fn postal_code(s: &str) -> Result<String, String> {
-    let folded = fold(s);
-    let digits: String = folded
-        .trim_start_matches('〒')
-        .chars()
-        .filter(|c| *c != '-')
-        .collect();
-    if digits.is_empty() {
-        return Ok(String::new());
-    }
-    if digits.len() != 7 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("must be 7 digits like 625-0080, got {s:?}"));
-    }
-    Ok(format!("{}-{}", &digits[..3], &digits[3..]))
-}
-
 type PhoneEntry = (PhoneNumber, String, &'static str);
 
 /// A register number must be a full number: a short one is a typo or Excel's dropped zero.
@@ -1025,42 +868,13 @@ fn phone(s: &str, landline_kind: &'static str) -> Result<Option<PhoneEntry>, Str
     if s.is_empty() {
         return Ok(None);
     }
-    let number = PhoneNumber::parse(s).map_err(|_| format!("not a phone number: {s:?}"))?;
-    if !number.as_str().starts_with('+') {
-        return Err(format!(
-            "{s:?} has no area code (did a spreadsheet drop the leading 0?)"
-        ));
-    }
+    let number = PhoneNumber::parse_register(s)?;
     let kind = if number.is_mobile() {
         "mobile"
     } else {
         landline_kind
     };
     Ok(Some((number, s.to_string(), kind)))
-}
-
-fn intent(s: &str) -> Result<Intent, String> {
-    if let Some(i) = Intent::parse(&s.to_lowercase()) {
-        return Ok(i);
-    }
-    match s {
-        "" | "未回答" => Ok(Intent::NoAnswer),
-        "希望" | "希望する" => Ok(Intent::Wants),
-        "希望しない" | "辞退" => Ok(Intent::Declines),
-        "未定" => Ok(Intent::Undecided),
-        "個別接種" | "個別" => Ok(Intent::Clinic),
-        other => Err(format!(
-            "must be wants, declines, undecided, none or clinic, got {other:?}"
-        )),
-    }
-}
-
-fn needs_transport(s: &str) -> Result<bool, String> {
-    match fold(s).as_str() {
-        "" | "0" | "不要" => Ok(false),
-        "1" | "要" => Ok(true),
-        other => Err(format!("must be 0 or 1 (or 不要/要), got {other:?}")),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1092,17 +906,17 @@ pub fn residents_csv(residents: &[NewResident]) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::with_capacity(residents.len() * 200));
     w.write_record(HEADER)?;
     for r in residents {
-        let birth = r.birth_date.format("%Y-%m-%d").to_string();
+        let birth = r.birth_date.iso();
         let phone = |i: usize| r.phones.get(i).map_or("", |p| p.1.as_str());
         w.write_record([
             r.address_no.as_str(),
             r.municipality_code.as_str(),
             r.ticket_no.as_str(),
             &r.name,
-            &r.name_kana,
+            r.name_kana.as_str(),
             &birth,
             r.sex.code(),
-            &r.postal_code,
+            r.postal_code.as_ref().map_or("", |p| p.as_str()),
             &r.address,
             &r.town,
             &r.district,
@@ -1154,13 +968,14 @@ impl fmt::Display for ImportBench {
     }
 }
 
-/// Imports `n` synthetic Maizuru residents through the real path (CSV text → parse → ledger
-/// check → one transaction) and times each step. Use an empty database: the residents' tickets
-/// come from a fixed seed and would collide with an earlier run.
-pub async fn bench_import(store: &Store, n: usize) -> anyhow::Result<ImportBench> {
-    let t = Instant::now();
-    let csv = residents_csv(&crate::demo::synth::residents(n, 0xBE7C_4000))?;
-    let prepare = t.elapsed();
+/// Imports a resident CSV through the real path (text → parse → ledger check → one
+/// transaction) and times each step; `prepare` is how long making the file took (the caller,
+/// e.g. the benchmark with its synthetic city, made it). Use an empty database.
+pub async fn bench_import(
+    store: &Store,
+    csv: &str,
+    prepare: Duration,
+) -> anyhow::Result<ImportBench> {
     let t = Instant::now();
     let parsed = parse(csv.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
     anyhow::ensure!(parsed.problems.is_empty(), "{}", rejected(parsed.problems));
@@ -1179,7 +994,7 @@ pub async fn bench_import(store: &Store, n: usize) -> anyhow::Result<ImportBench
     let t = Instant::now();
     store.bulk_insert_residents(&residents).await?;
     Ok(ImportBench {
-        rows: n,
+        rows: residents.len(),
         bytes: csv.len(),
         prepare,
         parse: parse_time,

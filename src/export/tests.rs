@@ -420,11 +420,11 @@ fn a_missing_file_is_a_read_error() {
 }
 
 #[test]
-fn synthetic_residents_round_trip_through_the_csv() {
-    let people = crate::demo::synth::residents(400, 3);
+fn sample_residents_round_trip_through_the_csv() {
+    let people = crate::store::testing::sample_residents(400);
     let back = parse_residents(residents_csv(&people).unwrap().as_bytes()).unwrap();
     for (a, b) in people.iter().zip(&back) {
-        let phones = |r: &crate::store::residents::NewResident| {
+        let phones = |r: &crate::domain::NewResident| {
             r.phones.iter().map(|p| p.0.clone()).collect::<Vec<_>>()
         };
         assert_eq!(
@@ -455,23 +455,5 @@ fn synthetic_residents_round_trip_through_the_csv() {
             (a.intent, a.needs_transport, phones(a)),
             (b.intent, b.needs_transport, phones(b))
         );
-    }
-}
-
-/// `cargo test --release --lib export::tests::bench_import_100k -- --ignored --nocapture`
-/// (rows from `MADOGUCHI_BENCH_ROWS`, default 100,000). A measurement, not a timed test.
-#[tokio::test]
-#[ignore]
-async fn bench_import_100k() {
-    let n = std::env::var("MADOGUCHI_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    for engine in engines() {
-        let db = TestDb::new(engine).await.unwrap();
-        let bench = super::import::bench_import(&db.store, n).await.unwrap();
-        eprintln!("{engine}: {bench}");
-        assert_eq!(db.store.resident_count().await.unwrap(), n as i64);
-        db.cleanup().await;
     }
 }

@@ -82,6 +82,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A refused change names its rule (409) or its field (422); the rest is internal.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Conflict { constraint } => {
+                ApiError::Conflict(format!("refused by the rule {constraint}"))
+            }
+            StoreError::Invalid { field } => {
+                ApiError::invalid(field, format!("{field} is not acceptable"))
+            }
+            StoreError::NotFound => ApiError::NotFound,
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::Internal(e.into())

@@ -4,7 +4,8 @@
 use super::error::JsonBody;
 use super::session::CurrentUser;
 use super::{ApiError, AppState};
-use crate::store::inquiries::{InquiryRow, NewInquiry, CATEGORIES};
+use crate::domain::{InquiryCategory, InquiryForm, NewInquiry};
+use crate::store::inquiries::InquiryRow;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -20,18 +21,17 @@ pub fn categories_router() -> Router<AppState> {
 }
 
 async fn categories() -> Json<&'static [&'static str]> {
-    Json(CATEGORIES)
+    Json(InquiryCategory::CODES)
 }
 
 async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    JsonBody(n): JsonBody<NewInquiry>,
+    JsonBody(form): JsonBody<InquiryForm>,
 ) -> Result<(StatusCode, Json<InquiryRow>), ApiError> {
-    n.check()
-        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
-    if let Some(rid) = n.resident_id {
+    let n = NewInquiry::parse(form).map_err(|e| ApiError::invalid(e.field, e.reason))?;
+    if let Some(rid) = n.resident_id() {
         if state.store.resident(rid).await?.is_none() {
             return Err(ApiError::invalid("resident_id", "no such resident"));
         }
@@ -45,8 +45,8 @@ async fn create(
         .audit(
             Some(user.id),
             "inquiry",
-            n.resident_id,
-            &n.category,
+            n.resident_id(),
+            n.category().code(),
             &peer.to_string(),
         )
         .await?;

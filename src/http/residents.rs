@@ -3,7 +3,7 @@
 
 use super::session::CurrentUser;
 use super::{ApiError, AppState};
-use crate::domain::{PhoneNumber, TicketNo};
+use crate::domain::{BirthDate, Kana, PhoneNumber, TicketNo};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -43,27 +43,23 @@ async fn search(
             format!("ticket={}", t.as_str()),
         )
     } else if let Some(k) = q.kana.as_deref().filter(|s| !s.trim().is_empty()) {
-        let birth = match q.birth_date.as_deref().filter(|s| !s.is_empty()) {
+        let birth = match q.birth_date.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(b) => Some(
-                chrono::NaiveDate::parse_from_str(b, "%Y-%m-%d")
-                    .map_err(|_| ApiError::invalid("birth_date", "must be a date YYYY-MM-DD"))?
-                    .format("%Y-%m-%d")
-                    .to_string(),
+                BirthDate::parse(b, chrono::Utc::now().date_naive())
+                    .map_err(|why| ApiError::invalid("birth_date", why))?,
             ),
             None => None,
         };
-        if k.trim().chars().count() < 2 && birth.is_none() {
+        let kana = Kana::parse(k).map_err(|why| ApiError::invalid("kana", why))?;
+        if kana.without_spaces().chars().count() < 2 && birth.is_none() {
             return Err(ApiError::invalid(
                 "kana",
                 "give at least two characters of the reading, or a birth date",
             ));
         }
         (
-            state
-                .store
-                .residents_by_kana(k.trim(), birth.as_deref())
-                .await?,
-            format!("kana={k}"),
+            state.store.residents_by_kana(&kana, birth).await?,
+            format!("kana={kana}"),
         )
     } else {
         return Err(ApiError::invalid(

@@ -97,7 +97,7 @@ async fn serve(
                     ok = socket.send(Message::Text(frame.text.to_string().into())).await.is_ok();
                     if let (true, Some(origin)) = (ok, frame.origin) {
                         let us = (chrono::Utc::now() - origin).num_microseconds().unwrap_or(0);
-                        state.metrics.pop_write_latency.observe_us(us.max(0) as u64);
+                        state.metrics.observe_pop_write(us.max(0) as u64);
                     }
                 }
                 None => {

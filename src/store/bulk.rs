@@ -5,10 +5,10 @@
 use super::calls::CallRow;
 use super::inquiries::NewInquiry;
 use super::residents::NewResident;
-use super::{Engine, Store};
-use crate::domain::PhoneNumber;
+use super::{Engine, Store, StoreError};
+use crate::domain::{AddressNo, MunicipalityCode, PhoneNumber, TicketNo};
 use anyhow::Context;
-use sqlx::{Acquire, Row};
+use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 /// Values per `IN (…)` list: far below both engines' parameter limits (SQLite 32,766,
@@ -42,8 +42,7 @@ impl Store {
     /// [`placeholders`]): the import and the demo load tens of thousands of rows through here.
     pub async fn bulk_insert_residents(&self, residents: &[NewResident]) -> anyhow::Result<usize> {
         const COLS: usize = 17;
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = super::now();
         for chunk in residents.chunks(RESIDENT_BATCH) {
             let mut sql = String::from(
@@ -59,14 +58,18 @@ impl Store {
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q
-                    .bind(r.address_no.clone())
+                    .bind(r.address_no.as_str().to_string())
                     .bind(r.municipality_code.as_str().to_string())
                     .bind(r.ticket_no.as_str().to_string())
                     .bind(r.name.clone())
-                    .bind(r.name_kana.clone())
-                    .bind(r.birth_date.format("%Y-%m-%d").to_string())
+                    .bind(r.name_kana.as_str().to_string())
+                    .bind(r.birth_date.iso())
                     .bind(r.sex.code())
-                    .bind(r.postal_code.clone())
+                    .bind(
+                        r.postal_code
+                            .as_ref()
+                            .map_or(String::new(), |p| p.as_str().to_string()),
+                    )
                     .bind(r.address.clone())
                     .bind(r.town.clone())
                     .bind(r.district.clone())
@@ -77,14 +80,21 @@ impl Store {
                     .bind(now.clone())
                     .bind(now.clone());
             }
-            let rows = q.fetch_all(&mut *tx).await.context("inserting residents")?;
+            let rows = q
+                .fetch_all(tx.conn())
+                .await
+                .map_err(StoreError::from)
+                .context("inserting residents")?;
             let mut ids = HashMap::with_capacity(rows.len());
             for row in &rows {
-                ids.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+                ids.insert(
+                    row.try_get::<String, _>("address_no")?,
+                    row.try_get::<i64, _>("id")?,
+                );
             }
             let mut phones: Vec<(i64, &(PhoneNumber, String, &'static str))> = Vec::new();
             for r in chunk {
-                let id = ids.get(&r.address_no).copied().with_context(|| {
+                let id = ids.get(r.address_no.as_str()).copied().with_context(|| {
                     format!("resident {} was not returned by its insert", r.address_no)
                 })?;
                 let mut seen = HashSet::new();
@@ -110,7 +120,10 @@ impl Store {
                         .bind(written.clone())
                         .bind(*kind);
                 }
-                q.execute(&mut *tx).await.context("inserting phones")?;
+                q.execute(tx.conn())
+                    .await
+                    .map_err(StoreError::from)
+                    .context("inserting phones")?;
             }
         }
         tx.commit().await?;
@@ -120,7 +133,7 @@ impl Store {
     /// Which of these 宛名番号 are already in the ledger.
     pub async fn existing_address_nos(
         &self,
-        address_nos: &[&str],
+        address_nos: &[&AddressNo],
     ) -> anyhow::Result<HashSet<String>> {
         Ok(self
             .resident_ids_by_address_no(address_nos)
@@ -133,11 +146,14 @@ impl Store {
     /// municipality so each query walks the `(municipality_code, ticket_no)` unique index.
     pub async fn existing_tickets(
         &self,
-        tickets: &[(&str, &str)],
+        tickets: &[(&MunicipalityCode, &TicketNo)],
     ) -> anyhow::Result<HashSet<(String, String)>> {
         let mut by_code: HashMap<&str, Vec<&str>> = HashMap::new();
         for (code, ticket) in tickets {
-            by_code.entry(code).or_default().push(ticket);
+            by_code
+                .entry(code.as_str())
+                .or_default()
+                .push(ticket.as_str());
         }
         let mut found = HashSet::new();
         for (code, tickets) in by_code {
@@ -157,7 +173,7 @@ impl Store {
                     .await
                     .context("looking up tickets")?
                 {
-                    found.insert((row.try_get(0)?, row.try_get(1)?));
+                    found.insert((row.try_get("municipality_code")?, row.try_get("ticket_no")?));
                 }
             }
         }
@@ -167,7 +183,7 @@ impl Store {
     /// The ledger ids of residents by 宛名番号 (those not found are absent from the map).
     pub async fn resident_ids_by_address_no(
         &self,
-        address_nos: &[&str],
+        address_nos: &[&AddressNo],
     ) -> anyhow::Result<HashMap<String, i64>> {
         let mut ids = HashMap::with_capacity(address_nos.len());
         for chunk in address_nos.chunks(IN_CHUNK) {
@@ -177,14 +193,14 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for a in chunk {
-                q = q.bind(a.to_string());
+                q = q.bind(a.as_str().to_string());
             }
             for row in q
                 .fetch_all(&self.read)
                 .await
                 .context("looking up residents by address number")?
             {
-                ids.insert(row.try_get(0)?, row.try_get(1)?);
+                ids.insert(row.try_get("address_no")?, row.try_get("id")?);
             }
         }
         Ok(ids)
@@ -196,8 +212,7 @@ impl Store {
     pub async fn insert_calls(&self, calls: &[CallRow]) -> anyhow::Result<usize> {
         const COLS: usize = super::calls::CALL_COLUMN_COUNT;
         const BATCH: usize = 200;
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in calls.chunks(BATCH) {
             let mut sql = format!("INSERT INTO calls ({}) VALUES ", super::calls::CALL_COLUMNS);
             let values: Vec<String> = (0..chunk.len())
@@ -208,26 +223,24 @@ impl Store {
             for c in chunk {
                 q = super::calls::bind_call(q, c);
             }
-            q.execute(&mut *tx).await.context("inserting calls")?;
+            q.execute(tx.conn())
+                .await
+                .map_err(StoreError::from)
+                .context("inserting calls")?;
         }
         tx.commit().await?;
         Ok(calls.len())
     }
 
-    /// Inserts inquiries `(user id, inquiry, created_at)` in one transaction, each checked as
-    /// an agent's would be by [`NewInquiry::check`].
+    /// Inserts inquiries `(user id, inquiry, created_at)` in one transaction (each already
+    /// checked: a [`NewInquiry`] is only made by parsing).
     pub async fn insert_inquiries(
         &self,
         inquiries: &[(i64, NewInquiry, String)],
     ) -> anyhow::Result<usize> {
         const COLS: usize = 9;
         const BATCH: usize = 400;
-        for (_, n, _) in inquiries {
-            n.check()
-                .map_err(|(field, why)| anyhow::anyhow!("inquiry {field}: {why}"))?;
-        }
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in inquiries.chunks(BATCH) {
             let mut sql = String::from(
                 "INSERT INTO inquiries (resident_id, call_key, user_id, category, note, follow_up, \
@@ -240,17 +253,20 @@ impl Store {
             let mut q = sqlx::query(&sql);
             for (user_id, n, at) in chunk {
                 q = q
-                    .bind(n.resident_id)
-                    .bind(n.call_id.clone())
+                    .bind(n.resident_id())
+                    .bind(n.call_id().map(str::to_string))
                     .bind(*user_id)
-                    .bind(n.category.clone())
-                    .bind(n.note.clone())
-                    .bind(i64::from(n.follow_up))
-                    .bind(n.caller_kind.clone())
-                    .bind(n.relationship.trim().to_string())
+                    .bind(n.category().code())
+                    .bind(n.note().to_string())
+                    .bind(i64::from(n.follow_up()))
+                    .bind(n.caller_kind().code())
+                    .bind(n.relationship().to_string())
                     .bind(at.clone());
             }
-            q.execute(&mut *tx).await.context("inserting inquiries")?;
+            q.execute(tx.conn())
+                .await
+                .map_err(StoreError::from)
+                .context("inserting inquiries")?;
         }
         tx.commit().await?;
         Ok(inquiries.len())
@@ -258,13 +274,13 @@ impl Store {
 
     /// The lowest and highest phone row ids, for sampling callers (None when there are none).
     pub async fn phone_id_range(&self) -> anyhow::Result<Option<(i64, i64)>> {
-        let row = sqlx::query("SELECT MIN(id), MAX(id) FROM phones")
+        let row = sqlx::query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM phones")
             .fetch_one(&self.read)
             .await?;
         Ok(
             match (
-                row.try_get::<Option<i64>, _>(0)?,
-                row.try_get::<Option<i64>, _>(1)?,
+                row.try_get::<Option<i64>, _>("lo")?,
+                row.try_get::<Option<i64>, _>("hi")?,
             ) {
                 (Some(lo), Some(hi)) => Some((lo, hi)),
                 _ => None,
@@ -283,7 +299,7 @@ impl Store {
                 list.join(",")
             );
             for row in sqlx::query(&sql).fetch_all(&self.read).await? {
-                found.insert(row.try_get(0)?, row.try_get(1)?);
+                found.insert(row.try_get("id")?, row.try_get("written")?);
             }
         }
         Ok(found)

@@ -9,14 +9,26 @@
 //! SQLite gets two pools: readers, and one writer connection. With a single writer no write
 //! transaction ever starts from a stale read snapshot, so SQLITE_BUSY_SNAPSHOT cannot happen;
 //! writes queue on the writer instead of failing. PostgreSQL uses one pool for both.
+//!
+//! Changes that must hold together go through a [`WriteTx`] ([`Store::begin_write`]); what the
+//! database refuses comes back as a [`StoreError`] naming the constraint or the field.
+//!
+//! PostgreSQL also gets a native [`sqlx::PgPool`] ([`Store::postgres`]), opened lazily, for
+//! what the `Any` driver cannot carry: LISTEN/NOTIFY and advisory locks (see the README's
+//! design decisions).
 
 pub mod bulk;
 pub mod calls;
+pub mod error;
 pub mod inquiries;
 pub mod popjson;
 pub mod residents;
 pub mod testing;
+pub mod tx;
 pub mod users;
+
+pub use error::StoreError;
+pub use tx::WriteTx;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -45,6 +57,9 @@ pub struct Store {
     /// SQLite only: a read-only connection used in place, without a hop to another thread,
     /// for the screen pop's lookup (see `popjson`).
     pop_reader: Option<popjson::PopReader>,
+    /// PostgreSQL only: native connections for LISTEN/NOTIFY and advisory locks, which need
+    /// PostgreSQL types and a session of their own. Lazy: none open until one is asked for.
+    pg: Option<sqlx::PgPool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -145,6 +160,7 @@ impl Store {
                     write,
                     engine,
                     pop_reader,
+                    pg: None,
                 }
             }
             Engine::Postgres => {
@@ -160,11 +176,17 @@ impl Store {
                     .run(&pool)
                     .await
                     .context("migrating the PostgreSQL database")?;
+                let pg = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_lazy(url)
+                    .with_context(|| format!("parsing database URL {}", mask_url(url)))?;
                 Store {
                     read: pool.clone(),
                     write: pool,
                     engine,
                     pop_reader: None,
+                    pg: Some(pg),
                 }
             }
         };
@@ -180,6 +202,16 @@ impl Store {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
+    }
+
+    /// The native PostgreSQL pool, for LISTEN/NOTIFY (`sqlx::postgres::PgListener`) and
+    /// advisory locks (`pg_try_advisory_lock` on a connection held for as long as the lock);
+    /// `None` on SQLite, where one process owns the file and neither is needed.
+    pub fn postgres(&self) -> Option<&sqlx::PgPool> {
+        self.pg.as_ref()
     }
 }
 

@@ -49,7 +49,7 @@ SELECT r.id, json_object(
               'ended_at', c.ended_at, 'hold_s', c.hold_s, 'outcome', c.outcome))
             FROM (SELECT * FROM calls WHERE resident_id = r.id
                   ORDER BY started_at DESC, id DESC LIMIT $2) c)
-)
+) AS record
 FROM residents r
 WHERE r.id IN (SELECT resident_id FROM phones WHERE e164 = $1)
 ORDER BY r.birth_date, r.id
@@ -88,7 +88,7 @@ SELECT r.id, json_build_object(
                 'ended_at', c.ended_at, 'hold_s', c.hold_s, 'outcome', c.outcome) AS j
               FROM calls c WHERE c.resident_id = r.id
               ORDER BY c.started_at DESC, c.id DESC LIMIT $2) s), '[]'::json)
-)::text
+)::text AS record
 FROM residents r
 WHERE r.id IN (SELECT resident_id FROM phones WHERE e164 = $1)
 ORDER BY r.birth_date, r.id
@@ -138,8 +138,8 @@ impl PopReader {
             if !ids.is_empty() {
                 json.push(',');
             }
-            ids.push(row.get::<_, i64>(0)?);
-            json.push_str(&row.get::<_, String>(1)?);
+            ids.push(row.get::<_, i64>("id")?);
+            json.push_str(&row.get::<_, String>("record")?);
         }
         json.push(']');
         Ok((json, ids))
@@ -181,11 +181,11 @@ impl Store {
         let mut json = String::from("[");
         let mut ids = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
-            ids.push(row.try_get::<i64, _>(0)?);
+            ids.push(row.try_get::<i64, _>("id")?);
             if i > 0 {
                 json.push(',');
             }
-            json.push_str(row.try_get::<&str, _>(1)?);
+            json.push_str(row.try_get::<&str, _>("record")?);
         }
         json.push(']');
         Ok((json, ids))
@@ -195,9 +195,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::domain::PhoneNumber;
+    use crate::domain::{InquiryForm, NewInquiry};
     use crate::store::calls::CallRow;
-    use crate::store::inquiries::NewInquiry;
-    use crate::store::testing::{engines, TestDb};
+    use crate::store::testing::{engines, sample_residents, TestDb};
 
     /// The one-query JSON equals serde's rendering of the general path, field for field.
     #[tokio::test]
@@ -205,7 +205,7 @@ mod tests {
         for engine in engines() {
             let db = TestDb::new(engine).await.unwrap();
             let s = &db.store;
-            let residents = crate::demo::residents(60, 7);
+            let residents = sample_residents(60);
             s.insert_residents(&residents).await.unwrap();
             let uid = s
                 .upsert_user("a", "A", "x", crate::domain::Role::Agent, None)
@@ -227,7 +227,7 @@ mod tests {
             for k in 0..3 {
                 s.insert_inquiry(
                     uid,
-                    &NewInquiry {
+                    &NewInquiry::parse(InquiryForm {
                         resident_id: Some(first),
                         call_id: (k == 1).then(|| "ami:1.1".to_string()),
                         category: "transport".into(),
@@ -243,7 +243,8 @@ mod tests {
                         } else {
                             "長男".into()
                         },
-                    },
+                    })
+                    .unwrap(),
                     &format!("2021-05-1{k}T09:00:00.000Z"),
                 )
                 .await

@@ -1,7 +1,7 @@
 //! 接種者台帳: residents, their phones, and the record an agent sees (with history).
 
 use super::{calls::CallRow, inquiries::InquiryRow, Store};
-use crate::domain::{Intent, MunicipalityCode, PhoneNumber, Sex, TicketNo};
+use crate::domain::{BirthDate, Kana, PhoneNumber, TicketNo};
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -53,27 +53,8 @@ pub struct ResidentRecord {
     pub calls: Vec<CallRow>,
 }
 
-/// A resident to insert (import, demo, tests). Built from parsed, checked values only.
-#[derive(Debug, Clone)]
-pub struct NewResident {
-    pub address_no: String,
-    pub municipality_code: MunicipalityCode,
-    pub ticket_no: TicketNo,
-    pub name: String,
-    pub name_kana: String,
-    pub birth_date: chrono::NaiveDate,
-    pub sex: Sex,
-    pub postal_code: String,
-    pub address: String,
-    pub town: String,
-    pub district: String,
-    pub household_no: Option<String>,
-    pub intent: Intent,
-    pub needs_transport: bool,
-    pub notes: String,
-    /// (number, as written, kind: home / mobile / family / other)
-    pub phones: Vec<(PhoneNumber, String, &'static str)>,
-}
+/// A resident to insert: the domain's parsed record.
+pub use crate::domain::NewResident;
 
 const RESIDENT_COLUMNS: &str = "r.id, r.address_no, r.municipality_code, r.ticket_no, r.name, \
     r.name_kana, r.birth_date, r.sex, r.postal_code, r.address, r.town, r.district, \
@@ -81,22 +62,22 @@ const RESIDENT_COLUMNS: &str = "r.id, r.address_no, r.municipality_code, r.ticke
 
 fn resident_from_row(row: &AnyRow) -> Result<Resident, sqlx::Error> {
     Ok(Resident {
-        id: row.try_get(0)?,
-        address_no: row.try_get(1)?,
-        municipality_code: row.try_get(2)?,
-        ticket_no: row.try_get(3)?,
-        name: row.try_get(4)?,
-        name_kana: row.try_get(5)?,
-        birth_date: row.try_get(6)?,
-        sex: row.try_get(7)?,
-        postal_code: row.try_get(8)?,
-        address: row.try_get(9)?,
-        town: row.try_get(10)?,
-        district: row.try_get(11)?,
-        household_no: row.try_get(12)?,
-        intent: row.try_get(13)?,
-        needs_transport: row.try_get::<i64, _>(14)? != 0,
-        notes: row.try_get(15)?,
+        id: row.try_get("id")?,
+        address_no: row.try_get("address_no")?,
+        municipality_code: row.try_get("municipality_code")?,
+        ticket_no: row.try_get("ticket_no")?,
+        name: row.try_get("name")?,
+        name_kana: row.try_get("name_kana")?,
+        birth_date: row.try_get("birth_date")?,
+        sex: row.try_get("sex")?,
+        postal_code: row.try_get("postal_code")?,
+        address: row.try_get("address")?,
+        town: row.try_get("town")?,
+        district: row.try_get("district")?,
+        household_no: row.try_get("household_no")?,
+        intent: row.try_get("intent")?,
+        needs_transport: row.try_get::<i64, _>("needs_transport")? != 0,
+        notes: row.try_get("notes")?,
         phones: Vec::new(),
     })
 }
@@ -115,12 +96,12 @@ impl Store {
         );
         let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
         for row in rows {
-            let rid: i64 = row.try_get(0)?;
+            let rid: i64 = row.try_get("resident_id")?;
             if let Some(r) = residents.iter_mut().find(|r| r.id == rid) {
                 r.phones.push(PhoneRow {
-                    e164: row.try_get(1)?,
-                    written: row.try_get(2)?,
-                    kind: row.try_get(3)?,
+                    e164: row.try_get("e164")?,
+                    written: row.try_get("written")?,
+                    kind: row.try_get("kind")?,
                 });
             }
         }
@@ -159,18 +140,18 @@ impl Store {
             .await
     }
 
-    /// The unknown caller: kana name (prefix, spaces ignored; hiragana and half-width kana
-    /// are read as katakana) and, when given, birth date.
+    /// The unknown caller: a prefix of the kana reading, spaces ignored (callers rarely say
+    /// where the surname ends), and, when given, the birth date.
     pub async fn residents_by_kana(
         &self,
-        kana: &str,
-        birth_date: Option<&str>,
+        kana: &Kana,
+        birth_date: Option<BirthDate>,
     ) -> anyhow::Result<Vec<Resident>> {
-        let folded = crate::export::import::kana(kana).unwrap_or_else(|_| kana.to_string());
-        // What was typed is matched literally: LIKE's wildcards and its escape character are
-        // escaped (`kana=%%` must not list every resident).
-        let mut pattern = String::with_capacity(folded.len() + 1);
-        for c in folded.chars().filter(|c| !matches!(c, ' ' | '　')) {
+        // A Kana holds only katakana and spaces; the pattern is escaped all the same, so what
+        // was typed is matched literally whatever the parser lets through (`kana=%%` must
+        // never list every resident).
+        let mut pattern = String::new();
+        for c in kana.without_spaces().chars() {
             if matches!(c, '\\' | '%' | '_') {
                 pattern.push('\\');
             }
@@ -180,8 +161,11 @@ impl Store {
         const NAME: &str = "REPLACE(REPLACE(r.name_kana, '　', ''), ' ', '') LIKE $1 ESCAPE '\\'";
         match birth_date {
             Some(b) => {
-                self.residents_where(&format!("r.birth_date = $2 AND {NAME}"), &[&pattern, b])
-                    .await
+                self.residents_where(
+                    &format!("r.birth_date = $2 AND {NAME}"),
+                    &[&pattern, &b.iso()],
+                )
+                .await
             }
             None => self.residents_where(NAME, &[&pattern]).await,
         }
@@ -213,10 +197,10 @@ impl Store {
     }
 
     pub async fn resident_count(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM residents")
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM residents")
             .fetch_one(&self.read)
             .await?
-            .try_get(0)?)
+            .try_get("n")?)
     }
 
     /// Inserts residents and their phones in one transaction: all or nothing (the batched

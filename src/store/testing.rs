@@ -3,6 +3,10 @@
 //! Every store test runs through [`each_engine`], so it runs on both.
 
 use super::Store;
+use crate::domain::{
+    AddressNo, BirthDate, Intent, Kana, MunicipalityCode, NewResident, PhoneNumber, PostalCode,
+    Sex, TicketNo,
+};
 use sqlx::Executor;
 
 pub struct TestDb {
@@ -129,4 +133,46 @@ macro_rules! on_each_engine {
             }
         }
     )*};
+}
+
+/// `n` plain residents for store tests, in households of two sharing a 0773 landline; every
+/// third also has a mobile. (The synthetic city of `demo` sits above the store, so store tests
+/// build their own.)
+pub fn sample_residents(n: usize) -> Vec<NewResident> {
+    let today = chrono::NaiveDate::from_ymd_opt(2021, 4, 1).unwrap_or_default();
+    let kana = [
+        "ヤマダ\u{3000}タロウ",
+        "ヤマダ\u{3000}ハナコ",
+        "サトウ\u{3000}イチロウ",
+    ];
+    (0..n)
+        .filter_map(|i| {
+            let landline = format!("0773-62-{:04}", 1000 + i / 2);
+            let mut phones = vec![(PhoneNumber::parse(&landline).ok()?, landline, "home")];
+            if i % 3 == 0 {
+                let mobile = format!("090-1000-{:04}", i);
+                phones.push((PhoneNumber::parse(&mobile).ok()?, mobile, "mobile"));
+            }
+            let birth =
+                chrono::NaiveDate::from_ymd_opt(1930 + (i % 60) as i32, 1 + (i % 12) as u32, 1)?;
+            Some(NewResident {
+                address_no: AddressNo::parse(&format!("{:010}", 7_000_000 + i)).ok()?,
+                municipality_code: MunicipalityCode::parse("262021").ok()?,
+                ticket_no: TicketNo::parse(&format!("{:010}", 900_000 + i)).ok()?,
+                name: format!("試験\u{3000}{i}"),
+                name_kana: Kana::parse(kana[i % kana.len()]).ok()?,
+                birth_date: BirthDate::new(birth, today).ok()?,
+                sex: if i % 2 == 0 { Sex::Male } else { Sex::Female },
+                postal_code: PostalCode::parse("625-0036").ok(),
+                address: format!("京都府舞鶴市字浜{}番地", i / 2),
+                town: "浜".into(),
+                district: "東".into(),
+                household_no: Some(format!("H{}", i / 2)),
+                intent: Intent::Wants,
+                needs_transport: i % 5 == 0,
+                notes: String::new(),
+                phones,
+            })
+        })
+        .collect()
 }

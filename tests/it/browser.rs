@@ -1,26 +1,126 @@
 //! The agent screen in a real browser (Debian's Chromium, headless, through chromedriver): log
 //! in, a call comes through the fake PBX, the resident pops, the agent saves an inquiry, and the
-//! next call from that number shows it in the history.
+//! next call from that number shows it in the history. The resume: a page opened while its phone
+//! rings shows that call, and a page whose server restarted is told of the gap, ends the call it
+//! can no longer vouch for and shows the one ringing now. Also: the page's files (ES modules in
+//! subfolders of web/) are all served, without a browser.
 
 use crate::common::*;
+use crate::pbx::{ScriptCall, ScriptedPbx};
+use crate::restart::ServerProcess;
 use crate::webdriver::{find_browser, Driver};
-use madoguchi::domain::Role;
-use serde_json::json;
+use madoguchi::domain::{Extension, Role};
+use madoguchi::store::testing::{TempDir, TestDb};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn agent_sees_pop_and_saves_an_inquiry() {
-    let (driver_bin, chrome) = match find_browser() {
-        Ok(found) => found,
+/// chromedriver and Chromium, or None (and why) when this machine has none; under
+/// MADOGUCHI_REQUIRE_ALL=1 a missing browser fails the test instead.
+fn browser_or_skip() -> Option<(String, String)> {
+    match find_browser() {
+        Ok(found) => Some(found),
         Err(why) => {
             if std::env::var("MADOGUCHI_REQUIRE_ALL").is_ok_and(|v| v == "1") {
                 panic!("MADOGUCHI_REQUIRE_ALL=1 but {why}");
             }
             eprintln!("skipped: {why}");
-            return;
+            None
         }
+    }
+}
+
+/// Logs in through the form (password = username) and waits for the live connection.
+async fn log_in(d: &Driver, url: &str, username: &str) {
+    d.goto(url).await;
+    let user = d.find("#login-username", WAIT).await.expect("login form");
+    d.type_into(&user, username).await;
+    let pw = d
+        .find("#login-password", WAIT)
+        .await
+        .expect("password field");
+    d.type_into(&pw, username).await;
+    let submit = d.find("#login-submit", WAIT).await.expect("login button");
+    d.click(&submit).await;
+    let online = d
+        .wait_for("const e = document.querySelector('#conn-state'); return e && e.dataset.state === 'online';", WAIT)
+        .await;
+    assert_eq!(online, json!(true), "the screen connects its WebSocket");
+}
+
+/// The captured call from 123 to extension 777 (fixture 01) while it rings, and from the
+/// agent's pick-up on (their leg going Up) to the end, under another Linkedid when `n` is not 0
+/// (so each n is a new call from the same caller). Returns (ringing, answer, call id).
+fn call_from_123(n: u32) -> (Vec<u8>, Vec<u8>, String) {
+    let capture = String::from_utf8_lossy(&fixture("01_"))
+        .replace("1514295827.372", &format!("{}.372", 1514295827 + n * 1000))
+        .replace("1514295839.373", &format!("{}.373", 1514295839 + n * 1000));
+    let mut at = 0;
+    let pick_up = loop {
+        let Some(len) = capture[at..].find("\r\n\r\n") else {
+            panic!("no pick-up in fixture 01");
+        };
+        let packet = &capture[at..at + len];
+        if packet.contains("Event: Newstate")
+            && packet.contains("Channel: SIP/777-")
+            && packet.contains("ChannelStateDesc: Up")
+        {
+            break at;
+        }
+        at += len + 4;
+    };
+    let (ringing, answer) = capture.as_bytes().split_at(pick_up);
+    (
+        ringing.to_vec(),
+        answer.to_vec(),
+        format!("ami:{}.372", 1514295827 + n * 1000),
+    )
+}
+
+/// The phase of the screen of call `id` (ringing, talking, ended…), or null when the page shows
+/// no screen for it: the active screen (#pop), or a tab for one in the background.
+async fn call_phase(d: &Driver, id: &str) -> Value {
+    d.script(
+        "const id = arguments[0]; \
+         const pop = document.querySelector('#pop'); \
+         if (pop && pop.dataset.callId === id) return pop.dataset.phase; \
+         const tab = [...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === id); \
+         return tab ? tab.dataset.phase : null;",
+        vec![json!(id)],
+    )
+    .await
+}
+
+/// Waits until call `id` shows in `phase`; returns the last phase seen.
+async fn wait_phase(d: &Driver, id: &str, phase: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = call_phase(d, id).await;
+        if now == json!(phase) || tokio::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Console errors from the page, leaving out failed fetches the page expects and handles (the
+/// 401 of GET /api/me before login, and a server that is down while the page reconnects).
+async fn page_errors(d: &Driver) -> Vec<String> {
+    d.console_errors()
+        .await
+        .into_iter()
+        .filter(|m| {
+            !m.contains("Failed to load resource") && !m.contains("WebSocket connection to")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn agent_sees_pop_and_saves_an_inquiry() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
     };
     let mut pbx = FakeAsterisk::start().await;
     let srv = TestServer::start("sqlite", Some(pbx.addr.clone())).await;
@@ -34,20 +134,7 @@ async fn agent_sees_pop_and_saves_an_inquiry() {
         .expect("AMI login");
 
     let d = Driver::start(&driver_bin, &chrome).await;
-    d.goto(&srv.url).await;
-    let user = d.find("#login-username", WAIT).await.expect("login form");
-    d.type_into(&user, "sato").await;
-    let pw = d
-        .find("#login-password", WAIT)
-        .await
-        .expect("password field");
-    d.type_into(&pw, "sato").await;
-    let submit = d.find("#login-submit", WAIT).await.expect("login button");
-    d.click(&submit).await;
-    let online = d
-        .wait_for("const e = document.querySelector('#conn-state'); return e && e.dataset.state === 'online';", WAIT)
-        .await;
-    assert_eq!(online, json!(true), "the screen connects its WebSocket");
+    log_in(&d, &srv.url, "sato").await;
 
     // A call from 123 rings extension 777 (the real capture, up to the answer).
     let capture = fixture("01_");
@@ -121,6 +208,442 @@ async fn agent_sees_pop_and_saves_an_inquiry() {
         json!(true),
         "the next pop carries the inquiry (screenshot: {})",
         shot.display()
+    );
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// Every stylesheet and module the page loads is served from its subfolder with its content
+/// type, following the imports from the entry module; an unknown file is a 404 and a path that
+/// climbs out of web/ is refused.
+#[tokio::test]
+async fn the_page_and_every_module_it_imports_are_served() {
+    let srv = TestServer::start("sqlite", None).await;
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", srv.url);
+        async move {
+            let res = http.get(url).send().await.expect("GET");
+            let status = res.status().as_u16();
+            let kind = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (status, kind, res.text().await.unwrap_or_default())
+        }
+    };
+    let (status, kind, index) = get("/".into()).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(
+        !index.contains("<script>") && !index.contains("<script type=\"module\">"),
+        "no inline script"
+    );
+    let attr = |tag: &str, name: &str| -> Vec<String> {
+        index
+            .split(tag)
+            .skip(1)
+            .filter_map(|rest| rest.split_once(&format!("{name}=\"")))
+            .filter_map(|(_, v)| v.split_once('"').map(|(v, _)| v.to_string()))
+            .filter(|v| v.starts_with("/assets/"))
+            .collect()
+    };
+    let styles = attr("<link rel=\"stylesheet\"", "href");
+    assert!(
+        styles.iter().any(|s| s.starts_with("/assets/css/")),
+        "{styles:?}"
+    );
+    for href in styles {
+        let (status, kind, _) = get(href.clone()).await;
+        assert_eq!(status, 200, "{href}");
+        assert!(kind.starts_with("text/css"), "{href}: {kind}");
+    }
+    let icons = attr("<link rel=\"icon\"", "href");
+    assert_eq!(icons, ["/assets/favicon.svg"], "a file, not a data: URL");
+    let (status, kind, _) = get(icons[0].clone()).await;
+    assert_eq!((status, kind.as_str()), (200, "image/svg+xml"));
+    let mut modules = attr("<script type=\"module\"", "src");
+    assert_eq!(modules, ["/assets/js/app.js"]);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(path) = modules.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let (status, kind, body) = get(path.clone()).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(kind.starts_with("text/javascript"), "{path}: {kind}");
+        let dir = &path[..path.rfind('/').expect("a folder") + 1];
+        for line in body.lines().filter(|l| l.starts_with("import ")) {
+            let spec = line
+                .rsplit_once(" from \"")
+                .and_then(|(_, s)| s.split_once('"'))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|| panic!("{path}: an import without from: {line}"));
+            let spec = spec
+                .strip_prefix("./")
+                .unwrap_or_else(|| panic!("{path}: {spec}"));
+            modules.push(format!("{dir}{spec}"));
+        }
+    }
+    for module in [
+        "app", "api", "live", "calls", "banner", "resident", "search", "i18n",
+    ] {
+        assert!(
+            seen.contains(&format!("/assets/js/{module}.js")),
+            "{module}: {seen:?}"
+        );
+    }
+
+    assert_eq!(get("/assets/js/nope.js".into()).await.0, 404);
+    assert_eq!(get("/assets/app.js".into()).await.0, 404, "moved to js/");
+    assert_eq!(get("/assets/js%2F..%2F..%2FCargo.toml".into()).await.0, 400);
+    assert_eq!(get("/assets/js%2F..%2Findex.html".into()).await.0, 400);
+    srv.stop().await;
+}
+
+/// The agent opens the screen while the phone already rings: the pop went out to nobody, and
+/// the hello's live calls bring the call, with the caller's record, onto the new page.
+#[tokio::test]
+async fn a_page_opened_while_its_phone_rings_shows_the_call() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let mut pbx = FakeAsterisk::start().await;
+    let srv = TestServer::start("sqlite", Some(pbx.addr.clone())).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.store()
+        .insert_residents(&[resident(20, "岡本 清", "オカモト　キヨシ", &["123"])])
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, pbx.logins.recv())
+        .await
+        .expect("AMI login");
+
+    // The phone rings before any screen is open; a socket of the agent's sees the pop go out.
+    let mut ws = srv.login("sato").await.ws().await;
+    let (ringing, answer, call_id) = call_from_123(0);
+    pbx.send(&ringing);
+    let pop = ws.next_json(WAIT).await.expect("the pop goes out");
+    assert_eq!(pop["type"], "screen_pop");
+    drop(ws);
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    log_in(&d, &srv.url, "sato").await;
+    assert_eq!(
+        wait_phase(&d, &call_id, "ringing").await,
+        json!("ringing"),
+        "the ringing call shows on the page opened after its pop"
+    );
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("with the caller's record");
+    assert_eq!(d.text(&name).await, "岡本 清");
+
+    // And it goes on like any pop: the answer and the hang-up reach it.
+    pbx.send(&answer);
+    assert_eq!(wait_phase(&d, &call_id, "ended").await, json!("ended"));
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// A TCP relay in front of the server, so the page keeps one address while the server behind
+/// it is killed and another started: cut, it drops every connection and refuses new ones;
+/// opened, it relays to the server it is given.
+struct Relay {
+    url: String,
+    /// Where new connections go; None while cut.
+    target: Arc<Mutex<Option<String>>>,
+    /// The relayed connections, to drop them on a cut.
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(target: &str) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let relay = Relay {
+            url,
+            target: Arc::new(Mutex::new(Some(target.to_string()))),
+            conns: Arc::default(),
+        };
+        let (target, conns) = (relay.target.clone(), relay.conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Some(to) = target.lock().expect("relay target").clone() else {
+                    continue; // cut: the page's attempt fails as against a dead server
+                };
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = inbound.set_nodelay(true);
+                        let _ = outbound.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns.lock().expect("relay conns").push(task.abort_handle());
+            }
+        });
+        relay
+    }
+
+    fn cut(&self) {
+        *self.target.lock().expect("relay target") = None;
+        for conn in self.conns.lock().expect("relay conns").drain(..) {
+            conn.abort();
+        }
+    }
+
+    fn open(&self, server_url: &str) {
+        *self.target.lock().expect("relay target") =
+            Some(server_url.trim_start_matches("http://").to_string());
+    }
+}
+
+/// The server is killed (SIGKILL) under a page that shows two ringing calls and restarted on
+/// the same database. Meanwhile one of those calls ended, the other still rings, and a third
+/// call came in. The page reconnects only once the new server knows all that; it resumes with
+/// its seq and the old epoch, is told of the gap, marks the ended call as ended while it was
+/// away, keeps the one still ringing, and shows the new one with its record.
+#[tokio::test]
+async fn a_page_resumes_across_a_server_restart() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let db = TestDb::new("sqlite").await.expect("database");
+    let spool = TempDir::new("spool").expect("spool");
+    let hash = madoguchi::store::users::hash_password("sato").expect("hash");
+    db.store
+        .upsert_user(
+            "sato",
+            "sato",
+            &hash,
+            Role::Agent,
+            Some(&Extension::parse("777").expect("extension")),
+        )
+        .await
+        .expect("user");
+    db.store
+        .insert_residents(&[
+            resident(20, "岡本 清", "オカモト　キヨシ", &["0773-62-1234"]),
+            resident(21, "舞鶴 花子", "マイヅル　ハナコ", &["0773-62-5678"]),
+        ])
+        .await
+        .unwrap();
+    let mut pbx = ScriptedPbx::start().await;
+    let first = ServerProcess::start(&db.url, &pbx.addr, &spool.0).await;
+    pbx.wait_login().await;
+    let relay = Relay::start(first.url.trim_start_matches("http://")).await;
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    log_in(&d, &relay.url, "sato").await;
+    let stays = ScriptCall::new(1, "0773621234", "777");
+    let ends = ScriptCall::new(2, "0773620002", "777");
+    let (stays_id, ends_id) = (format!("ami:{}", stays.id), format!("ami:{}", ends.id));
+    pbx.send(&stays.ring());
+    assert_eq!(wait_phase(&d, &stays_id, "ringing").await, json!("ringing"));
+    pbx.send(&ends.ring());
+    assert_eq!(wait_phase(&d, &ends_id, "ringing").await, json!("ringing"));
+    // The agent starts a note on the second, so its screen stays whatever happens to the call.
+    let field = d.find("#inquiry-note", WAIT).await.expect("note field");
+    d.type_into(&field, "折り返し希望").await;
+
+    // The server dies; the page loses it and cannot reach any server for now.
+    relay.cut();
+    first.kill9();
+    let down = d
+        .wait_for(
+            "return document.querySelector('#conn-state').dataset.state !== 'online';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(down, json!(true), "the page sees its server go");
+
+    // A new server on the same database. The PBX still lists the first call; the second is
+    // gone; a third rings while the page is away.
+    pbx.set_listing(stays.listing(false));
+    let second = ServerProcess::start(&db.url, &pbx.addr, &spool.0).await;
+    pbx.wait_login().await;
+    let agent = login(&second.url, "sato").await;
+    let comes = ScriptCall::new(3, "0773625678", "777");
+    let comes_id = format!("ami:{}", comes.id);
+    let mut sent = false;
+    let mut live = Vec::new();
+    for _ in 0..100 {
+        let (_ws, hello) = agent.ws_with("").await;
+        live = hello["live_calls"]
+            .as_array()
+            .map(|l| l.iter().map(|c| c["call"]["id"].clone()).collect())
+            .unwrap_or_default();
+        if !sent && live == [json!(stays_id)] {
+            pbx.send(&comes.ring());
+            sent = true;
+        }
+        if live.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        live,
+        [json!(stays_id), json!(comes_id)],
+        "the new server has resynced and the third call rings"
+    );
+
+    // Only now can the page reach the new server.
+    relay.open(&second.url);
+    let online = d
+        .wait_for(
+            "return document.querySelector('#conn-state').dataset.state === 'online';",
+            Duration::from_secs(40),
+        )
+        .await;
+    assert_eq!(online, json!(true), "the page reconnects to the new server");
+    assert_eq!(
+        wait_phase(&d, &comes_id, "ringing").await,
+        json!("ringing"),
+        "the call that came in while the page was away shows"
+    );
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("with its record");
+    assert_eq!(d.text(&name).await, "舞鶴 花子");
+    assert_eq!(
+        call_phase(&d, &stays_id).await,
+        json!("ringing"),
+        "the call still ringing stays"
+    );
+    assert_eq!(
+        wait_phase(&d, &ends_id, "ended").await,
+        json!("ended"),
+        "the call the new server does not list is no longer shown as ringing"
+    );
+    // Its screen says it ended unseen, with no made-up outcome or duration, and keeps the note.
+    d.script(
+        "[...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === arguments[0]).click();",
+        vec![json!(ends_id)],
+    )
+    .await;
+    let unseen = d
+        .wait_for(
+            &format!("const p = document.querySelector('#pop'); return !!p && p.dataset.callId === {ends_id:?} && !!p.querySelector('[data-testid=call-ended-unseen]') && !p.querySelector('#call-timer') && document.querySelector('#inquiry-note').value === '折り返し希望';"),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        unseen,
+        json!(true),
+        "the ended call says it ended while away"
+    );
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    drop(second);
+    db.cleanup().await;
+}
+
+/// A pop that went out before the ledger answered says so ("record not available yet") and
+/// fills in when the record follows; a lookup that failed says the record will not come. The
+/// messages are published on the agent's topic as the tracker sends them.
+#[tokio::test]
+async fn a_pop_without_the_record_fills_in_when_it_arrives() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.store()
+        .insert_residents(&[resident(
+            20,
+            "岡本 清",
+            "オカモト　キヨシ",
+            &["0773-62-1234"],
+        )])
+        .await
+        .unwrap();
+    let api = srv.login("sato").await;
+    let (_, found) = api.get("/api/residents?phone=0773621234").await;
+    let id = found[0]["id"].clone();
+    let (status, record) = api.get(&format!("/api/residents/{id}")).await;
+    assert_eq!(status, 200);
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    log_in(&d, &srv.url, "sato").await;
+    let hub = &srv.running.as_ref().expect("running").state.hub;
+    let topic = madoguchi::hub::agent_topic("777");
+    let call = |id: &str| {
+        json!({"id": id, "caller_number": "+81773621234", "caller_name": null, "queue": "Q1",
+               "dialled": "0773-62-0000", "started_at": chrono::Utc::now().to_rfc3339(),
+               "resident_id": null, "state": "ringing"})
+    };
+
+    let pop =
+        json!({"type": "screen_pop", "call": call("t:1"), "candidates": [], "lookup": "pending"});
+    hub.publish(&topic, &pop.to_string());
+    assert_eq!(wait_phase(&d, "t:1", "ringing").await, json!("ringing"));
+    let pending = d
+        .find("[data-testid=lookup-pending]", WAIT)
+        .await
+        .expect("the screen says the record is still coming");
+    assert!(d.text(&pending).await.contains("台帳を照会中"));
+    assert!(
+        d.find("#search-ticket", Duration::ZERO).await.is_none(),
+        "not mistaken for an unknown caller"
+    );
+
+    let update = json!({"type": "candidates_update", "call": call("t:1"), "candidates": [record], "lookup": "ok"});
+    hub.publish(&topic, &update.to_string());
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("the record fills in");
+    assert_eq!(d.text(&name).await, "岡本 清");
+    assert!(d
+        .find("[data-testid=lookup-pending]", Duration::ZERO)
+        .await
+        .is_none());
+
+    // Another call whose lookup fails: the screen says so and offers the search.
+    let pop =
+        json!({"type": "screen_pop", "call": call("t:2"), "candidates": [], "lookup": "pending"});
+    hub.publish(&topic, &pop.to_string());
+    assert_eq!(wait_phase(&d, "t:2", "ringing").await, json!("ringing"));
+    d.find("[data-testid=lookup-pending]", WAIT)
+        .await
+        .expect("pending again");
+    let failed = json!({"type": "candidates_update", "call": call("t:2"), "candidates": [], "lookup": "failed"});
+    hub.publish(&topic, &failed.to_string());
+    let panel = d
+        .find("[data-testid=lookup-failed]", WAIT)
+        .await
+        .expect("the screen says the lookup failed");
+    assert!(d.text(&panel).await.contains("台帳を照会できませんでした"));
+    assert!(
+        d.find("#search-ticket", WAIT).await.is_some(),
+        "with the search"
+    );
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
     );
     d.quit().await;
     srv.stop().await;

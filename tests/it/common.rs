@@ -3,7 +3,10 @@
 
 use futures_util::{SinkExt, StreamExt};
 use madoguchi::app::{build_with_store, Running};
-use madoguchi::domain::{Extension, Intent, MunicipalityCode, PhoneNumber, Role, Sex, TicketNo};
+use madoguchi::domain::{
+    AddressNo, BirthDate, Extension, Intent, Kana, MunicipalityCode, PhoneNumber, PostalCode, Role,
+    Sex, TicketNo,
+};
 use madoguchi::settings::Settings;
 use madoguchi::store::residents::NewResident;
 use madoguchi::store::testing::TestDb;
@@ -247,14 +250,14 @@ impl Ws {
 /// A resident with the given phones (as written).
 pub fn resident(n: u32, name: &str, kana: &str, phones: &[&str]) -> NewResident {
     NewResident {
-        address_no: format!("{:010}", 5_000_000 + n),
+        address_no: AddressNo::parse(&format!("{:010}", 5_000_000 + n)).expect("address no"),
         municipality_code: MunicipalityCode::parse("262021").expect("code"),
         ticket_no: TicketNo::parse(&format!("{:010}", 1234 + n)).expect("ticket"),
         name: name.into(),
-        name_kana: kana.into(),
-        birth_date: chrono::NaiveDate::from_ymd_opt(1941, 3, 2).expect("date"),
+        name_kana: Kana::parse(kana).expect("kana"),
+        birth_date: BirthDate::parse("1941-03-02", chrono::Utc::now().date_naive()).expect("date"),
         sex: Sex::Female,
-        postal_code: "6250036".into(),
+        postal_code: PostalCode::parse("6250036").ok(),
         address: "京都府舞鶴市字浜1番地".into(),
         town: "浜".into(),
         district: "東".into(),

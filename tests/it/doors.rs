@@ -620,10 +620,10 @@ async fn sessions_end_and_small_leaks_are_closed() {
             let (s, found) = agent
                 .get(&format!("/api/residents?kana={wild}&birth_date=1941-03-02"))
                 .await;
-            assert_eq!(
-                (s, found.clone()),
-                (200, json!([])),
-                "{engine}: kana={wild}"
+            // Refused as no reading, or matched literally: never every resident.
+            assert!(
+                s == 422 || (s == 200 && found == json!([])),
+                "{engine}: kana={wild}: {s} {found}"
             );
         }
         let (_, found) = agent.get("/api/residents?kana=%E3%83%9E%E3%82%A4").await;

@@ -63,6 +63,7 @@ impl Driver {
         let profile = madoguchi::store::testing::TempDir::new("chrome").expect("profile dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": chrome,
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -181,6 +182,27 @@ impl Driver {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The page's console errors and uncaught exceptions since the last call (a module that
+    /// fails to load or throws shows here, not in any element).
+    pub async fn console_errors(&self) -> Vec<String> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({"type": "browser"})),
+            )
+            .await;
+        v.as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub async fn screenshot(&self, path: &std::path::Path) {

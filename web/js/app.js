@@ -1,0 +1,259 @@
+// madoguchi 窓口: the call-center agent screen (the entry module, loaded by index.html).
+//
+// When the agent's phone rings, the server sends a screen_pop over /ws and the caller's ledger
+// record shows here while the phone is still ringing; the agent records the inquiry against the
+// call. Plain JavaScript modules, no framework: state lives in `state`, and render functions
+// rebuild parts of the page from it. Typed text is written into state on every keystroke, so a
+// rebuild (a new call, a language switch) never loses a draft.
+//
+// Stable hooks for browser tests (ids unless marked [data-testid=…]):
+//   login:     #login-form #login-username #login-password #login-submit #login-error
+//   top bar:   #lang-toggle #logout #conn-state (data-state=online|reconnecting|connecting|offline)
+//              [data-testid=agent-name] [data-testid=agent-ext]
+//   idle:      #idle (present when no call or record is open)
+//   search:    #search-form #search-ticket #search-kana #search-birth #search-phone #search-submit
+//              #search-clear #search-results [data-testid=search-result] (one per match,
+//              data-resident-id) #search-error
+//   a call:    #pop (present while a call's screen is shown; data-call-id, data-phase=
+//              ringing|talking|ended|elsewhere); #lookup instead for a record opened without a call
+//              #call-banner [data-testid=call-state] [data-testid=caller-number] #call-dismiss
+//              #call-banner [data-testid=call-ended-unseen] (ended while the page was disconnected)
+//              #sessions [data-testid=session-tab] (when several screens are open; data-phase,
+//              data-call-id)
+//   household: #pick-list [data-testid=pick-item] (one per household member, data-resident-id,
+//              aria-current="true" on the one shown) [data-testid=pick-chip] #pick-open #pick-close
+//   record:    #resident-card [data-testid=resident-name] [data-testid=resident-kana]
+//              [data-testid=resident-age] [data-testid=resident-birth] [data-testid=resident-wareki]
+//              [data-testid=resident-ticket] [data-testid=resident-transport] (only when 送迎要)
+//              [data-testid=resident-intent] #search-other
+//   bookings:  #bookings [data-testid=booking-item] [data-testid=bookings-empty]
+//   history:   #history [data-testid=history-item] (one per row, newest first, data-kind=
+//              inquiry|call; an inquiry row contains its note text) [data-testid=history-filter]
+//   inquiry:   #inquiry-form #inquiry-category #inquiry-note #inquiry-who-self #inquiry-who-proxy
+//              #inquiry-relationship #inquiry-follow-up #inquiry-submit #inquiry-status
+//              #inquiry-error; field errors: [data-field-error=category|note|relationship|…]
+//   other:     #toast (quiet errors)
+//
+//   lookup:    [data-testid=lookup-pending] while the caller's record is still being looked up,
+//              [data-testid=lookup-failed] when that lookup failed
+//   other:     #toast (quiet errors)
+//
+// Server calls: GET /api/me, POST /api/session, DELETE /api/session,
+// GET /ws[?since=SEQ&epoch=EPOCH], GET /api/residents?ticket=|kana=&birth_date=|phone=,
+// GET /api/residents/{id}, POST /api/calls/{call id}/resident, POST /api/inquiries.
+//
+// Modules: app.js (this: login, wiring), live.js (the /ws connection), api.js (fetch),
+// state.js (screens and drafts), calls.js (pops, call updates, resume), workspace.js (page
+// layout, tabs), banner.js (the call banner), resident.js (record, household, bookings),
+// search.js, history.js, inquiry.js, dom.js, i18n.js, format.js. Every screen to come (supervisor,
+// venue, planner) reuses live.js, api.js, dom.js, i18n.js and format.js.
+
+import { api, errorText, onUnauthorized } from "./api.js";
+import { renderBanner, tick } from "./banner.js";
+import { onCallUpdate, onCandidatesUpdate, onHello, onScreenPop } from "./calls.js";
+import { $ } from "./dom.js";
+import { applyI18n, lang, setLang, t } from "./i18n.js";
+import { LiveConnection } from "./live.js";
+import { closePickList } from "./resident.js";
+import { activeSession, isDirty, newSearch, state } from "./state.js";
+import { refreshResident, renderChrome, renderWorkspace, setConn } from "./workspace.js";
+
+// ---------------------------------------------------------------------------------------------
+// Login
+
+async function boot() {
+  onUnauthorized(sessionExpired);
+  bindChrome();
+  applyI18n();
+  try {
+    const r = await api("GET", "/api/me");
+    if (r.ok && r.data && r.data.user) startApp(r.data.user);
+    else showLogin();
+  } catch {
+    showLogin(t("err.network"));
+  } finally {
+    $("#boot").remove();
+  }
+}
+
+function showLogin(message = "") {
+  $("#login-view").hidden = false;
+  $("#app-view").hidden = true;
+  $("#agent").hidden = true;
+  $("#conn-state").hidden = true;
+  $("#logout").hidden = true;
+  const err = $("#login-error");
+  err.textContent = message;
+  err.hidden = !message;
+  document.title = `${t("login.heading")} | 窓口 madoguchi`;
+  const user = $("#login-username");
+  (user.value ? $("#login-password") : user).focus();
+}
+
+async function submitLogin(event) {
+  event.preventDefault();
+  const username = $("#login-username").value.trim();
+  const password = $("#login-password").value;
+  const err = $("#login-error");
+  if (!username || !password) {
+    err.textContent = t("login.required");
+    err.hidden = false;
+    (username ? $("#login-password") : $("#login-username")).focus();
+    return;
+  }
+  const button = $("#login-submit");
+  button.disabled = true;
+  button.textContent = t("login.busy");
+  try {
+    const r = await api("POST", "/api/session", { username, password });
+    if (r.ok && r.data && r.data.user) {
+      $("#login-password").value = "";
+      err.hidden = true;
+      startApp(r.data.user);
+    } else {
+      err.textContent = r.status === 401 || r.status === 403 ? t("login.failed") : errorText(r);
+      err.hidden = false;
+      $("#login-password").select();
+    }
+  } catch {
+    err.textContent = t("err.network");
+    err.hidden = false;
+  } finally {
+    button.disabled = false;
+    button.textContent = t("login.submit");
+  }
+}
+
+function startApp(user) {
+  // Same person signing back in after an expired session keeps the open screens and drafts.
+  if (!state.user || state.user.id !== user.id) {
+    state.sessions = [];
+    state.activeKey = null;
+    state.idleSearch = newSearch();
+    state.seenCalls = new Set();
+    live.forget();
+  }
+  state.user = user;
+  state.extension = user.extension || "";
+  if (document.activeElement && document.activeElement.closest("#login-view")) document.activeElement.blur();
+  $("#login-view").hidden = true;
+  $("#app-view").hidden = false;
+  $("#agent").hidden = false;
+  $("#conn-state").hidden = false;
+  $("#logout").hidden = false;
+  renderChrome();
+  renderWorkspace();
+  live.start();
+}
+
+function sessionExpired() {
+  live.stop();
+  showLogin(t("err.session"));
+}
+
+/**
+ * Ask before throwing away unsaved notes. Automated browsers (navigator.webdriver) are not asked:
+ * a scripted run has nobody to answer a native dialog and would stall on it.
+ */
+function mayDiscardDrafts() {
+  if (!state.sessions.some(isDirty) || navigator.webdriver) return true;
+  return window.confirm(t("leave.confirm"));
+}
+
+async function logout() {
+  if (!mayDiscardDrafts()) return;
+  live.stop();
+  try {
+    await api("DELETE", "/api/session");
+  } catch {
+    // logged out locally either way
+  }
+  state.user = null;
+  state.sessions = [];
+  state.activeKey = null;
+  state.idleSearch = newSearch();
+  live.forget();
+  $("#workspace").replaceChildren();
+  showLogin();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live connection: the agent's topic on /ws
+
+const live = new LiveConnection({
+  onMessage,
+  onStatus: setConn,
+  onExpired: sessionExpired,
+});
+
+function onMessage(msg, { resync }) {
+  switch (msg.type) {
+    case "hello":
+      onHello(msg, { resync });
+      break;
+    case "screen_pop":
+      onScreenPop(msg);
+      break;
+    case "candidates_update":
+      onCandidatesUpdate(msg);
+      break;
+    case "call_update":
+      onCallUpdate(msg);
+      break;
+    default:
+      break; // pong and message types this screen does not use
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+
+function bindChrome() {
+  $("#login-form").addEventListener("submit", submitLogin);
+  $("#logout").addEventListener("click", logout);
+  $("#lang-toggle").addEventListener("click", () => {
+    setLang(lang() === "ja" ? "en" : "ja");
+    const toggle = $("#lang-toggle");
+    toggle.lang = lang() === "ja" ? "en" : "ja";
+    applyI18n();
+    if (state.user) {
+      renderChrome();
+      renderWorkspace();
+    } else {
+      document.title = `${t("login.heading")} | 窓口 madoguchi`;
+    }
+  });
+  $("#lang-toggle").lang = lang() === "ja" ? "en" : "ja";
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.isComposing) return;
+    const s = activeSession();
+    if (!s) return;
+    if (s.pickOpen && s.record) {
+      event.preventDefault();
+      closePickList(s);
+    } else if (s.pickOpen && s.candidates.length > 1) {
+      event.preventDefault();
+      closePickList(s);
+    } else if (s.searchOpen && (s.record || s.candidates.length > 0)) {
+      event.preventDefault();
+      s.searchOpen = false;
+      refreshResident(s);
+      $("#search-other")?.focus();
+    } else if (s.confirmDismiss) {
+      s.confirmDismiss = false;
+      renderBanner(s);
+    }
+  });
+
+  window.addEventListener("beforeunload", (event) => {
+    if (state.sessions.some(isDirty) && !navigator.webdriver) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+
+  setInterval(tick, 1000);
+}
+
+boot();
