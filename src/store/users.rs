@@ -116,9 +116,7 @@ impl Store {
         role: Role,
         extension: Option<&Extension>,
     ) -> anyhow::Result<i64> {
-        // The first statement writes, so a deferred SQLite transaction takes its write lock at
-        // once and never upgrades from a stale read snapshot.
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO users (username, display_name, password_hash, role, extension, created_at) \
              VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (username) DO UPDATE SET \
@@ -131,13 +129,13 @@ impl Store {
         .bind(role.code())
         .bind(extension.map(|e| e.as_str().to_string()))
         .bind(super::now())
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await
         .with_context(|| format!("saving user {username} (is the extension taken by another user?)"))?;
         let id: i64 = row.try_get(0)?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await
             .with_context(|| format!("ending the sessions of {username}"))?;
         tx.commit()
@@ -149,14 +147,12 @@ impl Store {
     /// Disables a login and ends its sessions (the row stays: calls and the audit trail name
     /// it). False when no active user has that name.
     pub async fn remove_user(&self, username: &str) -> anyhow::Result<bool> {
-        // The first statement writes, so a deferred SQLite transaction takes its write lock at
-        // once and never upgrades from a stale read snapshot.
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE users SET active = 0 WHERE username = $1 AND active = 1 RETURNING id",
         )
         .bind(username.to_string())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await
         .with_context(|| format!("removing user {username}"))?;
         let Some(row) = row else {
@@ -165,7 +161,7 @@ impl Store {
         let id: i64 = row.try_get(0)?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await
             .with_context(|| format!("ending the sessions of {username}"))?;
         tx.commit()
