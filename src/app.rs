@@ -110,36 +110,28 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         board,
         links: Arc::new(links),
         ws_clients: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        password_checks: crate::http::session::PasswordChecks::for_this_machine(),
         call_log: call_log.status(),
-        login_throttle: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let mut stop = shutdown_rx.clone();
-    let router = app(state.clone());
-    // Pops leave at once: no Nagle delay waiting for the browser's delayed ACK.
-    let listener = {
-        use axum::serve::ListenerExt;
-        listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        })
+    let doors = Doors {
+        header_timeout: settings.header_timeout(),
+        max_connections: settings.connection_cap(),
     };
-    let http = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
-        .await
-    });
+    tracing::debug!(?doors, "HTTP limits");
+    let http = tokio::spawn(serve(
+        listener,
+        app(state.clone()),
+        doors,
+        shutdown_rx.clone(),
+    ));
+    let sweep = tokio::spawn(sweep_expired(store.clone(), shutdown_rx.clone()));
     core.push(("call tracker", tracker_task));
     core.push(("agent directory", refresh));
+    core.push(("session sweep", sweep));
     tracing::info!(%addr, database = %crate::store::mask_url(&settings.database_url), "madoguchi serving");
     Ok(Running {
         addr,
@@ -227,6 +219,160 @@ impl Running {
         }
         state.store.close().await;
         Ok(())
+    }
+}
+
+/// The limits the HTTP server puts on connections, before any request reaches the router.
+#[derive(Debug, Clone, Copy)]
+struct Doors {
+    /// How long a connection may take to send a request's headers, and how long a kept-alive
+    /// connection may sit idle between requests.
+    header_timeout: Duration,
+    /// Connections open at once, WebSockets included. When all are taken the server stops
+    /// accepting (new ones wait in the listen backlog) instead of running out of file
+    /// descriptors, which would stop it accepting anything, `/healthz` included.
+    max_connections: usize,
+}
+
+/// Serves HTTP/1.1 (and WebSocket upgrades) on `listener` within [`Doors`], until `stop`.
+/// axum's own `serve` cannot set a header read timeout, hence this loop around hyper.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    doors: Doors,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(doors.max_connections));
+    // Connection tasks hold a receiver; `closed()` on the sender says they have all ended.
+    let (close_tx, close_rx) = watch::channel(());
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of descriptors or memory, or a connection reset before it was
+                    // accepted: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        // Pops travel on these sockets: no Nagle delay.
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(Admitted {
+            stream,
+            _permit: permit,
+        });
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(router.clone(), req)
+            });
+        let mut closing = close_rx.clone();
+        let mut stopping = stop.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(doors.header_timeout)
+                .serve_connection(io, service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stopping.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            let _ = closing.borrow_and_update();
+        });
+    }
+    drop(listener);
+    drop(close_rx);
+    // Requests in flight finish (bounded by the caller's timeout); upgraded WebSockets are
+    // not waited for.
+    close_tx.closed().await;
+    Ok(())
+}
+
+/// A connection with its place among [`Doors::max_connections`]: the permit is given back
+/// when the socket closes, also after an upgrade to a WebSocket hands the socket on.
+struct Admitted {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Admitted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Admitted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Deletes expired sessions and old login counters every ten minutes, so neither table grows
+/// without bound.
+async fn sweep_expired(store: Store, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(10 * 60);
+    loop {
+        let window = chrono::Duration::from_std(crate::http::session::WINDOW).unwrap_or_default();
+        let stale = crate::store::ts(chrono::Utc::now() - window);
+        match store.sweep_expired(&stale).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "swept expired sessions"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not sweep expired sessions"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
     }
 }
 

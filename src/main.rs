@@ -46,7 +46,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Add a user (or reset an existing one's password, role and extension).
+    /// Add a user (or reset an existing one's password, role and extension; that ends the
+    /// user's sessions).
     Add {
         #[arg(long)]
         username: String,
@@ -60,6 +61,11 @@ enum UserCommand {
         extension: Option<String>,
         #[arg(long, default_value = "")]
         display_name: String,
+    },
+    /// Disable a login and end its sessions.
+    Remove {
+        #[arg(long)]
+        username: String,
     },
 }
 
@@ -152,8 +158,23 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     extension.as_ref(),
                 )
                 .await?;
-            println!("user {} (id {id}) saved as {role}", username.trim());
+            println!(
+                "user {} (id {id}) saved as {role}; any earlier sessions are ended",
+                username.trim()
+            );
             store.close().await;
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Remove { username },
+        } => {
+            let store = Store::open(&settings.database_url).await?;
+            let removed = store.remove_user(username.trim()).await;
+            store.close().await;
+            if !removed? {
+                anyhow::bail!("--username: no active user {:?}", username.trim());
+            }
+            println!("user {} removed; their sessions are ended", username.trim());
             Ok(())
         }
         Command::Import {
