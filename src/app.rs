@@ -51,6 +51,9 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     if settings.ami_address.is_some() {
         link_names.push("ami".to_string());
     }
+    if settings.webhook_token.is_some() {
+        link_names.push(crate::pbx::webhook::LINK.to_string());
+    }
     let mut tracker = Tracker::new(
         store.clone(),
         hub.clone(),
@@ -112,6 +115,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         ws_clients: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         password_checks: crate::http::session::PasswordChecks::for_this_machine(),
         call_log: call_log.status(),
+        pbx_events: events_tx.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await

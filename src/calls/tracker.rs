@@ -57,6 +57,9 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(120);
 pub const MAX_SILENCE: Duration = Duration::from_secs(4 * 3600);
 /// Live calls held at most; past it the longest-silent one is closed to make room.
 pub const MAX_LIVE_CALLS: usize = 10_000;
+/// Links that push events and list nothing at a reconnect (the HTTP webhook): their calls
+/// left open by an earlier process continue at once, bounded by [`MAX_SILENCE`].
+const PUSH_LINKS: &[&str] = &["webhook"];
 /// How often the bounds above are checked.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
@@ -251,7 +254,11 @@ impl Tracker {
                 .links
                 .as_ref()
                 .is_none_or(|ls| ls.iter().any(|l| l == link));
-            if served {
+            if served && PUSH_LINKS.contains(&link) {
+                let link = link.to_string();
+                tracing::info!(call = %row.id, "call from before the restart continues (its PBX pushes events)");
+                self.continue_call(row, &link, &[]);
+            } else if served {
                 self.orphans.insert(row.id.clone(), row);
             } else {
                 tracing::info!(call = %row.id, "call left open with no PBX link to ask; closed");

@@ -57,7 +57,11 @@ pub fn outcome(
         Outcome::Busy
     } else if any(DialStatus::NoAnswer) || cause == Some(CAUSE_NO_ANSWER) {
         Outcome::NoAnswer
-    } else if any(DialStatus::Congestion) || any(DialStatus::Unavailable) {
+    } else if any(DialStatus::Congestion)
+        || any(DialStatus::Unavailable)
+        || matches!(cause, Some(1 | 27 | 34 | 38))
+    {
+        // Unallocated number, destination out of order, no circuit, network out of order.
         Outcome::Failed
     } else {
         Outcome::Abandoned
@@ -92,6 +96,7 @@ mod tests {
         assert_eq!(outcome(false, false, &[NoAnswer], None), Outcome::NoAnswer);
         assert_eq!(outcome(false, false, &[], Some(19)), Outcome::NoAnswer);
         assert_eq!(outcome(false, false, &[Unavailable], None), Outcome::Failed);
+        assert_eq!(outcome(false, false, &[], Some(34)), Outcome::Failed);
         assert_eq!(
             outcome(false, false, &[Cancel], Some(16)),
             Outcome::Abandoned

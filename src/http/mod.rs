@@ -9,6 +9,7 @@ pub mod ops;
 pub mod queues;
 pub mod residents;
 pub mod session;
+pub mod webhook;
 pub mod ws;
 
 use crate::calls::AgentDirectory;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub ws_clients: Arc<std::sync::atomic::AtomicI64>,
     /// The call log writer's health and backlog (for /readyz and /metrics).
     pub call_log: Arc<crate::calls::writer::WriterStatus>,
+    /// Events from PBXes that push them over HTTP (the webhook), to the tracker.
+    pub pbx_events: tokio::sync::mpsc::Sender<crate::pbx::PbxEvent>,
 }
 
 /// Who may use which route. Every route belongs to exactly one group below; the README's
@@ -84,6 +87,8 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::router())
         .merge(session::login_router())
         .merge(assets::router())
+        // nobody, with the webhook token in the path: a PBX reporting calls
+        .merge(webhook::router())
         // STAFF: /api/me, /api/inquiry-categories
         .merge(admit(
             STAFF,

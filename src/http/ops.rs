@@ -143,7 +143,12 @@ async fn openapi() -> Json<serde_json::Value> {
             "/api/inquiries": {"post": {"summary": "save an inquiry against a resident and/or call",
                 "responses": {"201": {"description": "saved"}, "422": {"description": "a field is wrong; `field` names it"}}}},
             "/api/inquiry-categories": {"get": op("the inquiry categories")},
-            "/api/queues": {"get": op("per queue: waiting (caller_number, wait_s), offered, answered, abandoned, service_level, asa_s, aht_s today; agents with state and connection")}
+            "/api/queues": {"get": op("per queue: waiting (caller_number, wait_s), offered, answered, abandoned, service_level, asa_s, aht_s today; agents with state and connection")},
+            "/api/pbx/webhook/{token}": {"post": {"summary": "a PBX reports a call event in the Zammad generic-CTI shape (newCall, answer, hangup; JSON or form data); the token is MADOGUCHI_WEBHOOK_TOKEN",
+                "security": [],
+                "parameters": [{"name": "token", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "{}"}, "401": {"description": "wrong token"}, "404": {"description": "no webhook token configured"},
+                              "415": {"description": "neither JSON nor form data"}, "422": {"description": "a field is missing or wrong (named)"}}}}
         }
     }))
 }

@@ -8,6 +8,7 @@
 //! event carries both and the tracker follows the channel.
 
 pub mod ami;
+pub mod webhook;
 
 use chrono::{DateTime, Utc};
 

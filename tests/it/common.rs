@@ -38,6 +38,22 @@ impl TestServer {
     /// A server on `db`, reaching it through `store` (which may take another road to the
     /// same database, such as a proxy a test can cut).
     pub async fn start_on(db: TestDb, store: Store, ami: Option<String>) -> TestServer {
+        Self::start_with(db, store, move |s: &mut Settings| {
+            if let Some(addr) = ami {
+                s.ami_address = Some(addr);
+                s.ami_username = "madoguchi".into();
+                s.ami_secret = "s3cret".into();
+            }
+        })
+        .await
+    }
+
+    /// A server on `db` through `store`, with settings changed by `adjust`.
+    pub async fn start_with(
+        db: TestDb,
+        store: Store,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> TestServer {
         let spool = std::env::temp_dir().join(format!(
             "madoguchi-spool-{}-{}",
             std::process::id(),
@@ -49,11 +65,7 @@ impl TestServer {
             database_url: db.url.clone(),
             ..Settings::default()
         };
-        if let Some(addr) = ami {
-            settings.ami_address = Some(addr);
-            settings.ami_username = "madoguchi".into();
-            settings.ami_secret = "s3cret".into();
-        }
+        adjust(&mut settings);
         let running = build_with_store(settings, store)
             .await
             .expect("server starts");

@@ -13,3 +13,4 @@ mod restart;
 mod resume;
 mod roles;
 mod webdriver;
+mod webhook;

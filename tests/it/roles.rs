@@ -32,11 +32,14 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/queues", PHONES),
     ("GET", "/api/residents", LEDGER),
     ("GET", "/api/residents/{id}", LEDGER),
+    ("POST", "/api/pbx/webhook/{token}", NOBODY),
 ];
 
 /// A concrete path for a templated one.
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "1").replace("{file}", "app.js")
+    path.replace("{id}", "1")
+        .replace("{file}", "app.js")
+        .replace("{token}", "not-the-token")
 }
 
 #[tokio::test]
