@@ -1,4 +1,4 @@
-//! The call tracker: consumes [`PbxEvent`](crate::pbx::PbxEvent)s, keeps live calls, resolves
+//! The call tracker: consumes [`PbxEvent`](crate::domain::call::PbxEvent)s, keeps live calls, resolves
 //! callers to residents, writes the call log, and sends screen pops and call updates through
 //! the [`hub`](crate::hub).
 //!
@@ -11,6 +11,3 @@ pub mod writer;
 
 pub use board::Board;
 pub use tracker::{AgentDirectory, Tracker, TrackerHandle};
-
-#[cfg(test)]
-mod tests;

@@ -27,10 +27,10 @@
 
 use super::writer::CallLog;
 use crate::domain::call::{outcome, outcome_unseen, CAUSE_BUSY};
+use crate::domain::call::{DialStatus, LiveChannel, PbxEvent};
 use crate::domain::{Extension, Outcome, PhoneNumber};
 use crate::hub::{agent_topic, Hub};
 use crate::metrics::Metrics;
-use crate::pbx::{DialStatus, LiveChannel, PbxEvent};
 use crate::store::{calls::CallRow, ts, Store};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -1236,7 +1236,9 @@ impl Tracker {
     }
 
     /// The bounds: orphans whose link never listed them, calls silent for too long.
-    pub(crate) fn sweep(&mut self, now: Instant) {
+    /// Applies the bounds now (the run loop does every 15 s); `now` may be in the future, to see
+    /// what they will close.
+    pub fn sweep(&mut self, now: Instant) {
         if !self.orphans.is_empty() && now >= self.orphan_deadline {
             let at = Utc::now();
             let orphans: Vec<CallRow> = self.orphans.drain().map(|(_, r)| r).collect();

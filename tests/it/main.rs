@@ -12,5 +12,6 @@ mod pbx;
 mod restart;
 mod resume;
 mod roles;
+mod tracker;
 mod webdriver;
 mod webhook;

@@ -1,16 +1,17 @@
 //! The tracker on the real captures: AMI bytes → decoder → translator → tracker → call log,
-//! on every engine.
+//! on every engine. (Here, outside the crate, because it joins two sibling modules, `pbx` and
+//! `calls`, that never import each other.)
 
-use super::{writer, AgentDirectory, Tracker};
-use crate::domain::{Extension, Role};
-use crate::hub::{agent_topic, Hub};
-use crate::metrics::Metrics;
-use crate::pbx::ami::codec::{Decoder, Frame};
-use crate::pbx::ami::translate::Translator;
-use crate::pbx::PbxEvent;
-use crate::store::calls::CallRow;
-use crate::store::testing::TestDb;
-use crate::store::Store;
+use madoguchi::calls::{tracker::EVENT_QUEUE, writer, AgentDirectory, Tracker};
+use madoguchi::domain::call::PbxEvent;
+use madoguchi::domain::{Extension, Role};
+use madoguchi::hub::{agent_topic, Hub};
+use madoguchi::metrics::Metrics;
+use madoguchi::pbx::ami::codec::{Decoder, Frame};
+use madoguchi::pbx::ami::translate::Translator;
+use madoguchi::store::calls::CallRow;
+use madoguchi::store::testing::TestDb;
+use madoguchi::store::Store;
 use std::sync::Arc;
 
 fn events_of(fixture: &str) -> Vec<PbxEvent> {
@@ -35,17 +36,12 @@ fn events_of(fixture: &str) -> Vec<PbxEvent> {
 }
 
 /// Runs events through a tracker's own loop, then shuts it down and drains the call log.
-pub(crate) async fn run_events(
-    store: &Store,
-    hub: &Hub,
-    directory: AgentDirectory,
-    events: Vec<PbxEvent>,
-) {
+async fn run_events(store: &Store, hub: &Hub, directory: AgentDirectory, events: Vec<PbxEvent>) {
     let metrics = Arc::new(Metrics::default());
-    let spool = crate::store::testing::TempDir::new("spool").unwrap();
+    let spool = madoguchi::store::testing::TempDir::new("spool").unwrap();
     let (log, task) = writer::spawn(store.clone(), metrics.clone(), spool.0.clone());
     let tracker = Tracker::new(store.clone(), hub.clone(), metrics, log.clone(), directory);
-    let (tx, rx) = tokio::sync::mpsc::channel(super::tracker::EVENT_QUEUE);
+    let (tx, rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(tracker.run(rx, stop_rx));
     for ev in events {
@@ -64,7 +60,7 @@ async fn track(
     store: &Store,
     events: Vec<PbxEvent>,
     agents: &[&str],
-) -> (Vec<CallRow>, Hub, Vec<crate::hub::Subscription>) {
+) -> (Vec<CallRow>, Hub, Vec<madoguchi::hub::Subscription>) {
     let hub = Hub::new();
     let subs: Vec<_> = agents
         .iter()
@@ -95,7 +91,7 @@ async fn track(
     (calls, hub, subs)
 }
 
-fn frames(sub: &mut crate::hub::Subscription) -> Vec<serde_json::Value> {
+fn frames(sub: &mut madoguchi::hub::Subscription) -> Vec<serde_json::Value> {
     let mut v = Vec::new();
     while let Ok(f) = sub.rx.try_recv() {
         v.push(serde_json::from_str(&f.text).unwrap());
@@ -244,9 +240,9 @@ fn channel_event(call: &str, channel: &str, number: &str) -> PbxEvent {
 /// that survived, and logs each exactly once.
 #[tokio::test]
 async fn resync_after_reconnect_ends_vanished_calls_once() {
-    use crate::pbx::LiveChannel;
+    use madoguchi::domain::call::LiveChannel;
     let db = TestDb::new("sqlite").await.unwrap();
-    let spool = crate::store::testing::TempDir::new("spool").unwrap();
+    let spool = madoguchi::store::testing::TempDir::new("spool").unwrap();
     let (log, task) = writer::spawn(
         db.store.clone(),
         Arc::new(Metrics::default()),
@@ -346,17 +342,20 @@ async fn resync_after_reconnect_ends_vanished_calls_once() {
 
 #[test]
 fn placeholder_caller_names_are_dropped() {
-    assert_eq!(crate::domain::phone::caller_display_name("<unknown>"), "");
     assert_eq!(
-        crate::domain::phone::caller_display_name("+31150010001"),
+        madoguchi::domain::phone::caller_display_name("<unknown>"),
         ""
     );
     assert_eq!(
-        crate::domain::phone::caller_display_name(" Eugene R "),
+        madoguchi::domain::phone::caller_display_name("+31150010001"),
+        ""
+    );
+    assert_eq!(
+        madoguchi::domain::phone::caller_display_name(" Eugene R "),
         "Eugene R"
     );
     assert_eq!(
-        crate::domain::phone::caller_display_name("舞鶴 花子"),
+        madoguchi::domain::phone::caller_display_name("舞鶴 花子"),
         "舞鶴 花子"
     );
 }
@@ -365,9 +364,9 @@ fn placeholder_caller_names_are_dropped() {
 /// a bound or leave rows open for ever.
 #[tokio::test]
 async fn calls_that_never_end_are_bounded() {
-    use super::tracker::{MAX_LIVE_CALLS, MAX_SILENCE};
+    use madoguchi::calls::tracker::{MAX_LIVE_CALLS, MAX_SILENCE};
     let db = TestDb::new("sqlite").await.unwrap();
-    let spool = crate::store::testing::TempDir::new("spool").unwrap();
+    let spool = madoguchi::store::testing::TempDir::new("spool").unwrap();
     let (log, task) = writer::spawn(
         db.store.clone(),
         Arc::new(Metrics::default()),
@@ -415,7 +414,7 @@ async fn calls_that_never_end_are_bounded() {
     db.cleanup().await;
 }
 
-crate::on_each_engine!(
+madoguchi::on_each_engine!(
     fixture_01_one_answered_queue_call_from_123_by_sip_777,
     fixture_02_answered_by_the_member_that_answered,
     fixture_03_abandoned_with_hold_time,
