@@ -518,6 +518,15 @@ async fn a_page_resumes_across_a_server_restart() {
         json!("ringing"),
         "the call that came in while the page was away shows"
     );
+    // It waits as a tab beside the screen with the note; the agent switches to it.
+    let queued = d
+        .script(
+            "const t = [...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === arguments[0]); \
+             if (!t || t.dataset.unseen !== 'true') return false; t.click(); return true;",
+            vec![json!(comes_id)],
+        )
+        .await;
+    assert_eq!(queued, json!(true), "the new call waits as a tab");
     let name = d
         .find("[data-testid=resident-name]", WAIT)
         .await
@@ -640,6 +649,236 @@ async fn a_pop_without_the_record_fills_in_when_it_arrives() {
         d.find("#search-ticket", WAIT).await.is_some(),
         "with the search"
     );
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// A fake call for the agent's topic, as the tracker sends it.
+fn fake_call(id: &str, caller: &str, state: &str) -> Value {
+    json!({"id": id, "caller_number": caller, "caller_name": null, "queue": "vaccine",
+           "dialled": "0773-62-0000", "started_at": chrono::Utc::now().to_rfc3339(),
+           "resident_id": null, "state": state})
+}
+
+/// What has the focus, and the note's text: `[id, value of #inquiry-note, shown call id]`.
+async fn focus_and_note(d: &Driver) -> Value {
+    d.script(
+        "const n = document.querySelector('#inquiry-note'); const p = document.querySelector('#pop'); \
+         return [document.activeElement && (document.activeElement.id || document.activeElement.tagName), \
+                 n ? n.value : null, p ? p.dataset.callId : null];",
+        vec![],
+    )
+    .await
+}
+
+/// At a 1366×768 desk the agent is typing the note of call A when call B pops: the note, its
+/// text and the caret stay on A; B waits as a tab that says so, and the banner counts it. F2
+/// goes to B, A's tab comes back to the note with everything typed, even the keys pressed
+/// after B popped. Enter is a new line there; Ctrl+Enter saves.
+#[tokio::test]
+async fn a_new_call_waits_beside_the_note_being_typed() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.store()
+        .insert_residents(&[
+            resident(20, "岡本 清", "オカモト　キヨシ", &["0773-62-1234"]),
+            resident(21, "舞鶴 花子", "マイヅル　ハナコ", &["0773-62-5678"]),
+        ])
+        .await
+        .unwrap();
+    let api = srv.login("sato").await;
+    let mut records = Vec::new();
+    for phone in ["0773621234", "0773625678"] {
+        let (_, found) = api.get(&format!("/api/residents?phone={phone}")).await;
+        records.push(
+            api.get(&format!("/api/residents/{}", found[0]["id"]))
+                .await
+                .1,
+        );
+    }
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    d.set_window(1366, 768).await;
+    log_in(&d, &srv.url, "sato").await;
+    let hub = &srv.running.as_ref().expect("running").state.hub;
+    let topic = madoguchi::hub::agent_topic("777");
+    let pop = |id: &str, caller: &str, rec: &Value| {
+        json!({"type": "screen_pop", "call": fake_call(id, caller, "ringing"), "candidates": [rec]})
+            .to_string()
+    };
+
+    hub.publish(&topic, &pop("t:a", "+81773621234", &records[0]));
+    assert_eq!(wait_phase(&d, "t:a", "ringing").await, json!("ringing"));
+    let answered = json!({"type": "call_update", "event": "answered_here",
+                          "call": fake_call("t:a", "+81773621234", "talking")});
+    hub.publish(&topic, &answered.to_string());
+    assert_eq!(wait_phase(&d, "t:a", "talking").await, json!("talking"));
+    let note = d.find("#inquiry-note", WAIT).await.expect("note field");
+    d.click(&note).await;
+    d.keys("2回目の日程を").await;
+
+    hub.publish(&topic, &pop("t:b", "+81773625678", &records[1]));
+    let tab = d
+        .wait_for(
+            "const t = [...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === 't:b'); \
+             return !!t && t.dataset.unseen === 'true' && t.dataset.phase === 'ringing';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(tab, json!(true), "B shows as a tab marked new");
+    let waiting = d
+        .wait_for(
+            "const w = document.querySelector('#call-banner [data-testid=calls-waiting]'); return w && w.dataset.count;",
+            WAIT,
+        )
+        .await;
+    assert_eq!(waiting, json!("1"), "the banner counts the call waiting");
+    assert_eq!(
+        focus_and_note(&d).await,
+        json!(["inquiry-note", "2回目の日程を", "t:a"]),
+        "A's note keeps its text and the caret"
+    );
+    // The agent goes on typing without looking: the keys land in A's note.
+    d.keys("変更したい").await;
+    assert_eq!(
+        focus_and_note(&d).await,
+        json!(["inquiry-note", "2回目の日程を変更したい", "t:a"])
+    );
+    let hint = d
+        .script(
+            "return document.querySelector('#sessions').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(
+        hint.as_str().unwrap_or_default().contains("F2"),
+        "the switch key is shown: {hint}"
+    );
+
+    // F2: to the waiting call; its tab: back to A, where nothing was lost.
+    d.keys("\u{E032}").await;
+    assert_eq!(
+        d.wait_for(
+            "const p = document.querySelector('#pop'); return p && p.dataset.callId;",
+            WAIT
+        )
+        .await,
+        json!("t:b")
+    );
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("B's record");
+    assert_eq!(d.text(&name).await, "舞鶴 花子");
+    d.script(
+        "[...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === 't:a').click();",
+        vec![],
+    )
+    .await;
+    let back = d
+        .wait_for(
+            "const p = document.querySelector('#pop'); return !!p && p.dataset.callId === 't:a' && document.activeElement.id === 'inquiry-note';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(back, json!(true), "A's screen with the caret in its note");
+    d.keys("。").await;
+    assert_eq!(
+        focus_and_note(&d).await,
+        json!(["inquiry-note", "2回目の日程を変更したい。", "t:a"])
+    );
+
+    // Enter is a new line, Ctrl+Enter saves (the category first).
+    d.keys("\u{E007}").await;
+    assert_eq!(
+        focus_and_note(&d).await[1],
+        json!("2回目の日程を変更したい。\n"),
+        "Enter adds a line"
+    );
+    d.script(
+        "const s = document.querySelector('#inquiry-category'); s.value = 'appointment_change'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await;
+    let note = d.find("#inquiry-note", WAIT).await.expect("note field");
+    d.type_into(&note, "\u{E009}\u{E007}\u{E000}").await;
+    let saved = d
+        .wait_for(
+            "return [...document.querySelectorAll('[data-testid=history-item]')].some(e => e.textContent.includes('2回目の日程を変更したい。'));",
+            WAIT,
+        )
+        .await;
+    assert_eq!(saved, json!(true), "Ctrl+Enter saves the whole note");
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// A reload (F5) while a call rings: the page comes back on that call's screen, with the
+/// caller's record, and the inquiry the agent had started (category and note).
+#[tokio::test]
+async fn a_reload_during_a_call_restores_its_screen_and_draft() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let mut pbx = FakeAsterisk::start().await;
+    let srv = TestServer::start("sqlite", Some(pbx.addr.clone())).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.store()
+        .insert_residents(&[resident(20, "岡本 清", "オカモト　キヨシ", &["123"])])
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, pbx.logins.recv())
+        .await
+        .expect("AMI login");
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    log_in(&d, &srv.url, "sato").await;
+    let (ringing, _answer, call_id) = call_from_123(0);
+    pbx.send(&ringing);
+    assert_eq!(wait_phase(&d, &call_id, "ringing").await, json!("ringing"));
+    d.script(
+        "const s = document.querySelector('#inquiry-category'); s.value = 'transport'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await;
+    let note = d.find("#inquiry-note", WAIT).await.expect("note field");
+    d.type_into(&note, "送迎バスの乗り場を確認").await;
+
+    d.refresh().await;
+    let back = d
+        .wait_for(
+            &format!(
+                "const p = document.querySelector('#pop'); const n = document.querySelector('#inquiry-note'); \
+                 return !!p && p.dataset.callId === {call_id:?} && p.dataset.phase === 'ringing' && !!n && \
+                 n.value === '送迎バスの乗り場を確認' && document.querySelector('#inquiry-category').value === 'transport' && \
+                 document.querySelector('#conn-state').dataset.state === 'online';"
+            ),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        back,
+        json!(true),
+        "the call's screen and its draft are back"
+    );
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("with the caller's record");
+    assert_eq!(d.text(&name).await, "岡本 清");
     assert_eq!(
         page_errors(&d).await,
         Vec::<String>::new(),

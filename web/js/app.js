@@ -50,12 +50,12 @@
 
 import { api, errorText, onUnauthorized } from "./api.js";
 import { renderBanner, tick } from "./banner.js";
-import { onCallUpdate, onCandidatesUpdate, onHello, onScreenPop } from "./calls.js";
+import { onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
 import { closePickList } from "./resident.js";
-import { activeSession, isDirty, newSearch, state } from "./state.js";
+import { activeSession, forgetPersisted, isDirty, newSearch, persist, restorePersisted, state } from "./state.js";
 import { refreshResident, renderChrome, renderWorkspace, setConn } from "./workspace.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -70,21 +70,29 @@ async function boot() {
     if (r.ok && r.data && r.data.user) startApp(r.data.user);
     else showLogin();
   } catch {
-    showLogin(t("err.network"));
+    showLogin("err.network");
   } finally {
     $("#boot").remove();
   }
 }
 
-function showLogin(message = "") {
+/** The login form's error as a message key, so switching the language translates it too. */
+let loginError = null;
+
+function setLoginError(key, raw = "") {
+  loginError = key ? { key, raw } : null;
+  const err = $("#login-error");
+  err.textContent = key ? (key === "raw" ? raw : t(key)) : "";
+  err.hidden = !key;
+}
+
+function showLogin(messageKey = null) {
   $("#login-view").hidden = false;
   $("#app-view").hidden = true;
   $("#agent").hidden = true;
   $("#conn-state").hidden = true;
   $("#logout").hidden = true;
-  const err = $("#login-error");
-  err.textContent = message;
-  err.hidden = !message;
+  setLoginError(messageKey);
   document.title = `${t("login.heading")} | 窓口 madoguchi`;
   const user = $("#login-username");
   (user.value ? $("#login-password") : user).focus();
@@ -94,10 +102,8 @@ async function submitLogin(event) {
   event.preventDefault();
   const username = $("#login-username").value.trim();
   const password = $("#login-password").value;
-  const err = $("#login-error");
   if (!username || !password) {
-    err.textContent = t("login.required");
-    err.hidden = false;
+    setLoginError("login.required");
     (username ? $("#login-password") : $("#login-username")).focus();
     return;
   }
@@ -108,16 +114,16 @@ async function submitLogin(event) {
     const r = await api("POST", "/api/session", { username, password });
     if (r.ok && r.data && r.data.user) {
       $("#login-password").value = "";
-      err.hidden = true;
+      setLoginError(null);
       startApp(r.data.user);
     } else {
-      err.textContent = r.status === 401 || r.status === 403 ? t("login.failed") : errorText(r);
-      err.hidden = false;
+      if (r.status === 401 || r.status === 403) setLoginError("login.failed");
+      else if (r.status === 429) setLoginError("login.locked");
+      else setLoginError("raw", errorText(r));
       $("#login-password").select();
     }
   } catch {
-    err.textContent = t("err.network");
-    err.hidden = false;
+    setLoginError("err.network");
   } finally {
     button.disabled = false;
     button.textContent = t("login.submit");
@@ -132,6 +138,8 @@ function startApp(user) {
     state.idleSearch = newSearch();
     state.seenCalls = new Set();
     live.forget();
+    // A reload of this tab: the screens, drafts and the one shown come back.
+    restorePersisted(user);
   }
   state.user = user;
   state.extension = user.extension || "";
@@ -148,7 +156,7 @@ function startApp(user) {
 
 function sessionExpired() {
   live.stop();
-  showLogin(t("err.session"));
+  showLogin("err.session");
 }
 
 /**
@@ -173,6 +181,7 @@ async function logout() {
   state.activeKey = null;
   state.idleSearch = newSearch();
   live.forget();
+  forgetPersisted();
   $("#workspace").replaceChildren();
   showLogin();
 }
@@ -221,12 +230,22 @@ function bindChrome() {
       renderWorkspace();
     } else {
       document.title = `${t("login.heading")} | 窓口 madoguchi`;
+      if (loginError) setLoginError(loginError.key, loginError.raw);
+      if (!$("#login-submit").disabled) $("#login-submit").textContent = t("login.submit");
     }
   });
   $("#lang-toggle").lang = lang() === "ja" ? "en" : "ja";
 
   document.addEventListener("keydown", (event) => {
-    if (event.key !== "Escape" || event.isComposing) return;
+    if (!state.user || event.isComposing) return;
+    // F2 or Alt+N: the call that waits beside the work (else the next open screen).
+    const altN = event.altKey && !event.ctrlKey && !event.metaKey && (event.code === "KeyN" || event.key === "n" || event.key === "N");
+    if (event.key === "F2" || altN) {
+      event.preventDefault();
+      switchTo();
+      return;
+    }
+    if (event.key !== "Escape") return;
     const s = activeSession();
     if (!s) return;
     if (s.pickOpen && s.record) {
@@ -246,6 +265,7 @@ function bindChrome() {
     }
   });
 
+  window.addEventListener("pagehide", () => persist({ now: true }));
   window.addEventListener("beforeunload", (event) => {
     if (state.sessions.some(isDirty) && !navigator.webdriver) {
       event.preventDefault();

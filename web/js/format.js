@@ -179,3 +179,30 @@ export function formatTicket(municipalityCode, ticketNo) {
   const { code, groups } = ticketParts(municipalityCode, ticketNo);
   return [code, ...groups].filter(Boolean).join("-");
 }
+
+// Area codes (市外局番) of 2 and 3 digits; the rest of the 10-digit landlines in the region the
+// screen serves have 4 (0773 舞鶴), which is the default.
+const AREA2 = ["03", "06"];
+const AREA3 = ["011", "022", "025", "027", "028", "029", "042", "043", "044", "045", "046", "047", "048", "049",
+  "052", "053", "054", "055", "058", "059", "072", "073", "075", "076", "077", "078", "079", "082", "083", "086",
+  "087", "088", "089", "092", "093", "095", "096", "097", "098", "099"];
+
+/**
+ * One way of writing every phone number on the screen: national, with hyphens, whatever the
+ * PBX or the ledger sent (+81773608318, 0773608318, 0773-60-8318 all read 0773-60-8318).
+ * Numbers it does not recognise (an internal extension, a short code) pass through unchanged.
+ */
+export function formatPhone(text) {
+  const raw = String(text || "").trim();
+  const d = phoneKey(raw);
+  if (!/^0\d{9,10}$/.test(d)) return raw;
+  if (d.length === 11) {
+    if (/^0[789]0/.test(d) || /^050/.test(d)) return `${d.slice(0, 3)}-${d.slice(3, 7)}-${d.slice(7)}`;
+    if (/^0120|^0800/.test(d)) return `${d.slice(0, 4)}-${d.slice(4, 7)}-${d.slice(7)}`;
+    return raw;
+  }
+  if (/^0120|^0570/.test(d)) return `${d.slice(0, 4)}-${d.slice(4, 7)}-${d.slice(7)}`;
+  if (AREA2.includes(d.slice(0, 2))) return `${d.slice(0, 2)}-${d.slice(2, 6)}-${d.slice(6)}`;
+  if (AREA3.includes(d.slice(0, 3))) return `${d.slice(0, 3)}-${d.slice(3, 6)}-${d.slice(6)}`;
+  return `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}`;
+}

@@ -109,7 +109,7 @@ function callRow(c) {
   if (c.answered_by) bits.push(t("hist.ext", { ext: c.answered_by }));
   if (talk != null && talk >= 0) bits.push(t("hist.duration", { d: fmt.formatDuration(talk) }));
   if (c.hold_s) bits.push(t("hist.hold", { d: fmt.formatDuration(c.hold_s) }));
-  if (c.caller_number) bits.push(c.caller_number);
+  if (c.caller_number) bits.push(fmt.formatPhone(c.caller_number));
   const good = c.outcome === "answered";
   return h(
     "li",

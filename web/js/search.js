@@ -7,7 +7,7 @@ import { $, $$, arrowNavigate, h, icon } from "./dom.js";
 import * as fmt from "./format.js";
 import { t } from "./i18n.js";
 import { personSummary } from "./resident.js";
-import { newSearch } from "./state.js";
+import { newSearch, persist } from "./state.js";
 
 async function runSearch(search, panel, onFound) {
   search.error = null;
@@ -96,6 +96,7 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
     input.value = search[key];
     input.addEventListener("input", () => {
       search[key] = input.value;
+      persist();
       if (search.error) {
         search.error = null;
         updateSearchPanel(panel, search);
