@@ -1,6 +1,7 @@
 //! 生年月日: a birth date as registers and callers write it.
 
 use super::text::fold_trimmed;
+use super::wareki::{self, Era};
 use chrono::NaiveDate;
 use serde::Serialize;
 use std::fmt;
@@ -38,6 +39,23 @@ impl BirthDate {
         let date = NaiveDate::from_ymd_opt(num(parts[0]) as i32, num(parts[1]), num(parts[2]))
             .ok_or_else(|| format!("no such date {s}"))?;
         BirthDate::new(date, today).map_err(|why| format!("{s} {why}"))
+    }
+
+    /// What a person types in a search: the Gregorian forms of [`BirthDate::parse`], or 和暦
+    /// (`昭和25年6月6日`, `S25.6.6`, `S250606`, or `25/6/6` with `era` chosen beside the field),
+    /// see [`wareki::parse`].
+    pub fn parse_written(
+        written: &str,
+        era: Option<Era>,
+        today: NaiveDate,
+    ) -> Result<BirthDate, String> {
+        let s = fold_trimmed(written);
+        let gregorian = s.len() >= 4 && s.bytes().take(4).all(|b| b.is_ascii_digit());
+        if gregorian {
+            return BirthDate::parse(&s, today);
+        }
+        let date = wareki::parse(&s, era)?;
+        BirthDate::new(date, today).map_err(|why| format!("{} {why}", wareki::format(date)))
     }
 
     /// A date already held as a date (a synthetic register, a test), with the same bounds.
@@ -89,6 +107,29 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn wareki_or_gregorian() {
+        let showa = Some(Era::Showa);
+        for s in [
+            "1950-06-06",
+            "昭和25年6月6日",
+            "S25.6.6",
+            "S250606",
+            "25/6/6",
+        ] {
+            assert_eq!(
+                BirthDate::parse_written(s, showa, today()).unwrap().iso(),
+                "1950-06-06",
+                "{s}"
+            );
+        }
+        assert!(BirthDate::parse_written("25/6/6", None, today()).is_err());
+        assert!(BirthDate::parse_written("昭和64年1月8日", None, today()).is_err());
+        assert!(BirthDate::parse_written("R5.1.1", None, today())
+            .unwrap_err()
+            .contains("future"));
     }
 
     #[test]
