@@ -887,3 +887,181 @@ async fn a_reload_during_a_call_restores_its_screen_and_draft() {
     d.quit().await;
     srv.stop().await;
 }
+
+/// The controls whose text does not fit: inputs, selects and buttons on screen whose content is
+/// wider than their box (a select by its longest option, as the open list would show it).
+const CLIPPED: &str = "\
+    const out = []; const probe = document.createElement('span'); \
+    probe.style.cssText = 'position:absolute;visibility:hidden;white-space:pre'; document.body.append(probe); \
+    for (const el of document.querySelectorAll('input, select, button')) { \
+      if (!el.offsetParent || el.type === 'radio' || el.type === 'checkbox' || el.type === 'hidden') continue; \
+      let clipped = el.scrollWidth > el.clientWidth; \
+      if (el.tagName === 'SELECT') { \
+        const cs = getComputedStyle(el); probe.style.font = cs.font; \
+        const room = el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight); \
+        for (const o of el.options) { probe.textContent = o.textContent; if (probe.offsetWidth > room) clipped = true; } \
+      } \
+      if (clipped) out.push((el.id || el.className || el.tagName) + ': ' + (el.value || el.textContent).trim().slice(0, 30)); \
+    } \
+    probe.remove(); return out;";
+
+/// Where the essentials sit on the screen: each is inside the viewport, or the rectangle that
+/// is not (for the failure message).
+const ESSENTIALS: &str = "\
+    const vh = innerHeight, vw = innerWidth, out = {}; \
+    const place = (name, el) => { if (!el) { out[name] = 'missing'; return; } \
+      const r = el.getBoundingClientRect(); \
+      out[name] = r.height > 0 && r.top >= 0 && r.bottom <= vh && r.left >= 0 && r.right <= vw \
+        ? true : `${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}x${Math.round(r.height)} in ${vw}x${vh}`; }; \
+    const q = (s) => document.querySelector(s); \
+    place('name', q('[data-testid=resident-name]')); place('age', q('[data-testid=resident-age]')); \
+    place('intent', q('[data-testid=resident-intent]')); place('transport', q('[data-testid=resident-transport]')); \
+    place('booking', q('[data-testid=booking-item], [data-testid=bookings-empty]')); \
+    place('follow_ups', q('[data-testid=follow-ups]')); \
+    const rows = [...document.querySelectorAll('[data-testid=history-item]')]; \
+    for (let i = 0; i < 3; i++) place(`contact_${i + 1}`, rows[i]); \
+    return out;";
+
+/// At a 1366×768 desk the pop shows the caller's name, age, intent, transport, booking (here
+/// its empty state), open follow-ups and the last three contacts without scrolling; at 1366 and
+/// at 1920 no control's text is clipped. The idle search reads a 和暦 birth date back in 西暦
+/// and 和暦 before searching with it.
+#[tokio::test]
+async fn the_pop_fits_a_1366_by_768_desk_and_nothing_is_clipped() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.store()
+        .insert_residents(&[resident(
+            20,
+            "岡本 清",
+            "オカモト　キヨシ",
+            &["0773-62-1234"],
+        )])
+        .await
+        .unwrap();
+    let api = srv.login("sato").await;
+    let (_, found) = api.get("/api/residents?phone=0773621234").await;
+    let id = found[0]["id"].clone();
+    for (n, follow_up) in [
+        (1, true),
+        (2, false),
+        (3, false),
+        (4, true),
+        (5, false),
+        (6, false),
+    ] {
+        let note = format!(
+            "{n}件目: 2回目の接種日時と送迎バスの乗り場について確認したいとのこと。家族が代わりに電話することもある。"
+        );
+        let (status, _) = api
+            .post(
+                "/api/inquiries",
+                json!({"resident_id": id, "category": "transport", "note": note,
+                       "follow_up": follow_up, "caller_kind": "self"}),
+            )
+            .await;
+        assert_eq!(status, 201, "inquiry {n}");
+    }
+    let (_, record) = api.get(&format!("/api/residents/{id}")).await;
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    d.set_window(1366, 768).await;
+    log_in(&d, &srv.url, "sato").await;
+
+    // Idle: a 和暦 birth date, read back before the search.
+    let kana = d.find("#search-kana", WAIT).await.expect("kana field");
+    d.type_into(&kana, "オカモト").await;
+    let birth = d.find("#search-birth", WAIT).await.expect("birth field");
+    d.type_into(&birth, "S16.3.2").await;
+    let readback = d
+        .wait_for(
+            "const e = document.querySelector('[data-testid=birth-readback]'); return e && e.dataset.birthIso && e.textContent;",
+            WAIT,
+        )
+        .await;
+    let readback = readback.as_str().unwrap_or_default().to_string();
+    assert!(
+        readback.contains("1941年3月2日") && readback.contains("昭和16年3月2日"),
+        "{readback}"
+    );
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "idle at 1366×768"
+    );
+    let submit = d.find("#search-submit", WAIT).await.expect("search button");
+    d.click(&submit).await;
+    let name = d
+        .find("#lookup [data-testid=resident-name]", WAIT)
+        .await
+        .expect("the walk-in's record opens");
+    assert_eq!(d.text(&name).await, "岡本 清");
+
+    // A call pops for the same person (the walk-in stays as a tab: the agent switches).
+    let hub = &srv.running.as_ref().expect("running").state.hub;
+    let topic = madoguchi::hub::agent_topic("777");
+    let pop = json!({"type": "screen_pop", "call": fake_call("t:1", "+81773621234", "ringing"),
+                     "candidates": [record]});
+    hub.publish(&topic, &pop.to_string());
+    assert_eq!(wait_phase(&d, "t:1", "ringing").await, json!("ringing"));
+    d.keys("\u{E032}").await;
+    assert_eq!(
+        d.wait_for(
+            "const p = document.querySelector('#pop'); return p && p.dataset.callId;",
+            WAIT
+        )
+        .await,
+        json!("t:1")
+    );
+    d.find("[data-testid=follow-up-item]", WAIT)
+        .await
+        .expect("open follow-ups are summarised");
+    let all_in = json!({"name": true, "age": true, "intent": true, "transport": true,
+                        "booking": true, "follow_ups": true,
+                        "contact_1": true, "contact_2": true, "contact_3": true});
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-1366.png");
+    d.screenshot(&shot).await;
+    assert_eq!(
+        d.script(ESSENTIALS, vec![]).await,
+        all_in,
+        "at 1366×768 (screenshot: {})",
+        shot.display()
+    );
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "pop at 1366×768"
+    );
+    let follow_ups = d
+        .script(
+            "return document.querySelector('[data-testid=follow-ups]').dataset.count;",
+            vec![],
+        )
+        .await;
+    assert_eq!(follow_ups, json!("2"));
+
+    d.set_window(1920, 1080).await;
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-1920.png");
+    d.screenshot(&shot).await;
+    assert_eq!(
+        d.script(ESSENTIALS, vec![]).await,
+        all_in,
+        "at 1920×1080 (screenshot: {})",
+        shot.display()
+    );
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "pop at 1920×1080"
+    );
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}

@@ -3,7 +3,7 @@
 import { api, errorText, Unauthorized } from "./api.js";
 import { renderBanner } from "./banner.js";
 import { $, $$, h } from "./dom.js";
-import { buildHistory } from "./history.js";
+import { refreshHistory } from "./history.js";
 import { CATEGORIES, lang, RELATIONSHIPS, t } from "./i18n.js";
 import { isDirty, newDraft, persist, state } from "./state.js";
 import { renderSessions } from "./workspace.js";
@@ -166,7 +166,7 @@ async function submitInquiry(s, panel) {
           if (status && status.textContent === t("form.saved")) status.textContent = "";
         }, 4000);
         if (s.histFilter === "call") s.histFilter = "all";
-        $("#col-history").replaceChildren(buildHistory(s));
+        refreshHistory(s);
         renderBanner(s);
         $("#inquiry-category", panel).focus();
       }

@@ -165,7 +165,7 @@ export function fillResidentColumn(col, s) {
   } else if (s.loadError) {
     col.append(h("section", { class: "panel card" }, h("p", { class: "form-error", role: "alert", text: s.loadError })));
   } else if (s.record) {
-    col.append(buildCard(s), buildBookings(s.record));
+    col.append(buildCard(s));
   } else if (pending && !s.searchOpen) {
     // The pop went out before the ledger answered: the record follows in a candidates_update.
     col.append(
@@ -423,7 +423,7 @@ function buildCard(s) {
   );
 }
 
-function buildBookings(r) {
+export function buildBookings(r) {
   const bookings = (r.bookings || []).slice().sort((a, b) => (a.dose || 0) - (b.dose || 0));
   const vaccinations = r.vaccinations || [];
   const panel = h(

@@ -22,9 +22,11 @@ async function runSearch(search, panel, onFound) {
     else query = `ticket=${encodeURIComponent(ticket)}`;
   } else if (kana || search.birth) {
     // The birth date narrows a common reading down to one person; a surname alone lists a family.
+    const birth = fmt.parseBirthInput(search.birth, search.era || null);
     if (!kana) search.error = { field: "kana", message: t("search.err.kana") };
-    else if (!search.birth && kana.replace(/\s/g, "").length < 2) search.error = { field: "birth_date", message: t("search.err.birth") };
-    else query = `kana=${encodeURIComponent(kana)}${search.birth ? `&birth_date=${encodeURIComponent(search.birth)}` : ""}`;
+    else if (birth && birth.error) search.error = { field: "birth_date", message: t(birth.error) };
+    else if (!birth && kana.replace(/\s/g, "").length < 2) search.error = { field: "birth_date", message: t("search.err.birth") };
+    else query = `kana=${encodeURIComponent(kana)}${birth ? `&birth_date=${fmt.isoDate(birth.date)}` : ""}`;
   } else if (phone) {
     query = `phone=${encodeURIComponent(phone)}`;
   } else {
@@ -104,6 +106,13 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
       if (key === "birth") showBirthWareki(panel, search);
     });
   }
+  const era = $("#search-era", panel);
+  era.value = search.era ?? "showa";
+  era.addEventListener("change", () => {
+    search.era = era.value;
+    persist();
+    showBirthWareki(panel, search);
+  });
   showBirthWareki(panel, search);
   $("#search-form", panel).addEventListener("submit", (event) => {
     event.preventDefault();
@@ -112,6 +121,7 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
   $("#search-clear", panel).addEventListener("click", () => {
     Object.assign(search, newSearch());
     for (const sel of Object.values(fields)) $(sel, panel).value = "";
+    era.value = search.era;
     showBirthWareki(panel, search);
     updateSearchPanel(panel, search);
     $("#search-ticket", panel).focus();
@@ -121,11 +131,25 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
   return panel;
 }
 
+/** The date as read, in 西暦 and 和暦 with the age, before the agent searches with it. */
 function showBirthWareki(panel, search) {
   const out = $("#search-birth-wareki", panel);
-  const d = fmt.parseDate(search.birth);
-  const years = d ? fmt.age(d) : null;
-  out.textContent = d && d.y >= 1868 && years != null && years >= 0 && years < 130 ? `${fmt.formatWareki(d)}（${years}${t("res.age.unit")}）` : "";
+  const parsed = fmt.parseBirthInput(search.birth, search.era || null);
+  out.classList.toggle("hint-error", Boolean(parsed && parsed.error));
+  out.removeAttribute("data-birth-iso");
+  if (!parsed) {
+    out.textContent = "";
+    return;
+  }
+  if (parsed.error) {
+    out.textContent = t(parsed.error);
+    return;
+  }
+  const d = parsed.date;
+  const years = fmt.age(d);
+  const sane = d.y >= 1868 && years != null && years >= 0 && years < 130;
+  out.dataset.birthIso = fmt.isoDate(d);
+  out.textContent = `${fmt.formatSeireki(d)} ・ ${fmt.formatWareki(d)}${sane ? `（${years}${t("res.age.unit")}）` : ""}`;
 }
 
 function updateSearchPanel(panel, search) {

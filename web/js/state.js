@@ -18,7 +18,8 @@ export const state = {
 };
 
 export function newSearch() {
-  return { ticket: "", kana: "", birth: "", phone: "", results: null, busy: false, error: null };
+  // 昭和 by default: most who phone about their birth date were born in it.
+  return { ticket: "", kana: "", birth: "", era: "showa", phone: "", results: null, busy: false, error: null };
 }
 
 export function newDraft() {

@@ -4,7 +4,7 @@
 import { buildBanner, callerNumberText, renderBanner } from "./banner.js";
 import { switchTo } from "./calls.js";
 import { $, h, icon } from "./dom.js";
-import { buildHistory } from "./history.js";
+import { buildHistoryColumn, refreshHistory } from "./history.js";
 import { applyI18n, t } from "./i18n.js";
 import { buildInquiryForm, updateFormHeading } from "./inquiry.js";
 import { fillResidentColumn, openResident } from "./resident.js";
@@ -87,7 +87,7 @@ function renderSession(s) {
   const slot = $("#call-banner-slot", view);
   slot.replaceWith(buildBanner(s));
   fillResidentColumn($("#col-resident", view), s);
-  $("#col-history", view).append(buildHistory(s));
+  $("#col-history", view).append(...buildHistoryColumn(s));
   updateFormHeading(s, view);
   return view;
 }
@@ -105,7 +105,7 @@ export function refreshResident(s) {
   }
   fillResidentColumn(col, s);
   renderBanner(s);
-  $("#col-history").replaceChildren(buildHistory(s));
+  refreshHistory(s);
   updateFormHeading(s);
   applyI18n($("#workspace"));
   renderSessions();
