@@ -969,6 +969,31 @@ async fn the_pop_fits_a_1366_by_768_desk_and_nothing_is_clipped() {
 
     let d = Driver::start(&driver_bin, &chrome).await;
     d.set_window(1366, 768).await;
+
+    // A wrong password: the error follows the language switch.
+    d.goto(&srv.url).await;
+    let user = d.find("#login-username", WAIT).await.expect("login form");
+    d.type_into(&user, "sato").await;
+    let pw = d.find("#login-password", WAIT).await.expect("password");
+    d.type_into(&pw, "wrong").await;
+    let submit = d.find("#login-submit", WAIT).await.expect("login button");
+    d.click(&submit).await;
+    let error = |text: &'static str| {
+        let d = &d;
+        async move {
+            d.wait_for(
+                &format!("const e = document.querySelector('#login-error'); return !e.hidden && e.textContent.includes({text:?});"),
+                WAIT,
+            )
+            .await
+        }
+    };
+    assert_eq!(error("パスワードが違います").await, json!(true));
+    let toggle = d.find("#lang-toggle", WAIT).await.expect("language");
+    d.click(&toggle).await;
+    assert_eq!(error("Wrong username or password").await, json!(true));
+    d.click(&toggle).await;
+    assert_eq!(error("パスワードが違います").await, json!(true));
     log_in(&d, &srv.url, "sato").await;
 
     // Idle: a 和暦 birth date, read back before the search.
@@ -1056,6 +1081,20 @@ async fn the_pop_fits_a_1366_by_768_desk_and_nothing_is_clipped() {
         d.script(CLIPPED, vec![]).await,
         json!([]),
         "pop at 1920×1080"
+    );
+    // In English too, at both sizes.
+    let toggle = d.find("#lang-toggle", WAIT).await.expect("language");
+    d.click(&toggle).await;
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "English at 1920×1080"
+    );
+    d.set_window(1366, 768).await;
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "English at 1366×768"
     );
     assert_eq!(
         page_errors(&d).await,

@@ -50,7 +50,7 @@
 
 import { api, errorText, onUnauthorized } from "./api.js";
 import { renderBanner, tick } from "./banner.js";
-import { onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
+import { chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
@@ -92,6 +92,7 @@ function showLogin(messageKey = null) {
   $("#agent").hidden = true;
   $("#conn-state").hidden = true;
   $("#logout").hidden = true;
+  $("#sound-toggle").hidden = true;
   setLoginError(messageKey);
   document.title = `${t("login.heading")} | 窓口 madoguchi`;
   const user = $("#login-username");
@@ -149,9 +150,36 @@ function startApp(user) {
   $("#agent").hidden = false;
   $("#conn-state").hidden = false;
   $("#logout").hidden = false;
+  $("#sound-toggle").hidden = false;
+  showSound();
   renderChrome();
   renderWorkspace();
   live.start();
+}
+
+/** A chime for a call that waits beside the work: off unless the agent turns it on. */
+function soundOn() {
+  try {
+    return localStorage.getItem("madoguchi.sound") === "on";
+  } catch {
+    return false;
+  }
+}
+
+function showSound() {
+  const button = $("#sound-toggle");
+  button.setAttribute("aria-pressed", String(soundOn()));
+  button.textContent = t(soundOn() ? "sound.on" : "sound.off");
+}
+
+function toggleSound() {
+  try {
+    localStorage.setItem("madoguchi.sound", soundOn() ? "off" : "on");
+  } catch {
+    return;
+  }
+  showSound();
+  chime(); // heard once now: the agent knows what to listen for
 }
 
 function sessionExpired() {
@@ -220,12 +248,14 @@ function onMessage(msg, { resync }) {
 function bindChrome() {
   $("#login-form").addEventListener("submit", submitLogin);
   $("#logout").addEventListener("click", logout);
+  $("#sound-toggle").addEventListener("click", toggleSound);
   $("#lang-toggle").addEventListener("click", () => {
     setLang(lang() === "ja" ? "en" : "ja");
     const toggle = $("#lang-toggle");
     toggle.lang = lang() === "ja" ? "en" : "ja";
     applyI18n();
     if (state.user) {
+      showSound();
       renderChrome();
       renderWorkspace();
     } else {
