@@ -1082,19 +1082,102 @@ async fn the_pop_fits_a_1366_by_768_desk_and_nothing_is_clipped() {
         json!([]),
         "pop at 1920×1080"
     );
+
+    // Talking: the same at both sizes (these screenshots are the README's).
+    let answered = json!({"type": "call_update", "event": "answered_here",
+                          "call": fake_call("t:1", "+81773621234", "talking")});
+    hub.publish(&topic, &answered.to_string());
+    assert_eq!(wait_phase(&d, "t:1", "talking").await, json!("talking"));
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-1920-talking.png");
+    d.screenshot(&shot).await;
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "talking at 1920"
+    );
+    d.set_window(1366, 768).await;
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-1366-talking.png");
+    d.screenshot(&shot).await;
+    assert_eq!(
+        d.script(ESSENTIALS, vec![]).await,
+        all_in,
+        "talking at 1366×768 (screenshot: {})",
+        shot.display()
+    );
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "talking at 1366"
+    );
+
     // In English too, at both sizes.
     let toggle = d.find("#lang-toggle", WAIT).await.expect("language");
     d.click(&toggle).await;
     assert_eq!(
         d.script(CLIPPED, vec![]).await,
         json!([]),
-        "English at 1920×1080"
+        "English at 1366×768"
     );
-    d.set_window(1366, 768).await;
+    d.set_window(1920, 1080).await;
     assert_eq!(
         d.script(CLIPPED, vec![]).await,
         json!([]),
-        "English at 1366×768"
+        "English at 1920×1080"
+    );
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// The words on a call's screen: a withheld caller is 番号非通知 (not "a number the ledger does
+/// not know"), the queue shows by its name for people, and the outcome is plain Japanese.
+#[tokio::test]
+async fn a_withheld_call_reads_in_plain_words() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    let d = Driver::start(&driver_bin, &chrome).await;
+    log_in(&d, &srv.url, "sato").await;
+    let hub = &srv.running.as_ref().expect("running").state.hub;
+    let topic = madoguchi::hub::agent_topic("777");
+    let pop = json!({"type": "screen_pop", "call": fake_call("t:w", "anonymous", "ringing"),
+                     "candidates": []});
+    hub.publish(&topic, &pop.to_string());
+    assert_eq!(wait_phase(&d, "t:w", "ringing").await, json!("ringing"));
+    let words = d
+        .wait_for(
+            "const b = document.querySelector('#call-banner'); const h = document.querySelector('#search-heading'); \
+             return b && h && [document.querySelector('[data-testid=caller-number]').textContent, h.textContent, \
+                               b.querySelector('.banner-facts dd').textContent];",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        words,
+        json!(["番号非通知", "番号非通知の着信です", "ワクチン接種"])
+    );
+    let ended = json!({"type": "call_update", "event": "ended", "outcome": "abandoned",
+                       "call": fake_call("t:w", "anonymous", "ended")});
+    hub.publish(&topic, &ended.to_string());
+    assert_eq!(wait_phase(&d, "t:w", "ended").await, json!("ended"));
+    let banner = d
+        .script(
+            "return document.querySelector('#call-banner').textContent;",
+            vec![],
+        )
+        .await;
+    let banner = banner.as_str().unwrap_or_default();
+    assert!(
+        banner.contains("結果")
+            && banner.contains("つながる前に切れた")
+            && !banner.contains("放棄"),
+        "{banner}"
     );
     assert_eq!(
         page_errors(&d).await,

@@ -11,7 +11,8 @@
 //   top bar:   #lang-toggle #logout #conn-state (data-state=online|reconnecting|connecting|offline)
 //              [data-testid=agent-name] [data-testid=agent-ext]
 //   idle:      #idle (present when no call or record is open)
-//   search:    #search-form #search-ticket #search-kana #search-birth #search-phone #search-submit
+//   search:    #search-form #search-ticket #search-kana #search-era #search-birth
+//              [data-testid=birth-readback] (data-birth-iso) #search-phone #search-submit
 //              #search-clear #search-results [data-testid=search-result] (one per match,
 //              data-resident-id) #search-error
 //   a call:    #pop (present while a call's screen is shown; data-call-id, data-phase=
@@ -19,7 +20,9 @@
 //              #call-banner [data-testid=call-state] [data-testid=caller-number] #call-dismiss
 //              #call-banner [data-testid=call-ended-unseen] (ended while the page was disconnected)
 //              #sessions [data-testid=session-tab] (when several screens are open; data-phase,
-//              data-call-id)
+//              data-call-id, data-unseen="true" on a call that popped beside the work)
+//              [data-testid=calls-waiting] (banner: data-count calls waiting; F2 / Alt+N)
+//              [data-testid=sessions-waiting] #sound-toggle
 //   household: #pick-list [data-testid=pick-item] (one per household member, data-resident-id,
 //              aria-current="true" on the one shown) [data-testid=pick-chip] #pick-open #pick-close
 //   record:    #resident-card [data-testid=resident-name] [data-testid=resident-kana]
@@ -29,6 +32,8 @@
 //   bookings:  #bookings [data-testid=booking-item] [data-testid=bookings-empty]
 //   history:   #history [data-testid=history-item] (one per row, newest first, data-kind=
 //              inquiry|call; an inquiry row contains its note text) [data-testid=history-filter]
+//              [data-testid=history-more] [data-testid=follow-ups] (data-count)
+//              [data-testid=follow-up-item]
 //   inquiry:   #inquiry-form #inquiry-category #inquiry-note #inquiry-who-self #inquiry-who-proxy
 //              #inquiry-relationship #inquiry-follow-up #inquiry-submit #inquiry-status
 //              #inquiry-error; field errors: [data-field-error=category|note|relationship|…]
@@ -54,7 +59,7 @@ import { chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
-import { closePickList } from "./resident.js";
+import { closePickList, openResident } from "./resident.js";
 import { activeSession, forgetPersisted, isDirty, newSearch, persist, restorePersisted, state } from "./state.js";
 import { refreshResident, renderChrome, renderWorkspace, setConn } from "./workspace.js";
 
@@ -142,6 +147,7 @@ function startApp(user) {
     // A reload of this tab: the screens, drafts and the one shown come back.
     restorePersisted(user);
   }
+  const reloading = state.sessions.filter((s) => s.chosenId != null && !s.record);
   state.user = user;
   state.extension = user.extension || "";
   if (document.activeElement && document.activeElement.closest("#login-view")) document.activeElement.blur();
@@ -154,6 +160,8 @@ function startApp(user) {
   showSound();
   renderChrome();
   renderWorkspace();
+  // A record that was still loading when the page went away: load it again.
+  for (const s of reloading) openResident(s, { id: s.chosenId });
   live.start();
 }
 
