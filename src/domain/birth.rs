@@ -50,7 +50,15 @@ impl BirthDate {
         today: NaiveDate,
     ) -> Result<BirthDate, String> {
         let s = fold_trimmed(written);
-        let gregorian = s.len() >= 4 && s.bytes().take(4).all(|b| b.is_ascii_digit());
+        let b = s.as_bytes();
+        if b.len() == 8 && b.iter().all(u8::is_ascii_digit) {
+            // 19500606: Gregorian, as a scanner or a spreadsheet writes it.
+            let dashed = format!("{}-{}-{}", &s[..4], &s[4..6], &s[6..]);
+            return BirthDate::parse(&dashed, today);
+        }
+        // Four digits then a separator is a Gregorian year; 250606 is 和暦 (YYMMDD).
+        let gregorian =
+            b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && !b[4].is_ascii_digit();
         if gregorian {
             return BirthDate::parse(&s, today);
         }

@@ -1187,3 +1187,91 @@ async fn a_withheld_call_reads_in_plain_words() {
     d.quit().await;
     srv.stop().await;
 }
+
+/// The page's own reading of 和暦 birth dates and phone numbers (web/js/format.js) agrees with
+/// the server's (domain::wareki): the same forms, the same era boundaries, the same refusals.
+#[tokio::test]
+async fn the_page_reads_wareki_and_phones_as_the_server_does() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    let d = Driver::start(&driver_bin, &chrome).await;
+    d.goto(&srv.url).await;
+    d.find("#login-form", WAIT).await.expect("the page");
+    let read = d
+        .script(
+            "return import('/assets/js/format.js').then(f => arguments[0].map(([text, era]) => { \
+               const r = f.parseBirthInput(text, era); return r && r.date ? f.isoDate(r.date) : (r ? 'refused' : null); }));",
+            vec![json!([
+                ["昭和25年6月6日", null],
+                ["昭和２５年６月６日", null],
+                ["S25.6.6", null],
+                ["s25/6/6", null],
+                ["S250606", null],
+                ["25/6/6", "showa"],
+                ["250606", "showa"],
+                ["25/6/6", null],
+                ["昭和64年1月7日", null],
+                ["昭和64年1月8日", null],
+                ["平成元年1月8日", null],
+                ["H1.1.8", null],
+                ["昭和25年2月30日", null],
+                ["S23.2.29", null],
+                ["S25.2.29", null],
+                ["1950-06-06", null],
+                ["", null]
+            ])],
+        )
+        .await;
+    assert_eq!(
+        read,
+        json!([
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "refused",
+            "1989-01-07",
+            "refused",
+            "1989-01-08",
+            "1989-01-08",
+            "refused",
+            "1948-02-29",
+            "refused",
+            "1950-06-06",
+            null
+        ])
+    );
+    let phones = d
+        .script(
+            "return import('/assets/js/format.js').then(f => arguments[0].map(f.formatPhone));",
+            vec![json!([
+                "0773608318",
+                "+81773608318",
+                "0773-60-8318",
+                "09012345678",
+                "0752223333",
+                "0312345678",
+                "123"
+            ])],
+        )
+        .await;
+    assert_eq!(
+        phones,
+        json!([
+            "0773-60-8318",
+            "0773-60-8318",
+            "0773-60-8318",
+            "090-1234-5678",
+            "075-222-3333",
+            "03-1234-5678",
+            "123"
+        ])
+    );
+    d.quit().await;
+    srv.stop().await;
+}

@@ -236,7 +236,8 @@ export function parseBirthInput(text, era = null) {
   const s = String(text || "").normalize("NFKC").replace(/\s+/g, "");
   if (!s) return null;
   let m = /^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$/.exec(s) || /^(\d{4})(\d{2})(\d{2})$/.exec(s);
-  if (/^\d{4}/.test(s)) {
+  // Four digits then a separator, or eight digits, is a Gregorian date; 250606 is 和暦 (YYMMDD).
+  if (/^\d{4}\D/.test(s) || /^\d{8}$/.test(s)) {
     if (!m) return { error: "birth.err.form" };
     const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
     return validDate(y, mo, d) ? { date: { y, m: mo, d } } : { error: "birth.err.date" };
