@@ -22,7 +22,7 @@ async function runSearch(search, panel, onFound) {
     else query = `ticket=${encodeURIComponent(ticket)}`;
   } else if (kana || search.birth) {
     // The birth date narrows a common reading down to one person; a surname alone lists a family.
-    const birth = fmt.parseBirthInput(search.birth, search.era || null);
+    const birth = checkedBirth(search);
     if (!kana) search.error = { field: "kana", message: t("search.err.kana") };
     else if (birth && birth.error) search.error = { field: "birth_date", message: t(birth.error) };
     else if (!birth && kana.replace(/\s/g, "").length < 2) search.error = { field: "birth_date", message: t("search.err.birth") };
@@ -131,10 +131,23 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
   return panel;
 }
 
+/**
+ * The birth date typed, read as the server will read it, and within the register's bounds (not
+ * in the future, at most 125 years ago), so a refusal reads in the agent's language.
+ */
+function checkedBirth(search) {
+  const parsed = fmt.parseBirthInput(search.birth, search.era || null);
+  if (!parsed || parsed.error) return parsed;
+  const years = fmt.age(parsed.date);
+  if (years == null || years < 0) return { error: "birth.err.future" };
+  if (years > 125) return { error: "birth.err.old" };
+  return parsed;
+}
+
 /** The date as read, in 西暦 and 和暦 with the age, before the agent searches with it. */
 function showBirthWareki(panel, search) {
   const out = $("#search-birth-wareki", panel);
-  const parsed = fmt.parseBirthInput(search.birth, search.era || null);
+  const parsed = checkedBirth(search);
   out.classList.toggle("hint-error", Boolean(parsed && parsed.error));
   out.removeAttribute("data-birth-iso");
   if (!parsed) {
@@ -146,10 +159,12 @@ function showBirthWareki(panel, search) {
     return;
   }
   const d = parsed.date;
-  const years = fmt.age(d);
-  const sane = d.y >= 1868 && years != null && years >= 0 && years < 130;
   out.dataset.birthIso = fmt.isoDate(d);
-  out.textContent = `${fmt.formatSeireki(d)} ・ ${fmt.formatWareki(d)}${sane ? `（${years}${t("res.age.unit")}）` : ""}`;
+  out.textContent = t("search.birth.readback", {
+    date: fmt.formatSeireki(d),
+    wareki: fmt.formatWareki(d),
+    age: fmt.age(d),
+  });
 }
 
 function updateSearchPanel(panel, search) {
