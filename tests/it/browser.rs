@@ -826,8 +826,9 @@ async fn a_new_call_waits_beside_the_note_being_typed() {
     srv.stop().await;
 }
 
-/// A reload (F5) while a call rings: the page comes back on that call's screen, with the
-/// caller's record, and the inquiry the agent had started (category and note).
+/// A walk-in's record is open when the phone rings: the call waits as a tab and the walk-in
+/// stays. A reload (F5) while the call rings: the page comes back on that call's screen, with
+/// the caller's record, the inquiry the agent had started (category and note), and both tabs.
 #[tokio::test]
 async fn a_reload_during_a_call_restores_its_screen_and_draft() {
     let Some((driver_bin, chrome)) = browser_or_skip() else {
@@ -846,9 +847,28 @@ async fn a_reload_during_a_call_restores_its_screen_and_draft() {
 
     let d = Driver::start(&driver_bin, &chrome).await;
     log_in(&d, &srv.url, "sato").await;
+    // A walk-in's record is open (by ticket) when the phone rings: the call waits as a tab.
+    let ticket = d.find("#search-ticket", WAIT).await.expect("ticket field");
+    d.type_into(&ticket, "0000001254\u{E007}").await;
+    d.find("#lookup [data-testid=resident-name]", WAIT)
+        .await
+        .expect("the walk-in's record");
     let (ringing, _answer, call_id) = call_from_123(0);
     pbx.send(&ringing);
     assert_eq!(wait_phase(&d, &call_id, "ringing").await, json!("ringing"));
+    assert!(
+        d.find("#lookup", Duration::ZERO).await.is_some(),
+        "the walk-in stays on screen"
+    );
+    d.keys("\u{E032}").await;
+    assert_eq!(
+        d.wait_for(
+            "const p = document.querySelector('#pop'); return p && p.dataset.callId;",
+            WAIT
+        )
+        .await,
+        json!(call_id)
+    );
     d.script(
         "const s = document.querySelector('#inquiry-category'); s.value = 'transport'; s.dispatchEvent(new Event('change', {bubbles: true}));",
         vec![],
@@ -874,6 +894,13 @@ async fn a_reload_during_a_call_restores_its_screen_and_draft() {
         json!(true),
         "the call's screen and its draft are back"
     );
+    let tabs = d
+        .script(
+            "return [...document.querySelectorAll('[data-testid=session-tab]')].map(t => t.dataset.callId || 'walk-in');",
+            vec![],
+        )
+        .await;
+    assert_eq!(tabs, json!(["walk-in", call_id]), "and both tabs");
     let name = d
         .find("[data-testid=resident-name]", WAIT)
         .await
