@@ -916,7 +916,8 @@ async fn a_reload_during_a_call_restores_its_screen_and_draft() {
 }
 
 /// The controls whose text does not fit: inputs, selects and buttons on screen whose content is
-/// wider than their box (a select by its longest option, as the open list would show it).
+/// wider than their box (a select by its longest option, as the open list would show it; an
+/// empty input by its placeholder).
 const CLIPPED: &str = "\
     const out = []; const probe = document.createElement('span'); \
     probe.style.cssText = 'position:absolute;visibility:hidden;white-space:pre'; document.body.append(probe); \
@@ -928,7 +929,11 @@ const CLIPPED: &str = "\
         const room = el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight); \
         for (const o of el.options) { probe.textContent = o.textContent; if (probe.offsetWidth > room) clipped = true; } \
       } \
-      if (clipped) out.push((el.id || el.className || el.tagName) + ': ' + (el.value || el.textContent).trim().slice(0, 30)); \
+      if (el.tagName === 'INPUT' && !el.value && el.placeholder) { \
+        const cs = getComputedStyle(el); probe.style.font = cs.font; probe.textContent = el.placeholder; \
+        if (probe.offsetWidth > el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)) clipped = true; \
+      } \
+      if (clipped) out.push((el.id || el.className || el.tagName) + ': ' + (el.value || el.placeholder || el.textContent).trim().slice(0, 30)); \
     } \
     probe.remove(); return out;";
 
@@ -1189,6 +1194,19 @@ async fn a_withheld_call_reads_in_plain_words() {
         words,
         json!(["番号非通知", "番号非通知の着信です", "ワクチン接種"])
     );
+    // The search in the record's column, narrow on a 1366 desk: nothing clipped either.
+    for (w, h) in [(1366, 768), (1920, 1080)] {
+        d.set_window(w, h).await;
+        let shot =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("withheld-{w}.png"));
+        d.screenshot(&shot).await;
+        assert_eq!(
+            d.script(CLIPPED, vec![]).await,
+            json!([]),
+            "search for a withheld caller at {w}×{h} (screenshot: {})",
+            shot.display()
+        );
+    }
     let ended = json!({"type": "call_update", "event": "ended", "outcome": "abandoned",
                        "call": fake_call("t:w", "anonymous", "ended")});
     hub.publish(&topic, &ended.to_string());
