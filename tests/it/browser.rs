@@ -763,8 +763,13 @@ async fn a_new_call_waits_beside_the_note_being_typed() {
         "the switch key is shown: {hint}"
     );
 
-    // F2: to the waiting call; its tab: back to A, where nothing was lost.
-    d.keys("\u{E032}").await;
+    // A click on B's tab (the focus leaves the note for the tab first), then F2 back to A,
+    // where nothing was lost.
+    let tab_b = d
+        .find("[data-testid=session-tab][data-call-id='t:b']", WAIT)
+        .await
+        .expect("B's tab");
+    d.click(&tab_b).await;
     assert_eq!(
         d.wait_for(
             "const p = document.querySelector('#pop'); return p && p.dataset.callId;",
@@ -778,11 +783,7 @@ async fn a_new_call_waits_beside_the_note_being_typed() {
         .await
         .expect("B's record");
     assert_eq!(d.text(&name).await, "舞鶴 花子");
-    d.script(
-        "[...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === 't:a').click();",
-        vec![],
-    )
-    .await;
+    d.keys("\u{E032}").await;
     let back = d
         .wait_for(
             "const p = document.querySelector('#pop'); return !!p && p.dataset.callId === 't:a' && document.activeElement.id === 'inquiry-note';",

@@ -55,7 +55,7 @@
 
 import { api, errorText, onUnauthorized } from "./api.js";
 import { renderBanner, tick } from "./banner.js";
-import { chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
+import { caretLeaving, chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
@@ -257,6 +257,7 @@ function bindChrome() {
   $("#login-form").addEventListener("submit", submitLogin);
   $("#logout").addEventListener("click", logout);
   $("#sound-toggle").addEventListener("click", toggleSound);
+  $("#workspace").addEventListener("focusout", caretLeaving);
   $("#lang-toggle").addEventListener("click", () => {
     setLang(lang() === "ja" ? "en" : "ja");
     const toggle = $("#lang-toggle");

@@ -154,6 +154,24 @@ export function chime() {
 }
 
 /**
+ * Where the caret is on a screen, so coming back to it puts it there again. Kept as the agent
+ * leaves a field (a click on a tab moves the focus to the tab before the switch) and at the
+ * switch itself (F2 from inside a field).
+ */
+export function rememberCaret(s, el) {
+  if (!s || !el || !el.id || !el.closest || !el.closest(`[data-session-key="${CSS.escape(s.key)}"]`)) return;
+  s.focus = { id: el.id, start: el.selectionStart ?? null, end: el.selectionEnd ?? null };
+}
+
+/** The focusout listener: the screen a field belongs to is named on its section. */
+export function caretLeaving(event) {
+  const view = event.target && event.target.closest && event.target.closest("[data-session-key]");
+  if (!view) return;
+  const s = state.sessions.find((x) => x.key === view.dataset.sessionKey);
+  if (s && event.target.isConnected) rememberCaret(s, event.target);
+}
+
+/**
  * Show another screen, remembering where the caret was on this one so switching back loses
  * nothing. Without a key: the call that has waited longest, else the next tab in turn.
  */
@@ -165,13 +183,7 @@ export function switchTo(key = null) {
     next = state.sessions[(i + 1) % state.sessions.length];
   }
   if (!next || next === current) return;
-  if (current) {
-    const el = document.activeElement;
-    current.focus =
-      el && el.id && el.closest("#workspace")
-        ? { id: el.id, start: el.selectionStart ?? null, end: el.selectionEnd ?? null }
-        : null;
-  }
+  if (current) rememberCaret(current, document.activeElement);
   next.unseen = false;
   state.activeKey = next.key;
   renderWorkspace();

@@ -70,6 +70,7 @@ function renderSession(s) {
   const view = h("section", {
     id: s.call ? "pop" : "lookup",
     class: "session",
+    "data-session-key": s.key,
     "data-phase": s.phase,
     "data-call-id": s.call ? s.call.id : null,
     "aria-label": s.call ? t(`call.${s.phase}`) : t("call.lookup"),
