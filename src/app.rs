@@ -27,6 +27,8 @@ pub struct Running {
     /// Closed after the tracker stopped, so the writer drains everything the tracker wrote.
     call_log: writer::CallLog,
     log_task: JoinHandle<()>,
+    /// Ends the telephony thread's runtime (dropping it does too).
+    telephony_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
@@ -63,12 +65,21 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         .restore()
         .await
         .context("reading the calls left open by the last run")?;
-    let tracker_task = tokio::spawn(tracker.run(events_rx, shutdown_rx.clone()));
+    // The telephony path (PBX links, tracker) runs on a thread of its own, so no HTTP request,
+    // import or WebSocket fan-out ever queues in front of a ring.
+    let (telephony, telephony_stop) = telephony_thread()?;
+    let tracker_task = telephony.spawn(tracker.run(events_rx, shutdown_rx.clone()));
 
     let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
     let mut core: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
     if let Some(address) = &settings.ami_address {
-        let (status, task) = spawn_ami(&settings, address, events_tx.clone(), shutdown_rx.clone())?;
+        let (status, task) = spawn_ami(
+            &telephony,
+            &settings,
+            address,
+            events_tx.clone(),
+            shutdown_rx.clone(),
+        )?;
         links.push(status);
         core.push(("AMI link", task));
     }
@@ -99,36 +110,28 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         board,
         links: Arc::new(links),
         ws_clients: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        password_checks: crate::http::session::PasswordChecks::for_this_machine(),
         call_log: call_log.status(),
-        login_throttle: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let mut stop = shutdown_rx.clone();
-    let router = app(state.clone());
-    // Pops leave at once: no Nagle delay waiting for the browser's delayed ACK.
-    let listener = {
-        use axum::serve::ListenerExt;
-        listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        })
+    let doors = Doors {
+        header_timeout: settings.header_timeout(),
+        max_connections: settings.connection_cap(),
     };
-    let http = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
-        .await
-    });
+    tracing::debug!(?doors, "HTTP limits");
+    let http = tokio::spawn(serve(
+        listener,
+        app(state.clone()),
+        doors,
+        shutdown_rx.clone(),
+    ));
+    let sweep = tokio::spawn(sweep_expired(store.clone(), shutdown_rx.clone()));
     core.push(("call tracker", tracker_task));
     core.push(("agent directory", refresh));
+    core.push(("session sweep", sweep));
     tracing::info!(%addr, database = %crate::store::mask_url(&settings.database_url), "madoguchi serving");
     Ok(Running {
         addr,
@@ -142,6 +145,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         core,
         call_log,
         log_task,
+        telephony_stop: Some(telephony_stop),
     })
 }
 
@@ -189,6 +193,7 @@ impl Running {
             core,
             call_log,
             log_task,
+            telephony_stop,
             ..
         } = self;
         drop(tracker);
@@ -200,6 +205,9 @@ impl Running {
             {
                 tracing::warn!(task = name, "did not stop in time");
             }
+        }
+        if let Some(stop) = telephony_stop {
+            let _ = stop.send(());
         }
         // The tracker has written its last states: drain them (or spool what cannot be written).
         call_log.close();
@@ -214,8 +222,195 @@ impl Running {
     }
 }
 
-/// Starts the AMI link of the settings.
+/// The limits the HTTP server puts on connections, before any request reaches the router.
+#[derive(Debug, Clone, Copy)]
+struct Doors {
+    /// How long a connection may take to send a request's headers, and how long a kept-alive
+    /// connection may sit idle between requests.
+    header_timeout: Duration,
+    /// Connections open at once, WebSockets included. When all are taken the server stops
+    /// accepting (new ones wait in the listen backlog) instead of running out of file
+    /// descriptors, which would stop it accepting anything, `/healthz` included.
+    max_connections: usize,
+}
+
+/// Serves HTTP/1.1 (and WebSocket upgrades) on `listener` within [`Doors`], until `stop`.
+/// axum's own `serve` cannot set a header read timeout, hence this loop around hyper.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    doors: Doors,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(doors.max_connections));
+    // Connection tasks hold a receiver; `closed()` on the sender says they have all ended.
+    let (close_tx, close_rx) = watch::channel(());
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of descriptors or memory, or a connection reset before it was
+                    // accepted: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        // Pops travel on these sockets: no Nagle delay.
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(Admitted {
+            stream,
+            _permit: permit,
+        });
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(router.clone(), req)
+            });
+        let mut closing = close_rx.clone();
+        let mut stopping = stop.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(doors.header_timeout)
+                .serve_connection(io, service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stopping.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            let _ = closing.borrow_and_update();
+        });
+    }
+    drop(listener);
+    drop(close_rx);
+    // Requests in flight finish (bounded by the caller's timeout); upgraded WebSockets are
+    // not waited for.
+    close_tx.closed().await;
+    Ok(())
+}
+
+/// A connection with its place among [`Doors::max_connections`]: the permit is given back
+/// when the socket closes, also after an upgrade to a WebSocket hands the socket on.
+struct Admitted {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Admitted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Admitted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Deletes expired sessions and old login counters every ten minutes, so neither table grows
+/// without bound.
+async fn sweep_expired(store: Store, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(10 * 60);
+    loop {
+        let window = chrono::Duration::from_std(crate::http::session::WINDOW).unwrap_or_default();
+        let stale = crate::store::ts(chrono::Utc::now() - window);
+        match store.sweep_expired(&stale).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "swept expired sessions"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not sweep expired sessions"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// A thread with a single-threaded runtime for the telephony path; it runs until the returned
+/// sender fires or is dropped. Tasks are spawned on it through the handle.
+fn telephony_thread() -> anyhow::Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)>
+{
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("madoguchi-telephony".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    let _ = handle_tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stop_rx.await;
+                    });
+                }
+                Err(e) => {
+                    let _ = handle_tx.send(Err(e));
+                }
+            }
+        })
+        .context("starting the telephony thread")?;
+    let handle = handle_rx
+        .recv()
+        .context("the telephony thread did not start")?
+        .context("building the telephony runtime")?;
+    Ok((handle, stop_tx))
+}
+
+/// Starts the AMI link of the settings on the telephony runtime.
 fn spawn_ami(
+    telephony: &tokio::runtime::Handle,
     settings: &Settings,
     address: &str,
     events: mpsc::Sender<crate::pbx::PbxEvent>,
@@ -234,7 +429,7 @@ fn spawn_ami(
     cfg.auth_md5 = settings.ami_md5;
     cfg.ping_interval = settings.ami_ping();
     let status = AmiStatus::new();
-    let task = tokio::spawn(run(cfg, events, status.clone(), shutdown));
+    let task = telephony.spawn(run(cfg, events, status.clone(), shutdown));
     Ok((Arc::new(AmiHealth(status)), task))
 }
 

@@ -46,7 +46,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Add a user (or reset an existing one's password, role and extension).
+    /// Add a user (or reset an existing one's password, role and extension; that ends the
+    /// user's sessions).
     Add {
         #[arg(long)]
         username: String,
@@ -61,6 +62,11 @@ enum UserCommand {
         #[arg(long, default_value = "")]
         display_name: String,
     },
+    /// Disable a login and end its sessions.
+    Remove {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,10 +75,12 @@ enum ImportCommand {
     Residents { file: PathBuf },
 }
 
-fn init_logs(json: bool) {
+/// `default` is the filter when `MADOGUCHI_LOG` is unset (a benchmark logs warnings only: a
+/// line per call would be part of what it measures).
+fn init_logs(json: bool, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("MADOGUCHI_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_env("MADOGUCHI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -93,7 +101,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logs(settings.log_json);
+    let default_filter = match cli.command {
+        Command::Bench { .. } => "warn",
+        _ => "info,sqlx=warn",
+    };
+    init_logs(settings.log_json, default_filter);
     match run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -146,8 +158,23 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     extension.as_ref(),
                 )
                 .await?;
-            println!("user {} (id {id}) saved as {role}", username.trim());
+            println!(
+                "user {} (id {id}) saved as {role}; any earlier sessions are ended",
+                username.trim()
+            );
             store.close().await;
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Remove { username },
+        } => {
+            let store = Store::open(&settings.database_url).await?;
+            let removed = store.remove_user(username.trim()).await;
+            store.close().await;
+            if !removed? {
+                anyhow::bail!("--username: no active user {:?}", username.trim());
+            }
+            println!("user {} removed; their sessions are ended", username.trim());
             Ok(())
         }
         Command::Import {

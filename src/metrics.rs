@@ -14,17 +14,24 @@ pub struct Histogram {
     buckets: [AtomicU64; 12],
     count: AtomicU64,
     sum_us: AtomicU64,
+    max_us: AtomicU64,
 }
 
 impl Histogram {
     pub fn observe_us(&self, micros: u64) {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(micros, Ordering::Relaxed);
+        self.max_us.fetch_max(micros, Ordering::Relaxed);
         for (i, le) in BUCKETS_US.iter().enumerate() {
             if micros <= *le {
                 self.buckets[i].fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The largest observation, in microseconds.
+    pub fn max_us(&self) -> u64 {
+        self.max_us.load(Ordering::Relaxed)
     }
 
     /// The mean, in microseconds (0 before the first observation).

@@ -29,6 +29,21 @@ pub struct Settings {
     pub session_hours: i64,
     /// Seconds between AMI keepalive pings.
     pub ami_ping_secs: u64,
+    /// The address staff type into the browser, e.g. `https://madoguchi.city.example`. When it
+    /// is https the session cookie is `Secure`; its origin is always an allowed `Origin`.
+    pub public_url: Option<String>,
+    /// Other origins whose pages may send state-changing requests and open `/ws` (a reverse
+    /// proxy's public name), e.g. `https://madoguchi.city.example`. The server's own origin
+    /// (the `Host` it is reached by) is always allowed. In the file: a list, or one
+    /// comma-separated string as in the environment.
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_origins: Vec<String>,
+    /// Seconds a connection may take to send a request's headers (also the idle limit
+    /// between requests on a kept-alive connection).
+    pub header_timeout_s: u64,
+    /// Open HTTP connections (WebSockets included) served at once; more wait to be accepted.
+    /// Default: the open-file limit less a reserve for the database and the PBX links.
+    pub max_connections: Option<usize>,
     /// Where call-log rows the database could not take by shutdown are kept until the next
     /// start (default: the SQLite file's folder, or the working directory for PostgreSQL).
     pub spool_dir: Option<String>,
@@ -53,6 +68,10 @@ impl Default for Settings {
             log_json: false,
             session_hours: 12,
             ami_ping_secs: 20,
+            public_url: None,
+            allowed_origins: Vec::new(),
+            header_timeout_s: 10,
+            max_connections: None,
             spool_dir: None,
         }
     }
@@ -72,6 +91,10 @@ impl std::fmt::Debug for Settings {
             .field("sip_pbx", &self.sip_pbx)
             .field("webhook_token", &self.webhook_token.as_deref().map(mask))
             .field("session_hours", &self.session_hours)
+            .field("public_url", &self.public_url)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("header_timeout_s", &self.header_timeout_s)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -149,7 +172,75 @@ impl Settings {
                 .parse()
                 .context("MADOGUCHI_SESSION_HOURS must be a whole number")?;
         }
+        if let Some(v) = get("MADOGUCHI_PUBLIC_URL") {
+            self.public_url = opt(v);
+        }
+        if let Some(v) = get("MADOGUCHI_ALLOWED_ORIGINS") {
+            self.allowed_origins = split_commas(&v);
+        }
+        if let Some(v) = get("MADOGUCHI_HEADER_TIMEOUT_S") {
+            self.header_timeout_s = v
+                .parse()
+                .context("MADOGUCHI_HEADER_TIMEOUT_S must be a whole number of seconds")?;
+        }
+        if let Some(v) = get("MADOGUCHI_MAX_CONNECTIONS") {
+            self.max_connections = match v.as_str() {
+                "" => None,
+                v => Some(
+                    v.parse()
+                        .context("MADOGUCHI_MAX_CONNECTIONS must be a whole number")?,
+                ),
+            };
+        }
+        self.check()
+    }
+
+    /// Refuses settings the server could not honour, naming the setting.
+    fn check(&self) -> anyhow::Result<()> {
+        for origin in self.allowed_origins.iter().chain(&self.public_url) {
+            origin_of(origin).with_context(|| {
+                format!("MADOGUCHI_ALLOWED_ORIGINS / MADOGUCHI_PUBLIC_URL: {origin:?} is not an http(s) URL")
+            })?;
+        }
+        anyhow::ensure!(
+            self.header_timeout_s > 0,
+            "MADOGUCHI_HEADER_TIMEOUT_S must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_connections != Some(0),
+            "MADOGUCHI_MAX_CONNECTIONS must be at least 1"
+        );
         Ok(())
+    }
+
+    /// Whether cookies must carry `Secure` (the public address is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    }
+
+    /// The origins (`scheme://host[:port]`, lower case) allowed besides the server's own.
+    pub fn trusted_origins(&self) -> Vec<String> {
+        self.allowed_origins
+            .iter()
+            .chain(&self.public_url)
+            .filter_map(|o| origin_of(o))
+            .collect()
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_s.max(1))
+    }
+
+    /// The cap on open connections: the setting, or what the open-file limit leaves after a
+    /// reserve of 128 descriptors for the database, the PBX links and the log.
+    pub fn connection_cap(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            open_file_limit()
+                .map(|n| n.saturating_sub(128).max(16))
+                .unwrap_or(896)
+        })
     }
 
     /// The folder for the call-log spool file (see `spool_dir`).
@@ -173,6 +264,50 @@ impl Settings {
     }
 }
 
+/// `scheme://host[:port]` of an http(s) URL, lower case, without a path: the form browsers
+/// send in `Origin`.
+pub fn origin_of(url: &str) -> Option<String> {
+    let url = url.trim().to_ascii_lowercase();
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?;
+    if host.is_empty() || host.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{host}"))
+}
+
+fn split_commas(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
+/// A list setting given as a TOML list or as one comma-separated string.
+fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => split_commas(&s),
+        OneOrMany::Many(v) => v.iter().flat_map(|s| split_commas(s)).collect(),
+    })
+}
+
+/// The soft limit on open files of this process (Linux: from `/proc/self/limits`).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    soft.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +326,41 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:1");
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("pw@"), "{dbg}");
+    }
+
+    #[test]
+    fn origins_and_cookies() {
+        let mut s = Settings::default();
+        s.apply_env(|k| match k {
+            "MADOGUCHI_ALLOWED_ORIGINS" => {
+                Some(" https://Proxy.example/ , http://10.0.0.5:8080".into())
+            }
+            "MADOGUCHI_PUBLIC_URL" => Some("https://madoguchi.city.example/app/".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            s.trusted_origins(),
+            [
+                "https://proxy.example",
+                "http://10.0.0.5:8080",
+                "https://madoguchi.city.example"
+            ]
+        );
+        assert!(s.secure_cookies());
+        assert!(!Settings::default().secure_cookies());
+        let bad = Settings::default()
+            .apply_env(|k| (k == "MADOGUCHI_ALLOWED_ORIGINS").then(|| "proxy.example".to_string()));
+        assert!(bad.is_err());
+        assert!(Settings::default().connection_cap() >= 16);
+        let file: Settings =
+            toml::from_str("allowed_origins = \"https://a.example, https://b.example\"").unwrap();
+        assert_eq!(
+            file.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        let file: Settings = toml::from_str("allowed_origins = [\"https://a.example\"]").unwrap();
+        assert_eq!(file.allowed_origins, ["https://a.example"]);
     }
 
     #[test]

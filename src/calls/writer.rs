@@ -128,6 +128,8 @@ struct Shared {
     wake: Notify,
     closing: AtomicBool,
     status: Arc<WriterStatus>,
+    /// [`DRAIN_DEADLINE`], shorter in tests.
+    drain_deadline: Duration,
 }
 
 impl CallLog {
@@ -192,12 +194,22 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     spool_dir: PathBuf,
 ) -> (CallLog, tokio::task::JoinHandle<()>) {
+    spawn_with(store, metrics, spool_dir, DRAIN_DEADLINE)
+}
+
+fn spawn_with(
+    store: Store,
+    metrics: Arc<Metrics>,
+    spool_dir: PathBuf,
+    drain_deadline: Duration,
+) -> (CallLog, tokio::task::JoinHandle<()>) {
     let log = CallLog {
         shared: Arc::new(Shared {
             pending: Mutex::default(),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             status: Arc::default(),
+            drain_deadline,
         }),
     };
     let spool = spool_dir.join(SPOOL_FILE);
@@ -289,7 +301,7 @@ async fn run(store: Store, log: CallLog, metrics: Arc<Metrics>, spool: PathBuf) 
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
-                if closing_since.is_some_and(|t| t.elapsed() >= DRAIN_DEADLINE) {
+                if closing_since.is_some_and(|t| t.elapsed() >= log.shared.drain_deadline) {
                     break;
                 }
                 // Wait the backoff, but wake early for shutdown so the deadline holds.
@@ -486,6 +498,7 @@ mod tests {
     fn row(id: &str, name: &str) -> CallRow {
         CallRow {
             id: id.into(),
+            direction: "inbound".into(),
             caller_name: name.into(),
             started_at: "2021-05-10T09:00:00.000Z".into(),
             ..CallRow::default()
@@ -527,6 +540,52 @@ mod tests {
         write_spool(&path, &[r.clone(), row("ami:2", "")]).unwrap();
         let back = read_spool(&path);
         assert_eq!(back, vec![r, row("ami:2", "")]);
+    }
+
+    /// The database is gone at shutdown: what is queued goes to the spool, and the next start
+    /// writes it before anything else. Nothing is lost.
+    #[tokio::test]
+    async fn rows_the_database_cannot_take_at_shutdown_are_spooled_and_written_next_time() {
+        let db = crate::store::testing::TestDb::new("sqlite").await.unwrap();
+        let spool = crate::store::testing::TempDir::new("spool").unwrap();
+        let gone = db.store.clone();
+        gone.close().await;
+        let metrics = Arc::new(Metrics::default());
+        let (log, task) = spawn_with(
+            gone,
+            metrics.clone(),
+            spool.0.clone(),
+            Duration::from_millis(300),
+        );
+        let mut a = row("ami:1", "舞鶴");
+        a.resident_confirmed = true;
+        log.put(a.clone());
+        log.put(row("ami:2", ""));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!log.status().healthy(), "failing writes show");
+        assert_eq!(log.status().backlog.load(Ordering::Relaxed), 2);
+        log.close();
+        task.await.unwrap();
+        assert!(log.status().stopped.load(Ordering::Relaxed));
+        assert!(spool.0.join(SPOOL_FILE).exists());
+
+        let store = Store::open(&db.url).await.unwrap();
+        let (log, task) = spawn(store.clone(), metrics, spool.0.clone());
+        log.close();
+        task.await.unwrap();
+        let got = store
+            .call("ami:1")
+            .await
+            .unwrap()
+            .expect("spooled row written");
+        assert_eq!(got.caller_name, "舞鶴");
+        assert!(got.resident_confirmed);
+        assert!(store.call("ami:2").await.unwrap().is_some());
+        assert!(
+            !spool.0.join(SPOOL_FILE).exists(),
+            "the spool is removed once written"
+        );
+        store.close().await;
     }
 
     #[test]

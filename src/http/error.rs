@@ -23,6 +23,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     TooMany(String),
+    #[error("the request body is too large")]
+    TooLarge,
+    #[error("requests from another site's pages are refused")]
+    ForeignOrigin,
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -50,6 +56,20 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
             ApiError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, json!({"error": m})),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": self.to_string()}),
+            ),
+            ApiError::ForeignOrigin => (StatusCode::FORBIDDEN, json!({"error": self.to_string()})),
+            ApiError::Busy => {
+                let body = Json(json!({"error": self.to_string()}));
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    body,
+                )
+                    .into_response();
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "internal error");
                 (
@@ -86,7 +106,7 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// A JSON body that answers 422 with the serde message (naming the field) instead of axum's
-/// plain-text rejection.
+/// plain-text rejection; a body over the limit answers 413.
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
@@ -99,6 +119,9 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge)
+            }
             Err(rejection) => Err(ApiError::invalid("body", rejection.body_text())),
         }
     }

@@ -1,8 +1,9 @@
 //! For IT staff and their monitoring: `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json`.
 
 use super::AppState;
+use crate::domain::Role;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,8 +18,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/openapi.json", get(openapi))
 }
 
-/// 200 when the database answers and every PBX link is logged in; 503 naming what is not.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// 200 when the database answers and every PBX link is logged in, 503 when not. Anyone may
+/// ask whether; only an admin session is told what (the links, the database's error text).
+async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     let db = match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await
     {
         Ok(Ok(())) => json!({"ok": true}),
@@ -40,10 +42,16 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({"ready": ready, "database": db, "call_log": call_log, "pbx_links": links})),
-    )
+    let admin = matches!(
+        super::session::session_user(&headers, &state).await,
+        Ok(Some(u)) if u.role == Role::Admin
+    );
+    let body = if admin {
+        json!({"ready": ready, "database": db, "call_log": call_log, "pbx_links": links})
+    } else {
+        json!({"ready": ready})
+    };
+    (status, Json(body))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -93,8 +101,12 @@ async fn openapi() -> Json<serde_json::Value> {
         "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "madoguchi_session"}}},
         "security": [{"session": []}],
         "paths": {
+            "/": {"get": op("the browser screens (index.html)")},
+            "/assets/{file}": {"get": {"summary": "the browser screens' scripts, styles and images",
+                "parameters": [{"name": "file", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the file"}, "404": {"description": "no such file"}}}},
             "/healthz": {"get": op("200 while the process serves")},
-            "/readyz": {"get": op("database and PBX link readiness (503 when not ready)")},
+            "/readyz": {"get": op("database and PBX link readiness (503 when not ready); the details only to an admin session")},
             "/metrics": {"get": op("Prometheus text: calls, pops, pop latency histogram, reconnects, WebSocket clients")},
             "/api/openapi.json": {"get": op("this document")},
             "/api/session": {

@@ -5,7 +5,7 @@
 //! keep up is closed with code 4008 and resyncs on reconnect. Frames from the browser larger
 //! than [`MAX_MESSAGE`] close the socket; the server goes on serving everyone else.
 
-use super::session::{CurrentUser, PHONE_ROLES};
+use super::session::CurrentUser;
 use super::{ApiError, AppState};
 use crate::hub::agent_topic;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -35,11 +35,11 @@ struct WsQuery {
 
 async fn upgrade(
     State(state): State<AppState>,
-    user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let user = user.require(PHONE_ROLES)?.clone();
+    // The role (PHONES) and the page's Origin were checked before this runs (`http::app`).
     let topic = match &user.extension {
         Some(ext) => agent_topic(ext),
         None => format!("user:{}", user.id),

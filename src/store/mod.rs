@@ -70,18 +70,40 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A database URL with any password replaced, for logs.
+/// A database URL with any password replaced, for logs: the `user:password@` part and query
+/// parameters that carry secrets (`?password=`, `sslpassword=`, anything naming a secret or
+/// token).
 pub fn mask_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => match base[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}://{}:***@{}", &base[..s], user, &base[at + 1..]),
+            None => base.to_string(),
+        },
+        _ => base.to_string(),
+    };
+    if let Some(query) = query {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&masked.join("&"));
     }
+    out
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token"]
+        .iter()
+        .any(|w| key.contains(w))
 }
 
 impl Store {
@@ -230,6 +252,14 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(mask_url("sqlite://madoguchi.db"), "sqlite://madoguchi.db");
+        assert_eq!(
+            mask_url("postgres://h/db?user=u&password=secret&sslmode=require&sslpassword=x"),
+            "postgres://h/db?user=u&password=***&sslmode=require&sslpassword=***"
+        );
+        assert_eq!(
+            mask_url("postgres://u:secret@h/db?PassWord=p@ss"),
+            "postgres://u:***@h/db?PassWord=***"
+        );
     }
 
     #[test]

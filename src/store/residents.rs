@@ -147,9 +147,18 @@ impl Store {
         kana: &Kana,
         birth_date: Option<BirthDate>,
     ) -> anyhow::Result<Vec<Resident>> {
-        // A Kana holds only katakana and spaces, so it carries no LIKE wildcard.
-        let pattern = format!("{}%", kana.without_spaces());
-        const NAME: &str = "REPLACE(REPLACE(r.name_kana, '　', ''), ' ', '') LIKE $1";
+        // A Kana holds only katakana and spaces; the pattern is escaped all the same, so what
+        // was typed is matched literally whatever the parser lets through (`kana=%%` must
+        // never list every resident).
+        let mut pattern = String::new();
+        for c in kana.without_spaces().chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        const NAME: &str = "REPLACE(REPLACE(r.name_kana, '　', ''), ' ', '') LIKE $1 ESCAPE '\\'";
         match birth_date {
             Some(b) => {
                 self.residents_where(

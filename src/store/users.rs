@@ -38,6 +38,47 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// [`verify_password`] in memory the caller keeps: argon2 needs ~19 MiB of blocks per check,
+/// and a server that reuses one buffer per concurrent check keeps its memory flat (a fresh
+/// allocation per check, freed on another thread each time, stays resident in the allocator's
+/// per-thread arenas). `memory` grows to what the hash's parameters ask and is kept.
+pub fn verify_password_in(password: &str, phc: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    use argon2::password_hash::{Output, PasswordHash};
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(expected), Some(salt)) = (hash.hash, hash.salt) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let version = match hash.version {
+        Some(v) => argon2::Version::try_from(v),
+        None => Ok(argon2::Version::default()),
+    };
+    let (Ok(version), Ok(params)) = (version, argon2::Params::try_from(&hash)) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let hashed = argon2::Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut out,
+        &mut memory[..blocks],
+    );
+    // Output's equality is constant-time.
+    hashed.is_ok() && Output::new(&out).is_ok_and(|out| out == expected)
+}
+
 /// Session tokens are random; the database keeps only their BLAKE2b digest.
 pub fn token_digest(token: &str) -> String {
     use blake2::{Blake2b512, Digest};
@@ -64,7 +105,9 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<User> {
 }
 
 impl Store {
-    /// Adds a user, or replaces the password, role and extension of an existing one.
+    /// Adds a user, or replaces the password, role and extension of an existing one. Replacing
+    /// ends every session of that user in the same transaction: whoever logged in with the old
+    /// password (or under the old role) must log in again.
     pub async fn upsert_user(
         &self,
         username: &str,
@@ -73,6 +116,7 @@ impl Store {
         role: Role,
         extension: Option<&Extension>,
     ) -> anyhow::Result<i64> {
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO users (username, display_name, password_hash, role, extension, created_at) \
              VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (username) DO UPDATE SET \
@@ -85,10 +129,45 @@ impl Store {
         .bind(role.code())
         .bind(extension.map(|e| e.as_str().to_string()))
         .bind(super::now())
-        .fetch_one(&self.write)
+        .fetch_one(tx.conn())
         .await
         .with_context(|| format!("saving user {username} (is the extension taken by another user?)"))?;
-        Ok(row.try_get(0)?)
+        let id: i64 = row.try_get(0)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await
+            .with_context(|| format!("ending the sessions of {username}"))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("saving user {username}"))?;
+        Ok(id)
+    }
+
+    /// Disables a login and ends its sessions (the row stays: calls and the audit trail name
+    /// it). False when no active user has that name.
+    pub async fn remove_user(&self, username: &str) -> anyhow::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE users SET active = 0 WHERE username = $1 AND active = 1 RETURNING id",
+        )
+        .bind(username.to_string())
+        .fetch_optional(tx.conn())
+        .await
+        .with_context(|| format!("removing user {username}"))?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let id: i64 = row.try_get(0)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await
+            .with_context(|| format!("ending the sessions of {username}"))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("removing user {username}"))?;
+        Ok(true)
     }
 
     /// The user and password hash for a login attempt.
@@ -150,6 +229,74 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes expired sessions and login counters whose window ended before `stale_before`.
+    /// Returns how many sessions went.
+    pub async fn sweep_expired(&self, stale_before: &str) -> anyhow::Result<u64> {
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(super::now())
+            .execute(&self.write)
+            .await
+            .context("sweeping expired sessions")?
+            .rows_affected();
+        sqlx::query("DELETE FROM login_attempts WHERE window_start <= $1")
+            .bind(stale_before.to_string())
+            .execute(&self.write)
+            .await
+            .context("sweeping old login counters")?;
+        Ok(sessions)
+    }
+
+    /// Counts one login attempt against `key` before its password is checked, in one atomic
+    /// statement (so concurrent guesses are each counted before any is checked). A window that
+    /// began at or before `stale_before` starts over at `now`. Returns the attempts in the
+    /// window, this one included, and when the window began.
+    pub async fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: &str,
+        stale_before: &str,
+    ) -> anyhow::Result<(i64, String)> {
+        let row = sqlx::query(
+            "INSERT INTO login_attempts (throttle_key, attempts, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (throttle_key) DO UPDATE SET \
+             attempts = CASE WHEN login_attempts.window_start <= $3 THEN 1 \
+                             ELSE login_attempts.attempts + 1 END, \
+             window_start = CASE WHEN login_attempts.window_start <= $3 THEN excluded.window_start \
+                                 ELSE login_attempts.window_start END \
+             RETURNING attempts, window_start",
+        )
+        .bind(key.to_string())
+        .bind(now.to_string())
+        .bind(stale_before.to_string())
+        .fetch_one(&self.write)
+        .await
+        .context("counting a login attempt")?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// Gives back one reserved attempt (its password was right, or never checked).
+    pub async fn release_login_attempt(&self, key: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE login_attempts SET attempts = attempts - 1 \
+             WHERE throttle_key = $1 AND attempts > 0",
+        )
+        .bind(key.to_string())
+        .execute(&self.write)
+        .await
+        .context("releasing a login attempt")?;
+        Ok(())
+    }
+
+    /// Forgets a counter (a successful login clears its account's failures).
+    pub async fn clear_login_attempts(&self, key: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM login_attempts WHERE throttle_key = $1")
+            .bind(key.to_string())
+            .execute(&self.write)
+            .await
+            .context("clearing login attempts")?;
+        Ok(())
+    }
+
     /// 操作記録: one line per view or change of a resident.
     pub async fn audit(
         &self,
@@ -171,5 +318,28 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifying_in_kept_memory_agrees_with_argon2() {
+        let phc = hash_password("correct horse").unwrap();
+        let mut memory = Vec::new();
+        assert!(verify_password_in("correct horse", &phc, &mut memory));
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password_in("correct hors", &phc, &mut memory));
+        assert!(!verify_password_in(
+            "correct horse",
+            "not a hash",
+            &mut memory
+        ));
+        assert_eq!(memory.len(), argon2::Params::DEFAULT_M_COST as usize);
+        let other = hash_password("another").unwrap();
+        assert!(verify_password_in("another", &other, &mut memory));
+        assert!(!verify_password_in("correct horse", &other, &mut memory));
     }
 }

@@ -210,8 +210,10 @@ async fn pops_go_on_while_the_database_is_away_postgres() {
         };
         let took = rang.elapsed();
         worst = worst.max(took);
+        // The pop waits for the ledger 50 ms at most (one lookup attempt alone may take 2 s);
+        // the bound leaves room for a loaded test machine. `madoguchi bench` measures speed.
         assert!(
-            took < Duration::from_millis(100),
+            took < Duration::from_millis(500),
             "pop {} took {took:?} during the outage",
             c.id
         );

@@ -117,6 +117,14 @@ async fn resume_across_a_restart(engine: &str) {
         seq = m["seq"].as_u64().expect("seq");
     }
     assert!(seq >= 3);
+    // The log has the ringing call (written beside the pop, a moment after it).
+    for _ in 0..100 {
+        let row = store.call(&format!("ami:{}", y.id)).await.unwrap();
+        if row.is_some_and(|r| !r.agents_offered.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     pbx.set_listing(y.listing(false));
     a.kill9();

@@ -1,0 +1,135 @@
+//! The role matrix: every route `/api/openapi.json` describes (and `/ws`), asked as every role
+//! and as nobody, answers as the README's roles table says: 401 without a session, 403 with a
+//! role the route does not admit, anything else when admitted. Request bodies are harmless
+//! (empty objects the handlers refuse with 422).
+
+use crate::common::*;
+use madoguchi::domain::Role;
+use serde_json::Value;
+
+/// Who may use what: the README's roles table, written out again so the server is checked
+/// against the document and not against itself.
+const NOBODY: &[&str] = &["nobody", "agent", "supervisor", "planner", "venue", "admin"];
+const STAFF: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
+const PHONES: &[&str] = &["agent", "supervisor", "admin"];
+const LEDGER: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
+
+const TABLE: &[(&str, &str, &[&str])] = &[
+    ("GET", "/", NOBODY),
+    ("GET", "/assets/{file}", NOBODY),
+    ("GET", "/healthz", NOBODY),
+    ("GET", "/readyz", NOBODY),
+    ("GET", "/metrics", NOBODY),
+    ("GET", "/api/openapi.json", NOBODY),
+    ("POST", "/api/session", NOBODY),
+    ("DELETE", "/api/session", NOBODY),
+    ("GET", "/api/me", STAFF),
+    ("GET", "/api/inquiry-categories", STAFF),
+    ("GET", "/ws", PHONES),
+    ("GET", "/api/calls", PHONES),
+    ("POST", "/api/calls/{id}/resident", PHONES),
+    ("POST", "/api/inquiries", PHONES),
+    ("GET", "/api/queues", PHONES),
+    ("GET", "/api/residents", LEDGER),
+    ("GET", "/api/residents/{id}", LEDGER),
+];
+
+/// A concrete path for a templated one.
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "1").replace("{file}", "app.js")
+}
+
+#[tokio::test]
+async fn every_route_admits_exactly_its_roles() {
+    for engine in engines() {
+        let srv = TestServer::start(engine, None).await;
+        let roles = [
+            ("agent", Role::Agent),
+            ("supervisor", Role::Supervisor),
+            ("planner", Role::Planner),
+            ("venue", Role::Venue),
+            ("admin", Role::Admin),
+        ];
+        let mut clients = vec![("nobody", None)];
+        for (name, role) in roles {
+            let ext = (role == Role::Agent).then_some("201");
+            srv.add_user(name, role, ext).await;
+            clients.push((name, Some(srv.login(name).await)));
+        }
+
+        // The routes the server says it has, and /ws.
+        let http = reqwest::Client::new();
+        let doc: Value = http
+            .get(format!("{}/api/openapi.json", srv.url))
+            .send()
+            .await
+            .expect("openapi")
+            .json()
+            .await
+            .expect("openapi JSON");
+        let mut routes: Vec<(String, String)> = Vec::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for method in ops.as_object().expect("operations").keys() {
+                routes.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        if !routes.iter().any(|(_, p)| p == "/ws") {
+            routes.push(("GET".into(), "/ws".into()));
+        }
+        for (method, path) in &routes {
+            assert!(
+                TABLE.iter().any(|(m, p, _)| m == method && p == path),
+                "{method} {path} is served but not in the roles table (README and tests/it/roles.rs)"
+            );
+        }
+        for (method, path, _) in TABLE {
+            assert!(
+                routes.iter().any(|(m, p)| m == method && p == path),
+                "{method} {path} is in the roles table but missing from /api/openapi.json"
+            );
+        }
+        // Logging out ends the session the later requests use: ask it last.
+        routes.sort_by_key(|(m, p)| (m == "DELETE" && p == "/api/session", p.clone()));
+
+        let mut checked = 0;
+        for (method, path) in &routes {
+            let admitted = TABLE
+                .iter()
+                .find(|(m, p, _)| m == method && p == path)
+                .map(|(_, _, who)| *who)
+                .unwrap_or_default();
+            for (who, client) in &clients {
+                let url = format!("{}{}", srv.url, concrete(path));
+                let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+                let mut req = http.request(m, &url);
+                if let Some(c) = client {
+                    req = req.header("cookie", &c.cookie);
+                }
+                if method != "GET" && method != "DELETE" {
+                    req = req.json(&serde_json::json!({}));
+                }
+                let status = req.send().await.expect("request").status().as_u16();
+                let expected = if admitted.contains(who) {
+                    "admitted"
+                } else if *who == "nobody" {
+                    "401"
+                } else {
+                    "403"
+                };
+                let ok = match expected {
+                    "admitted" => status != 401 && status != 403 && status < 500,
+                    "401" => status == 401,
+                    _ => status == 403,
+                };
+                assert!(
+                    ok,
+                    "{engine}: {method} {path} as {who} answered {status}, expected {expected}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, routes.len() * clients.len());
+        assert!(routes.len() >= TABLE.len());
+        srv.stop().await;
+    }
+}
