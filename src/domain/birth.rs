@@ -1,6 +1,7 @@
 //! 生年月日: a birth date as registers and callers write it.
 
 use super::text::fold_trimmed;
+use super::wareki::{self, Era};
 use chrono::NaiveDate;
 use serde::Serialize;
 use std::fmt;
@@ -38,6 +39,31 @@ impl BirthDate {
         let date = NaiveDate::from_ymd_opt(num(parts[0]) as i32, num(parts[1]), num(parts[2]))
             .ok_or_else(|| format!("no such date {s}"))?;
         BirthDate::new(date, today).map_err(|why| format!("{s} {why}"))
+    }
+
+    /// What a person types in a search: the Gregorian forms of [`BirthDate::parse`], or 和暦
+    /// (`昭和25年6月6日`, `S25.6.6`, `S250606`, or `25/6/6` with `era` chosen beside the field),
+    /// see [`wareki::parse`].
+    pub fn parse_written(
+        written: &str,
+        era: Option<Era>,
+        today: NaiveDate,
+    ) -> Result<BirthDate, String> {
+        let s = fold_trimmed(written);
+        let b = s.as_bytes();
+        if b.len() == 8 && b.iter().all(u8::is_ascii_digit) {
+            // 19500606: Gregorian, as a scanner or a spreadsheet writes it.
+            let dashed = format!("{}-{}-{}", &s[..4], &s[4..6], &s[6..]);
+            return BirthDate::parse(&dashed, today);
+        }
+        // Four digits then a separator is a Gregorian year; 250606 is 和暦 (YYMMDD).
+        let gregorian =
+            b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && !b[4].is_ascii_digit();
+        if gregorian {
+            return BirthDate::parse(&s, today);
+        }
+        let date = wareki::parse(&s, era)?;
+        BirthDate::new(date, today).map_err(|why| format!("{} {why}", wareki::format(date)))
     }
 
     /// A date already held as a date (a synthetic register, a test), with the same bounds.
@@ -89,6 +115,29 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn wareki_or_gregorian() {
+        let showa = Some(Era::Showa);
+        for s in [
+            "1950-06-06",
+            "昭和25年6月6日",
+            "S25.6.6",
+            "S250606",
+            "25/6/6",
+        ] {
+            assert_eq!(
+                BirthDate::parse_written(s, showa, today()).unwrap().iso(),
+                "1950-06-06",
+                "{s}"
+            );
+        }
+        assert!(BirthDate::parse_written("25/6/6", None, today()).is_err());
+        assert!(BirthDate::parse_written("昭和64年1月8日", None, today()).is_err());
+        assert!(BirthDate::parse_written("R5.1.1", None, today())
+            .unwrap_err()
+            .contains("future"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod phone;
 pub mod resident;
 pub mod text;
 pub mod ticket;
+pub mod wareki;
 
 pub use address::{AddressNo, PostalCode};
 pub use birth::BirthDate;
@@ -26,6 +27,7 @@ pub use kana::Kana;
 pub use phone::PhoneNumber;
 pub use resident::{Intent, NewResident, Outcome, Role, Sex};
 pub use ticket::{MunicipalityCode, TicketNo};
+pub use wareki::Era;
 
 /// A submitted value refused, naming the field at fault (an HTTP 422, a CSV row's problem).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

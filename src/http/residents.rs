@@ -3,7 +3,7 @@
 
 use super::session::CurrentUser;
 use super::{ApiError, AppState};
-use crate::domain::{BirthDate, Kana, PhoneNumber, TicketNo};
+use crate::domain::{BirthDate, Era, Kana, PhoneNumber, TicketNo};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,6 +21,9 @@ struct Search {
     phone: Option<String>,
     ticket: Option<String>,
     kana: Option<String>,
+    /// 和暦 birth dates may be written without their era (`25/6/6`): the era chosen beside the
+    /// field (`showa`, `S`, `昭和`).
+    era: Option<String>,
     birth_date: Option<String>,
 }
 
@@ -44,10 +47,18 @@ async fn search(
         )
     } else if let Some(k) = q.kana.as_deref().filter(|s| !s.trim().is_empty()) {
         let birth = match q.birth_date.as_deref().filter(|s| !s.trim().is_empty()) {
-            Some(b) => Some(
-                BirthDate::parse(b, chrono::Utc::now().date_naive())
-                    .map_err(|why| ApiError::invalid("birth_date", why))?,
-            ),
+            Some(b) => {
+                let era = match q.era.as_deref().filter(|s| !s.trim().is_empty()) {
+                    Some(e) => Some(Era::parse(e).ok_or_else(|| {
+                        ApiError::invalid("era", "one of meiji, taisho, showa, heisei, reiwa")
+                    })?),
+                    None => None,
+                };
+                Some(
+                    BirthDate::parse_written(b, era, chrono::Utc::now().date_naive())
+                        .map_err(|why| ApiError::invalid("birth_date", why))?,
+                )
+            }
             None => None,
         };
         let kana = Kana::parse(k).map_err(|why| ApiError::invalid("kana", why))?;

@@ -16,6 +16,8 @@ pub struct InquiryRow {
     pub call_id: Option<String>,
     pub user_id: i64,
     pub username: String,
+    /// 担当: the staff member's name as colleagues know it (the login id when none is set).
+    pub user_name: String,
     pub category: String,
     pub note: String,
     pub follow_up: bool,
@@ -29,7 +31,7 @@ pub use crate::domain::inquiry::{InquiryForm, NewInquiry};
 
 const INQUIRY_SELECT: &str =
     "SELECT i.id, i.resident_id, i.call_key, i.user_id, COALESCE(u.username, '') AS username, \
-    i.category, i.note, i.follow_up, i.caller_kind, i.relationship, i.created_at \
+    COALESCE(NULLIF(u.display_name, ''), u.username, '') AS user_name, i.category, i.note, i.follow_up, i.caller_kind, i.relationship, i.created_at \
     FROM inquiries i LEFT JOIN users u ON u.id = i.user_id";
 
 fn inquiry_from_row(row: &sqlx::any::AnyRow) -> Result<InquiryRow, sqlx::Error> {
@@ -39,6 +41,7 @@ fn inquiry_from_row(row: &sqlx::any::AnyRow) -> Result<InquiryRow, sqlx::Error> 
         call_id: row.try_get("call_key")?,
         user_id: row.try_get("user_id")?,
         username: row.try_get("username")?,
+        user_name: row.try_get("user_name")?,
         category: row.try_get("category")?,
         note: row.try_get("note")?,
         follow_up: row.try_get::<i64, _>("follow_up")? != 0,

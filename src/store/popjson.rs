@@ -31,10 +31,11 @@ SELECT r.id, json_object(
   'vaccinations', json('[]'),
   'inquiries', (SELECT json_group_array(json_object(
                   'id', i.id, 'resident_id', i.resident_id, 'call_id', i.call_key, 'user_id', i.user_id,
-                  'username', i.username, 'category', i.category, 'note', i.note,
+                  'username', i.username, 'user_name', i.user_name, 'category', i.category, 'note', i.note,
                   'follow_up', CASE WHEN i.follow_up <> 0 THEN json('true') ELSE json('false') END,
                   'caller_kind', i.caller_kind, 'relationship', i.relationship, 'created_at', i.created_at))
-                FROM (SELECT i.*, COALESCE(u.username, '') AS username FROM inquiries i
+                FROM (SELECT i.*, COALESCE(u.username, '') AS username,
+                             COALESCE(NULLIF(u.display_name, ''), u.username, '') AS user_name FROM inquiries i
                       LEFT JOIN users u ON u.id = i.user_id WHERE i.resident_id = r.id
                       ORDER BY i.created_at DESC, i.id DESC LIMIT $2) i),
   'calls', (SELECT json_group_array(json_object(
@@ -71,7 +72,9 @@ SELECT r.id, json_build_object(
   'inquiries', COALESCE((SELECT json_agg(s.j ORDER BY s.created_at DESC, s.id DESC) FROM (
                   SELECT i.id, i.created_at, json_build_object(
                     'id', i.id, 'resident_id', i.resident_id, 'call_id', i.call_key, 'user_id', i.user_id,
-                    'username', COALESCE(u.username, ''), 'category', i.category, 'note', i.note,
+                    'username', COALESCE(u.username, ''),
+                    'user_name', COALESCE(NULLIF(u.display_name, ''), u.username, ''),
+                    'category', i.category, 'note', i.note,
                     'follow_up', i.follow_up <> 0, 'caller_kind', i.caller_kind,
                     'relationship', i.relationship, 'created_at', i.created_at) AS j
                   FROM inquiries i LEFT JOIN users u ON u.id = i.user_id

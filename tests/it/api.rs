@@ -86,6 +86,24 @@ async fn sessions_search_and_inquiries(engine: &str) {
         let (_, found2) = agent.get("/api/residents?kana=%E3%81%BE%E3%81%84%E3%81%A5%E3%82%8B%E3%81%AF%E3%81%AA%E3%81%93&birth_date=1941-03-02").await;
         assert_eq!(found2.as_array().map(|a| a.len()), Some(1), "{found2}");
         assert_eq!(found2[0]["name"], "舞鶴 花子");
+        // The birth date in 和暦, as the caller says it or the agent types it (1941-03-02).
+        for birth in ["昭和16年3月2日", "S16.3.2", "S160302", "16/3/2&era=showa"] {
+            let (s, found) = agent
+                .get(&format!("/api/residents?kana=マイヅル&birth_date={birth}"))
+                .await;
+            assert_eq!(s, 200, "{engine} {birth}: {found}");
+            assert_eq!(found.as_array().map(|a| a.len()), Some(2), "{birth}");
+        }
+        for birth in ["16/3/2", "昭和64年1月8日", "S16.2.30"] {
+            let (s, err) = agent
+                .get(&format!("/api/residents?kana=マイヅル&birth_date={birth}"))
+                .await;
+            assert_eq!(
+                (s, err["field"].as_str()),
+                (422, Some("birth_date")),
+                "{birth}: {err}"
+            );
+        }
         let (s, err) = agent.get("/api/residents?ticket=12").await;
         assert_eq!((s, err["field"].as_str()), (422, Some("ticket")));
 

@@ -518,6 +518,15 @@ async fn a_page_resumes_across_a_server_restart() {
         json!("ringing"),
         "the call that came in while the page was away shows"
     );
+    // It waits as a tab beside the screen with the note; the agent switches to it.
+    let queued = d
+        .script(
+            "const t = [...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === arguments[0]); \
+             if (!t || t.dataset.unseen !== 'true') return false; t.click(); return true;",
+            vec![json!(comes_id)],
+        )
+        .await;
+    assert_eq!(queued, json!(true), "the new call waits as a tab");
     let name = d
         .find("[data-testid=resident-name]", WAIT)
         .await
@@ -644,6 +653,670 @@ async fn a_pop_without_the_record_fills_in_when_it_arrives() {
         page_errors(&d).await,
         Vec::<String>::new(),
         "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// A fake call for the agent's topic, as the tracker sends it.
+fn fake_call(id: &str, caller: &str, state: &str) -> Value {
+    json!({"id": id, "caller_number": caller, "caller_name": null, "queue": "vaccine",
+           "dialled": "0773-62-0000", "started_at": chrono::Utc::now().to_rfc3339(),
+           "resident_id": null, "state": state})
+}
+
+/// What has the focus, and the note's text: `[id, value of #inquiry-note, shown call id]`.
+async fn focus_and_note(d: &Driver) -> Value {
+    d.script(
+        "const n = document.querySelector('#inquiry-note'); const p = document.querySelector('#pop'); \
+         return [document.activeElement && (document.activeElement.id || document.activeElement.tagName), \
+                 n ? n.value : null, p ? p.dataset.callId : null];",
+        vec![],
+    )
+    .await
+}
+
+/// At a 1366×768 desk the agent is typing the note of call A when call B pops: the note, its
+/// text and the caret stay on A; B waits as a tab that says so, and the banner counts it. F2
+/// goes to B, A's tab comes back to the note with everything typed, even the keys pressed
+/// after B popped. Enter is a new line there; Ctrl+Enter saves.
+#[tokio::test]
+async fn a_new_call_waits_beside_the_note_being_typed() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.store()
+        .insert_residents(&[
+            resident(20, "岡本 清", "オカモト　キヨシ", &["0773-62-1234"]),
+            resident(21, "舞鶴 花子", "マイヅル　ハナコ", &["0773-62-5678"]),
+        ])
+        .await
+        .unwrap();
+    let api = srv.login("sato").await;
+    let mut records = Vec::new();
+    for phone in ["0773621234", "0773625678"] {
+        let (_, found) = api.get(&format!("/api/residents?phone={phone}")).await;
+        records.push(
+            api.get(&format!("/api/residents/{}", found[0]["id"]))
+                .await
+                .1,
+        );
+    }
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    d.set_window(1366, 768).await;
+    log_in(&d, &srv.url, "sato").await;
+    let hub = &srv.running.as_ref().expect("running").state.hub;
+    let topic = madoguchi::hub::agent_topic("777");
+    let pop = |id: &str, caller: &str, rec: &Value| {
+        json!({"type": "screen_pop", "call": fake_call(id, caller, "ringing"), "candidates": [rec]})
+            .to_string()
+    };
+
+    hub.publish(&topic, &pop("t:a", "+81773621234", &records[0]));
+    assert_eq!(wait_phase(&d, "t:a", "ringing").await, json!("ringing"));
+    let answered = json!({"type": "call_update", "event": "answered_here",
+                          "call": fake_call("t:a", "+81773621234", "talking")});
+    hub.publish(&topic, &answered.to_string());
+    assert_eq!(wait_phase(&d, "t:a", "talking").await, json!("talking"));
+    let note = d.find("#inquiry-note", WAIT).await.expect("note field");
+    d.click(&note).await;
+    d.keys("2回目の日程を").await;
+
+    hub.publish(&topic, &pop("t:b", "+81773625678", &records[1]));
+    let tab = d
+        .wait_for(
+            "const t = [...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === 't:b'); \
+             return !!t && t.dataset.unseen === 'true' && t.dataset.phase === 'ringing';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(tab, json!(true), "B shows as a tab marked new");
+    let waiting = d
+        .wait_for(
+            "const w = document.querySelector('#call-banner [data-testid=calls-waiting]'); return w && w.dataset.count;",
+            WAIT,
+        )
+        .await;
+    assert_eq!(waiting, json!("1"), "the banner counts the call waiting");
+    assert_eq!(
+        focus_and_note(&d).await,
+        json!(["inquiry-note", "2回目の日程を", "t:a"]),
+        "A's note keeps its text and the caret"
+    );
+    // The agent goes on typing without looking: the keys land in A's note.
+    d.keys("変更したい").await;
+    assert_eq!(
+        focus_and_note(&d).await,
+        json!(["inquiry-note", "2回目の日程を変更したい", "t:a"])
+    );
+    let hint = d
+        .script(
+            "return document.querySelector('#sessions').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(
+        hint.as_str().unwrap_or_default().contains("F2"),
+        "the switch key is shown: {hint}"
+    );
+
+    // A click on B's tab (the focus leaves the note for the tab first), then F2 back to A,
+    // where nothing was lost.
+    let tab_b = d
+        .find("[data-testid=session-tab][data-call-id='t:b']", WAIT)
+        .await
+        .expect("B's tab");
+    d.click(&tab_b).await;
+    assert_eq!(
+        d.wait_for(
+            "const p = document.querySelector('#pop'); return p && p.dataset.callId;",
+            WAIT
+        )
+        .await,
+        json!("t:b")
+    );
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("B's record");
+    assert_eq!(d.text(&name).await, "舞鶴 花子");
+    d.keys("\u{E032}").await;
+    let back = d
+        .wait_for(
+            "const p = document.querySelector('#pop'); return !!p && p.dataset.callId === 't:a' && document.activeElement.id === 'inquiry-note';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(back, json!(true), "A's screen with the caret in its note");
+    d.keys("。").await;
+    assert_eq!(
+        focus_and_note(&d).await,
+        json!(["inquiry-note", "2回目の日程を変更したい。", "t:a"])
+    );
+
+    // Enter is a new line, Ctrl+Enter saves (the category first).
+    d.keys("\u{E007}").await;
+    assert_eq!(
+        focus_and_note(&d).await[1],
+        json!("2回目の日程を変更したい。\n"),
+        "Enter adds a line"
+    );
+    d.script(
+        "const s = document.querySelector('#inquiry-category'); s.value = 'appointment_change'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await;
+    let note = d.find("#inquiry-note", WAIT).await.expect("note field");
+    d.type_into(&note, "\u{E009}\u{E007}\u{E000}").await;
+    let saved = d
+        .wait_for(
+            "return [...document.querySelectorAll('[data-testid=history-item]')].some(e => e.textContent.includes('2回目の日程を変更したい。'));",
+            WAIT,
+        )
+        .await;
+    assert_eq!(saved, json!(true), "Ctrl+Enter saves the whole note");
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// A walk-in's record is open when the phone rings: the call waits as a tab and the walk-in
+/// stays. A reload (F5) while the call rings: the page comes back on that call's screen, with
+/// the caller's record, the inquiry the agent had started (category and note), and both tabs.
+#[tokio::test]
+async fn a_reload_during_a_call_restores_its_screen_and_draft() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let mut pbx = FakeAsterisk::start().await;
+    let srv = TestServer::start("sqlite", Some(pbx.addr.clone())).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.store()
+        .insert_residents(&[resident(20, "岡本 清", "オカモト　キヨシ", &["123"])])
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, pbx.logins.recv())
+        .await
+        .expect("AMI login");
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    log_in(&d, &srv.url, "sato").await;
+    // A walk-in's record is open (by ticket) when the phone rings: the call waits as a tab.
+    let ticket = d.find("#search-ticket", WAIT).await.expect("ticket field");
+    d.type_into(&ticket, "0000001254\u{E007}").await;
+    d.find("#lookup [data-testid=resident-name]", WAIT)
+        .await
+        .expect("the walk-in's record");
+    let (ringing, _answer, call_id) = call_from_123(0);
+    pbx.send(&ringing);
+    assert_eq!(wait_phase(&d, &call_id, "ringing").await, json!("ringing"));
+    assert!(
+        d.find("#lookup", Duration::ZERO).await.is_some(),
+        "the walk-in stays on screen"
+    );
+    d.keys("\u{E032}").await;
+    assert_eq!(
+        d.wait_for(
+            "const p = document.querySelector('#pop'); return p && p.dataset.callId;",
+            WAIT
+        )
+        .await,
+        json!(call_id)
+    );
+    d.script(
+        "const s = document.querySelector('#inquiry-category'); s.value = 'transport'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await;
+    let note = d.find("#inquiry-note", WAIT).await.expect("note field");
+    d.type_into(&note, "送迎バスの乗り場を確認").await;
+
+    d.refresh().await;
+    let back = d
+        .wait_for(
+            &format!(
+                "const p = document.querySelector('#pop'); const n = document.querySelector('#inquiry-note'); \
+                 return !!p && p.dataset.callId === {call_id:?} && p.dataset.phase === 'ringing' && !!n && \
+                 n.value === '送迎バスの乗り場を確認' && document.querySelector('#inquiry-category').value === 'transport' && \
+                 document.querySelector('#conn-state').dataset.state === 'online';"
+            ),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        back,
+        json!(true),
+        "the call's screen and its draft are back"
+    );
+    let tabs = d
+        .script(
+            "return [...document.querySelectorAll('[data-testid=session-tab]')].map(t => t.dataset.callId || 'walk-in');",
+            vec![],
+        )
+        .await;
+    assert_eq!(tabs, json!(["walk-in", call_id]), "and both tabs");
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("with the caller's record");
+    assert_eq!(d.text(&name).await, "岡本 清");
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// The controls whose text does not fit: inputs, selects and buttons on screen whose content is
+/// wider than their box (a select by its longest option, as the open list would show it; an
+/// empty input by its placeholder).
+const CLIPPED: &str = "\
+    const out = []; const probe = document.createElement('span'); \
+    probe.style.cssText = 'position:absolute;visibility:hidden;white-space:pre'; document.body.append(probe); \
+    for (const el of document.querySelectorAll('input, select, button')) { \
+      if (!el.offsetParent || el.type === 'radio' || el.type === 'checkbox' || el.type === 'hidden') continue; \
+      let clipped = el.scrollWidth > el.clientWidth; \
+      if (el.tagName === 'SELECT') { \
+        const cs = getComputedStyle(el); probe.style.font = cs.font; \
+        const room = el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight); \
+        for (const o of el.options) { probe.textContent = o.textContent; if (probe.offsetWidth > room) clipped = true; } \
+      } \
+      if (el.tagName === 'INPUT' && !el.value && el.placeholder) { \
+        const cs = getComputedStyle(el); probe.style.font = cs.font; probe.textContent = el.placeholder; \
+        if (probe.offsetWidth > el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)) clipped = true; \
+      } \
+      if (clipped) out.push((el.id || el.className || el.tagName) + ': ' + (el.value || el.placeholder || el.textContent).trim().slice(0, 30)); \
+    } \
+    probe.remove(); return out;";
+
+/// Where the essentials sit on the screen: each is inside the viewport, or the rectangle that
+/// is not (for the failure message).
+const ESSENTIALS: &str = "\
+    const vh = innerHeight, vw = innerWidth, out = {}; \
+    const place = (name, el) => { if (!el) { out[name] = 'missing'; return; } \
+      const r = el.getBoundingClientRect(); \
+      out[name] = r.height > 0 && r.top >= 0 && r.bottom <= vh && r.left >= 0 && r.right <= vw \
+        ? true : `${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}x${Math.round(r.height)} in ${vw}x${vh}`; }; \
+    const q = (s) => document.querySelector(s); \
+    place('name', q('[data-testid=resident-name]')); place('age', q('[data-testid=resident-age]')); \
+    place('intent', q('[data-testid=resident-intent]')); place('transport', q('[data-testid=resident-transport]')); \
+    place('booking', q('[data-testid=booking-item], [data-testid=bookings-empty]')); \
+    place('follow_ups', q('[data-testid=follow-ups]')); \
+    const rows = [...document.querySelectorAll('[data-testid=history-item]')]; \
+    for (let i = 0; i < 3; i++) place(`contact_${i + 1}`, rows[i]); \
+    return out;";
+
+/// At a 1366×768 desk the pop shows the caller's name, age, intent, transport, booking (here
+/// its empty state), open follow-ups and the last three contacts without scrolling; at 1366 and
+/// at 1920 no control's text is clipped. The idle search reads a 和暦 birth date back in 西暦
+/// and 和暦 before searching with it.
+#[tokio::test]
+async fn the_pop_fits_a_1366_by_768_desk_and_nothing_is_clipped() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.store()
+        .insert_residents(&[resident(
+            20,
+            "岡本 清",
+            "オカモト　キヨシ",
+            &["0773-62-1234"],
+        )])
+        .await
+        .unwrap();
+    let api = srv.login("sato").await;
+    let (_, found) = api.get("/api/residents?phone=0773621234").await;
+    let id = found[0]["id"].clone();
+    for (n, follow_up) in [
+        (1, true),
+        (2, false),
+        (3, false),
+        (4, true),
+        (5, false),
+        (6, false),
+    ] {
+        let note = format!(
+            "{n}件目: 2回目の接種日時と送迎バスの乗り場について確認したいとのこと。家族が代わりに電話することもある。"
+        );
+        let (status, _) = api
+            .post(
+                "/api/inquiries",
+                json!({"resident_id": id, "category": "transport", "note": note,
+                       "follow_up": follow_up, "caller_kind": "self"}),
+            )
+            .await;
+        assert_eq!(status, 201, "inquiry {n}");
+    }
+    let (_, record) = api.get(&format!("/api/residents/{id}")).await;
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    d.set_window(1366, 768).await;
+
+    // A wrong password: the error follows the language switch.
+    d.goto(&srv.url).await;
+    let user = d.find("#login-username", WAIT).await.expect("login form");
+    d.type_into(&user, "sato").await;
+    let pw = d.find("#login-password", WAIT).await.expect("password");
+    d.type_into(&pw, "wrong").await;
+    let submit = d.find("#login-submit", WAIT).await.expect("login button");
+    d.click(&submit).await;
+    let error = |text: &'static str| {
+        let d = &d;
+        async move {
+            d.wait_for(
+                &format!("const e = document.querySelector('#login-error'); return !e.hidden && e.textContent.includes({text:?});"),
+                WAIT,
+            )
+            .await
+        }
+    };
+    assert_eq!(error("パスワードが違います").await, json!(true));
+    let toggle = d.find("#lang-toggle", WAIT).await.expect("language");
+    d.click(&toggle).await;
+    assert_eq!(error("Wrong username or password").await, json!(true));
+    d.click(&toggle).await;
+    assert_eq!(error("パスワードが違います").await, json!(true));
+    log_in(&d, &srv.url, "sato").await;
+
+    // Idle: a 和暦 birth date, read back before the search.
+    let kana = d.find("#search-kana", WAIT).await.expect("kana field");
+    d.type_into(&kana, "オカモト").await;
+    let birth = d.find("#search-birth", WAIT).await.expect("birth field");
+    d.type_into(&birth, "S16.3.2").await;
+    let readback = d
+        .wait_for(
+            "const e = document.querySelector('[data-testid=birth-readback]'); return e && e.dataset.birthIso && e.textContent;",
+            WAIT,
+        )
+        .await;
+    let readback = readback.as_str().unwrap_or_default().to_string();
+    assert!(
+        readback.contains("1941年3月2日") && readback.contains("昭和16年3月2日"),
+        "{readback}"
+    );
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "idle at 1366×768"
+    );
+    let submit = d.find("#search-submit", WAIT).await.expect("search button");
+    d.click(&submit).await;
+    let name = d
+        .find("#lookup [data-testid=resident-name]", WAIT)
+        .await
+        .expect("the walk-in's record opens");
+    assert_eq!(d.text(&name).await, "岡本 清");
+
+    // A call pops for the same person (the walk-in stays as a tab: the agent switches).
+    let hub = &srv.running.as_ref().expect("running").state.hub;
+    let topic = madoguchi::hub::agent_topic("777");
+    let pop = json!({"type": "screen_pop", "call": fake_call("t:1", "+81773621234", "ringing"),
+                     "candidates": [record]});
+    hub.publish(&topic, &pop.to_string());
+    assert_eq!(wait_phase(&d, "t:1", "ringing").await, json!("ringing"));
+    d.keys("\u{E032}").await;
+    assert_eq!(
+        d.wait_for(
+            "const p = document.querySelector('#pop'); return p && p.dataset.callId;",
+            WAIT
+        )
+        .await,
+        json!("t:1")
+    );
+    d.find("[data-testid=follow-up-item]", WAIT)
+        .await
+        .expect("open follow-ups are summarised");
+    let all_in = json!({"name": true, "age": true, "intent": true, "transport": true,
+                        "booking": true, "follow_ups": true,
+                        "contact_1": true, "contact_2": true, "contact_3": true});
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-1366.png");
+    d.screenshot(&shot).await;
+    assert_eq!(
+        d.script(ESSENTIALS, vec![]).await,
+        all_in,
+        "at 1366×768 (screenshot: {})",
+        shot.display()
+    );
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "pop at 1366×768"
+    );
+    let follow_ups = d
+        .script(
+            "return document.querySelector('[data-testid=follow-ups]').dataset.count;",
+            vec![],
+        )
+        .await;
+    assert_eq!(follow_ups, json!("2"));
+
+    d.set_window(1920, 1080).await;
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-1920.png");
+    d.screenshot(&shot).await;
+    assert_eq!(
+        d.script(ESSENTIALS, vec![]).await,
+        all_in,
+        "at 1920×1080 (screenshot: {})",
+        shot.display()
+    );
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "pop at 1920×1080"
+    );
+
+    // Talking: the same at both sizes (these screenshots are the README's).
+    let answered = json!({"type": "call_update", "event": "answered_here",
+                          "call": fake_call("t:1", "+81773621234", "talking")});
+    hub.publish(&topic, &answered.to_string());
+    assert_eq!(wait_phase(&d, "t:1", "talking").await, json!("talking"));
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-1920-talking.png");
+    d.screenshot(&shot).await;
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "talking at 1920"
+    );
+    d.set_window(1366, 768).await;
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-1366-talking.png");
+    d.screenshot(&shot).await;
+    assert_eq!(
+        d.script(ESSENTIALS, vec![]).await,
+        all_in,
+        "talking at 1366×768 (screenshot: {})",
+        shot.display()
+    );
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "talking at 1366"
+    );
+
+    // In English too, at both sizes.
+    let toggle = d.find("#lang-toggle", WAIT).await.expect("language");
+    d.click(&toggle).await;
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "English at 1366×768"
+    );
+    d.set_window(1920, 1080).await;
+    assert_eq!(
+        d.script(CLIPPED, vec![]).await,
+        json!([]),
+        "English at 1920×1080"
+    );
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// The words on a call's screen: a withheld caller is 番号非通知 (not "a number the ledger does
+/// not know"), the queue shows by its name for people, and the outcome is plain Japanese.
+#[tokio::test]
+async fn a_withheld_call_reads_in_plain_words() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    let d = Driver::start(&driver_bin, &chrome).await;
+    log_in(&d, &srv.url, "sato").await;
+    let hub = &srv.running.as_ref().expect("running").state.hub;
+    let topic = madoguchi::hub::agent_topic("777");
+    let pop = json!({"type": "screen_pop", "call": fake_call("t:w", "anonymous", "ringing"),
+                     "candidates": []});
+    hub.publish(&topic, &pop.to_string());
+    assert_eq!(wait_phase(&d, "t:w", "ringing").await, json!("ringing"));
+    let words = d
+        .wait_for(
+            "const b = document.querySelector('#call-banner'); const h = document.querySelector('#search-heading'); \
+             return b && h && [document.querySelector('[data-testid=caller-number]').textContent, h.textContent, \
+                               b.querySelector('.banner-facts dd').textContent];",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        words,
+        json!(["番号非通知", "番号非通知の着信です", "ワクチン接種"])
+    );
+    // The search in the record's column, narrow on a 1366 desk: nothing clipped either.
+    for (w, h) in [(1366, 768), (1920, 1080)] {
+        d.set_window(w, h).await;
+        let shot =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("withheld-{w}.png"));
+        d.screenshot(&shot).await;
+        assert_eq!(
+            d.script(CLIPPED, vec![]).await,
+            json!([]),
+            "search for a withheld caller at {w}×{h} (screenshot: {})",
+            shot.display()
+        );
+    }
+    let ended = json!({"type": "call_update", "event": "ended", "outcome": "abandoned",
+                       "call": fake_call("t:w", "anonymous", "ended")});
+    hub.publish(&topic, &ended.to_string());
+    assert_eq!(wait_phase(&d, "t:w", "ended").await, json!("ended"));
+    let banner = d
+        .script(
+            "return document.querySelector('#call-banner').textContent;",
+            vec![],
+        )
+        .await;
+    let banner = banner.as_str().unwrap_or_default();
+    assert!(
+        banner.contains("結果")
+            && banner.contains("つながる前に切れた")
+            && !banner.contains("放棄"),
+        "{banner}"
+    );
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// The page's own reading of 和暦 birth dates and phone numbers (web/js/format.js) agrees with
+/// the server's (domain::wareki): the same forms, the same era boundaries, the same refusals.
+#[tokio::test]
+async fn the_page_reads_wareki_and_phones_as_the_server_does() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    let d = Driver::start(&driver_bin, &chrome).await;
+    d.goto(&srv.url).await;
+    d.find("#login-form", WAIT).await.expect("the page");
+    let read = d
+        .script(
+            "return import('/assets/js/format.js').then(f => arguments[0].map(([text, era]) => { \
+               const r = f.parseBirthInput(text, era); return r && r.date ? f.isoDate(r.date) : (r ? 'refused' : null); }));",
+            vec![json!([
+                ["昭和25年6月6日", null],
+                ["昭和２５年６月６日", null],
+                ["S25.6.6", null],
+                ["s25/6/6", null],
+                ["S250606", null],
+                ["25/6/6", "showa"],
+                ["250606", "showa"],
+                ["25/6/6", null],
+                ["昭和64年1月7日", null],
+                ["昭和64年1月8日", null],
+                ["平成元年1月8日", null],
+                ["H1.1.8", null],
+                ["昭和25年2月30日", null],
+                ["S23.2.29", null],
+                ["S25.2.29", null],
+                ["1950-06-06", null],
+                ["", null]
+            ])],
+        )
+        .await;
+    assert_eq!(
+        read,
+        json!([
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "1950-06-06",
+            "refused",
+            "1989-01-07",
+            "refused",
+            "1989-01-08",
+            "1989-01-08",
+            "refused",
+            "1948-02-29",
+            "refused",
+            "1950-06-06",
+            null
+        ])
+    );
+    let phones = d
+        .script(
+            "return import('/assets/js/format.js').then(f => arguments[0].map(f.formatPhone));",
+            vec![json!([
+                "0773608318",
+                "+81773608318",
+                "0773-60-8318",
+                "09012345678",
+                "0752223333",
+                "0312345678",
+                "123"
+            ])],
+        )
+        .await;
+    assert_eq!(
+        phones,
+        json!([
+            "0773-60-8318",
+            "0773-60-8318",
+            "0773-60-8318",
+            "090-1234-5678",
+            "075-222-3333",
+            "03-1234-5678",
+            "123"
+        ])
     );
     d.quit().await;
     srv.stop().await;

@@ -136,6 +136,37 @@ impl Driver {
         }
     }
 
+    /// Sets the browser window's outer size (a desk's screen: 1366×768, 1920×1080).
+    pub async fn set_window(&self, width: u32, height: u32) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    /// Reloads the page, as the agent's F5 does.
+    pub async fn refresh(&self) {
+        self.cmd(reqwest::Method::POST, "/refresh", Some(json!({})))
+            .await;
+    }
+
+    /// Types into whatever has the focus now (a key press the agent makes without aiming).
+    pub async fn keys(&self, text: &str) {
+        let mut actions = Vec::new();
+        for c in text.chars() {
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.cmd(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+    }
+
     pub async fn type_into(&self, el: &str, text: &str) {
         self.cmd(
             reqwest::Method::POST,

@@ -11,7 +11,8 @@
 //   top bar:   #lang-toggle #logout #conn-state (data-state=online|reconnecting|connecting|offline)
 //              [data-testid=agent-name] [data-testid=agent-ext]
 //   idle:      #idle (present when no call or record is open)
-//   search:    #search-form #search-ticket #search-kana #search-birth #search-phone #search-submit
+//   search:    #search-form #search-ticket #search-kana #search-era #search-birth
+//              [data-testid=birth-readback] (data-birth-iso) #search-phone #search-submit
 //              #search-clear #search-results [data-testid=search-result] (one per match,
 //              data-resident-id) #search-error
 //   a call:    #pop (present while a call's screen is shown; data-call-id, data-phase=
@@ -19,7 +20,9 @@
 //              #call-banner [data-testid=call-state] [data-testid=caller-number] #call-dismiss
 //              #call-banner [data-testid=call-ended-unseen] (ended while the page was disconnected)
 //              #sessions [data-testid=session-tab] (when several screens are open; data-phase,
-//              data-call-id)
+//              data-call-id, data-unseen="true" on a call that popped beside the work)
+//              [data-testid=calls-waiting] (banner: data-count calls waiting; F2 / Alt+N)
+//              [data-testid=sessions-waiting] #sound-toggle
 //   household: #pick-list [data-testid=pick-item] (one per household member, data-resident-id,
 //              aria-current="true" on the one shown) [data-testid=pick-chip] #pick-open #pick-close
 //   record:    #resident-card [data-testid=resident-name] [data-testid=resident-kana]
@@ -29,6 +32,8 @@
 //   bookings:  #bookings [data-testid=booking-item] [data-testid=bookings-empty]
 //   history:   #history [data-testid=history-item] (one per row, newest first, data-kind=
 //              inquiry|call; an inquiry row contains its note text) [data-testid=history-filter]
+//              [data-testid=history-more] [data-testid=follow-ups] (data-count)
+//              [data-testid=follow-up-item]
 //   inquiry:   #inquiry-form #inquiry-category #inquiry-note #inquiry-who-self #inquiry-who-proxy
 //              #inquiry-relationship #inquiry-follow-up #inquiry-submit #inquiry-status
 //              #inquiry-error; field errors: [data-field-error=category|note|relationship|…]
@@ -50,12 +55,12 @@
 
 import { api, errorText, onUnauthorized } from "./api.js";
 import { renderBanner, tick } from "./banner.js";
-import { onCallUpdate, onCandidatesUpdate, onHello, onScreenPop } from "./calls.js";
+import { caretLeaving, chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
-import { closePickList } from "./resident.js";
-import { activeSession, isDirty, newSearch, state } from "./state.js";
+import { closePickList, openResident } from "./resident.js";
+import { activeSession, forgetPersisted, isDirty, newSearch, persist, restorePersisted, state } from "./state.js";
 import { refreshResident, renderChrome, renderWorkspace, setConn } from "./workspace.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -70,21 +75,30 @@ async function boot() {
     if (r.ok && r.data && r.data.user) startApp(r.data.user);
     else showLogin();
   } catch {
-    showLogin(t("err.network"));
+    showLogin("err.network");
   } finally {
     $("#boot").remove();
   }
 }
 
-function showLogin(message = "") {
+/** The login form's error as a message key, so switching the language translates it too. */
+let loginError = null;
+
+function setLoginError(key, raw = "") {
+  loginError = key ? { key, raw } : null;
+  const err = $("#login-error");
+  err.textContent = key ? (key === "raw" ? raw : t(key)) : "";
+  err.hidden = !key;
+}
+
+function showLogin(messageKey = null) {
   $("#login-view").hidden = false;
   $("#app-view").hidden = true;
   $("#agent").hidden = true;
   $("#conn-state").hidden = true;
   $("#logout").hidden = true;
-  const err = $("#login-error");
-  err.textContent = message;
-  err.hidden = !message;
+  $("#sound-toggle").hidden = true;
+  setLoginError(messageKey);
   document.title = `${t("login.heading")} | 窓口 madoguchi`;
   const user = $("#login-username");
   (user.value ? $("#login-password") : user).focus();
@@ -94,10 +108,8 @@ async function submitLogin(event) {
   event.preventDefault();
   const username = $("#login-username").value.trim();
   const password = $("#login-password").value;
-  const err = $("#login-error");
   if (!username || !password) {
-    err.textContent = t("login.required");
-    err.hidden = false;
+    setLoginError("login.required");
     (username ? $("#login-password") : $("#login-username")).focus();
     return;
   }
@@ -108,16 +120,16 @@ async function submitLogin(event) {
     const r = await api("POST", "/api/session", { username, password });
     if (r.ok && r.data && r.data.user) {
       $("#login-password").value = "";
-      err.hidden = true;
+      setLoginError(null);
       startApp(r.data.user);
     } else {
-      err.textContent = r.status === 401 || r.status === 403 ? t("login.failed") : errorText(r);
-      err.hidden = false;
+      if (r.status === 401 || r.status === 403) setLoginError("login.failed");
+      else if (r.status === 429) setLoginError("login.locked");
+      else setLoginError("raw", errorText(r));
       $("#login-password").select();
     }
   } catch {
-    err.textContent = t("err.network");
-    err.hidden = false;
+    setLoginError("err.network");
   } finally {
     button.disabled = false;
     button.textContent = t("login.submit");
@@ -132,7 +144,10 @@ function startApp(user) {
     state.idleSearch = newSearch();
     state.seenCalls = new Set();
     live.forget();
+    // A reload of this tab: the screens, drafts and the one shown come back.
+    restorePersisted(user);
   }
+  const reloading = state.sessions.filter((s) => s.chosenId != null && !s.record);
   state.user = user;
   state.extension = user.extension || "";
   if (document.activeElement && document.activeElement.closest("#login-view")) document.activeElement.blur();
@@ -141,14 +156,43 @@ function startApp(user) {
   $("#agent").hidden = false;
   $("#conn-state").hidden = false;
   $("#logout").hidden = false;
+  $("#sound-toggle").hidden = false;
+  showSound();
   renderChrome();
   renderWorkspace();
+  // A record that was still loading when the page went away: load it again.
+  for (const s of reloading) openResident(s, { id: s.chosenId });
   live.start();
+}
+
+/** A chime for a call that waits beside the work: off unless the agent turns it on. */
+function soundOn() {
+  try {
+    return localStorage.getItem("madoguchi.sound") === "on";
+  } catch {
+    return false;
+  }
+}
+
+function showSound() {
+  const button = $("#sound-toggle");
+  button.setAttribute("aria-pressed", String(soundOn()));
+  button.textContent = t(soundOn() ? "sound.on" : "sound.off");
+}
+
+function toggleSound() {
+  try {
+    localStorage.setItem("madoguchi.sound", soundOn() ? "off" : "on");
+  } catch {
+    return;
+  }
+  showSound();
+  chime(); // heard once now: the agent knows what to listen for
 }
 
 function sessionExpired() {
   live.stop();
-  showLogin(t("err.session"));
+  showLogin("err.session");
 }
 
 /**
@@ -173,6 +217,7 @@ async function logout() {
   state.activeKey = null;
   state.idleSearch = newSearch();
   live.forget();
+  forgetPersisted();
   $("#workspace").replaceChildren();
   showLogin();
 }
@@ -211,22 +256,35 @@ function onMessage(msg, { resync }) {
 function bindChrome() {
   $("#login-form").addEventListener("submit", submitLogin);
   $("#logout").addEventListener("click", logout);
+  $("#sound-toggle").addEventListener("click", toggleSound);
+  $("#workspace").addEventListener("focusout", caretLeaving);
   $("#lang-toggle").addEventListener("click", () => {
     setLang(lang() === "ja" ? "en" : "ja");
     const toggle = $("#lang-toggle");
     toggle.lang = lang() === "ja" ? "en" : "ja";
     applyI18n();
     if (state.user) {
+      showSound();
       renderChrome();
       renderWorkspace();
     } else {
       document.title = `${t("login.heading")} | 窓口 madoguchi`;
+      if (loginError) setLoginError(loginError.key, loginError.raw);
+      if (!$("#login-submit").disabled) $("#login-submit").textContent = t("login.submit");
     }
   });
   $("#lang-toggle").lang = lang() === "ja" ? "en" : "ja";
 
   document.addEventListener("keydown", (event) => {
-    if (event.key !== "Escape" || event.isComposing) return;
+    if (!state.user || event.isComposing) return;
+    // F2 or Alt+N: the call that waits beside the work (else the next open screen).
+    const altN = event.altKey && !event.ctrlKey && !event.metaKey && (event.code === "KeyN" || event.key === "n" || event.key === "N");
+    if (event.key === "F2" || altN) {
+      event.preventDefault();
+      switchTo();
+      return;
+    }
+    if (event.key !== "Escape") return;
     const s = activeSession();
     if (!s) return;
     if (s.pickOpen && s.record) {
@@ -246,6 +304,7 @@ function bindChrome() {
     }
   });
 
+  window.addEventListener("pagehide", () => persist({ now: true }));
   window.addEventListener("beforeunload", (event) => {
     if (state.sessions.some(isDirty) && !navigator.webdriver) {
       event.preventDefault();

@@ -1,9 +1,9 @@
-import { dismissSession } from "./calls.js";
+import { dismissSession, switchTo } from "./calls.js";
 import { $, h, icon } from "./dom.js";
 import * as fmt from "./format.js";
 import { outcomeLabel } from "./history.js";
-import { t } from "./i18n.js";
-import { activeSession } from "./state.js";
+import { has, t } from "./i18n.js";
+import { activeSession, waitingSessions } from "./state.js";
 import { refreshResident } from "./workspace.js";
 
 // The call banner at the top of a screen: the call's state, the caller's number, how long it
@@ -26,10 +26,20 @@ function bannerTiming(s) {
   return { label: t("call.waited"), seconds: (end - s.startedAt) / 1000, live: !s.endedAt && s.phase === "ringing" };
 }
 
+/** The caller gave no number (非通知): nothing to look up, and nothing to call back. */
+export function isWithheld(call) {
+  const n = ((call && call.caller_number) || "").trim();
+  return !n || /^(anonymous|unknown|withheld|private|restricted)$/i.test(n);
+}
+
 export function callerNumberText(call) {
-  const n = (call.caller_number || "").trim();
-  if (!n || /^(anonymous|unknown|withheld|private|restricted)$/i.test(n)) return t("call.withheld");
-  return n;
+  if (isWithheld(call)) return t("call.withheld");
+  return fmt.formatPhone(call.caller_number);
+}
+
+/** A PBX queue's name as the agent reads it (ワクチン接種 for `vaccine`), else as configured. */
+export function queueLabel(queue) {
+  return has(`queue.${queue}`) ? t(`queue.${queue}`) : queue;
 }
 
 export function buildBanner(s) {
@@ -61,7 +71,7 @@ export function buildBanner(s) {
       ),
     );
     const facts = h("dl", { class: "banner-facts" });
-    if (s.call.queue) facts.append(h("div", null, h("dt", { text: t("call.queue") }), h("dd", { text: s.call.queue })));
+    if (s.call.queue) facts.append(h("div", null, h("dt", { text: t("call.queue") }), h("dd", { text: queueLabel(s.call.queue) })));
     const timing = bannerTiming(s);
     if (timing) {
       facts.append(
@@ -74,7 +84,7 @@ export function buildBanner(s) {
       );
     }
     if (s.phase === "ended" && s.outcome) {
-      facts.append(h("div", null, h("dt", { text: t("call.ended") }), h("dd", { text: outcomeLabel(s.outcome) })));
+      facts.append(h("div", null, h("dt", { text: t("call.result") }), h("dd", { text: outcomeLabel(s.outcome) })));
     }
     if (s.phase === "ended" && s.endedUnseen) {
       facts.append(h("div", { class: "banner-note" }, h("dd", { "data-testid": "call-ended-unseen", text: t("call.ended.unseen") })));
@@ -106,6 +116,26 @@ export function buildBanner(s) {
         },
         icon("search"),
         s.search.results && s.search.results.length > 1 ? t("search.back") : t("search.other"),
+      ),
+    );
+  }
+  const waiting = waitingSessions();
+  if (waiting.length > 0) {
+    actions.append(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-waiting",
+          id: "calls-waiting",
+          "data-testid": "calls-waiting",
+          "data-count": waiting.length,
+          "aria-keyshortcuts": "F2 Alt+N",
+          onclick: () => switchTo(),
+        },
+        h("span", { class: "state-dot", "aria-hidden": "true" }),
+        t("queue.waiting", { n: waiting.length }),
+        h("kbd", { text: "F2" }),
       ),
     );
   }

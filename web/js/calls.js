@@ -13,7 +13,7 @@ import { callerNumberText, renderBanner } from "./banner.js";
 import { $, isTyping } from "./dom.js";
 import { t } from "./i18n.js";
 import { normaliseRecord } from "./resident.js";
-import { isDirty, newSession, phaseOf, sessionForCall, state, trustedTime } from "./state.js";
+import { activeSession, isDirty, newSession, phaseOf, sessionForCall, state, trustedTime, waitingSessions } from "./state.js";
 import { refreshResident, renderChrome, renderSessions, renderWorkspace, updateTitle } from "./workspace.js";
 
 const LOOKUPS = ["ok", "pending", "failed"];
@@ -33,7 +33,10 @@ function candidatesOf(msg) {
  * it restarted) the list is the truth: a call shown as ringing or talking that is not on it has
  * ended meanwhile.
  */
-export function onHello(msg, { resync }) {
+export function onHello(msg, { resync: gap }) {
+  // Screens brought back from before a reload are reconciled like screens after a gap.
+  const resync = gap || state.restored;
+  state.restored = false;
   if (msg.user) state.user = { ...state.user, ...msg.user };
   if (msg.extension) state.extension = String(msg.extension);
   renderChrome();
@@ -80,18 +83,126 @@ export function onScreenPop(msg, { reopen = false } = {}) {
   }
   if (!reopen && state.seenCalls.has(String(call.id))) return;
   state.seenCalls.add(String(call.id));
-  // Screens nobody needs any more make way for the new call.
-  state.sessions = state.sessions.filter(
-    (s) => isDirty(s) || s.phase === "ringing" || s.phase === "talking",
-  );
   const s = newSession({ call, candidates, lookup });
   choosePopDefault(s);
+  const busy = workspaceBusy();
+  // Call screens nobody needs any more make way for the new call; walk-ins stay as tabs.
+  const active = activeSession();
+  state.sessions = state.sessions.filter(
+    (x) => (busy && x === active) || !x.call || isDirty(x) || x.phase === "ringing" || x.phase === "talking",
+  );
   state.sessions.push(s);
+  if (busy) {
+    // The agent is working: the call waits beside the work as a tab, the caret stays put.
+    s.unseen = true;
+    renderSessions();
+    const shown = activeSession();
+    if (shown) renderBanner(shown);
+    updateTitle();
+    cue(s);
+    return;
+  }
   state.activeKey = s.key;
-  const typing = isTyping();
   renderWorkspace();
-  if (!typing) focusForPop(s);
+  focusForPop(s);
   announce(s);
+}
+
+/**
+ * Would a new screen take something from the agent? Their caret in a field, a note or a search
+ * started, a call they are talking on, a walk-in they have open. A screen still ringing that
+ * they have not touched, an ended call with nothing unsaved, and the idle screen make way.
+ */
+function workspaceBusy() {
+  const el = document.activeElement;
+  const text = el && (el.tagName === "TEXTAREA" || (el.tagName === "INPUT" && !["radio", "checkbox"].includes(el.type)));
+  if (text && el.value !== "") return true;
+  const a = activeSession();
+  if (!a) return false;
+  if (isDirty(a) || a.phase === "talking" || a.phase === "lookup") return true;
+  return a.searchOpen && searchStarted(a.search);
+}
+
+/** A call queued beside the work: say so to screen readers, and chime when the agent asked. */
+function cue(s) {
+  const el = $("#announcer");
+  if (el) el.textContent = `${t("queue.new", { n: waitingSessions().length })} ${callerNumberText(s.call)}`;
+  chime();
+}
+
+let audio = null;
+
+/** Two short tones, only when the agent switched sound on (remembered in localStorage). */
+export function chime() {
+  try {
+    if (localStorage.getItem("madoguchi.sound") !== "on") return;
+    audio = audio || new AudioContext();
+    const at = audio.currentTime;
+    for (const [i, freq] of [880, 660].entries()) {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.15, at + i * 0.18);
+      gain.gain.exponentialRampToValueAtTime(0.001, at + i * 0.18 + 0.16);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(at + i * 0.18);
+      osc.stop(at + i * 0.18 + 0.17);
+    }
+  } catch {
+    // no sound on this PC: the tab still shows
+  }
+}
+
+/**
+ * Where the caret is on a screen, so coming back to it puts it there again. Kept as the agent
+ * leaves a field (a click on a tab moves the focus to the tab before the switch) and at the
+ * switch itself (F2 from inside a field).
+ */
+export function rememberCaret(s, el) {
+  if (!s || !el || !el.id || !el.closest || !el.closest(`[data-session-key="${CSS.escape(s.key)}"]`)) return;
+  s.focus = { id: el.id, start: el.selectionStart ?? null, end: el.selectionEnd ?? null };
+}
+
+/** The focusout listener: the screen a field belongs to is named on its section. */
+export function caretLeaving(event) {
+  const view = event.target && event.target.closest && event.target.closest("[data-session-key]");
+  if (!view) return;
+  const s = state.sessions.find((x) => x.key === view.dataset.sessionKey);
+  if (s && event.target.isConnected) rememberCaret(s, event.target);
+}
+
+/**
+ * Show another screen, remembering where the caret was on this one so switching back loses
+ * nothing. Without a key: the call that has waited longest, else the next tab in turn.
+ */
+export function switchTo(key = null) {
+  const current = activeSession();
+  let next = key ? state.sessions.find((x) => x.key === key) : waitingSessions()[0];
+  if (!next && !key && state.sessions.length > 0) {
+    const i = state.sessions.indexOf(current);
+    next = state.sessions[(i + 1) % state.sessions.length];
+  }
+  if (!next || next === current) return;
+  if (current) rememberCaret(current, document.activeElement);
+  next.unseen = false;
+  state.activeKey = next.key;
+  renderWorkspace();
+  const back = next.focus && document.getElementById(next.focus.id);
+  if (back) {
+    back.focus();
+    if (next.focus.start != null && typeof back.setSelectionRange === "function") {
+      try {
+        back.setSelectionRange(next.focus.start, next.focus.end);
+      } catch {
+        // not a text field
+      }
+    }
+  } else if (next.call) {
+    focusForPop(next);
+  } else {
+    $("#resident-card")?.focus({ preventScroll: true });
+  }
+  announce(next);
 }
 
 /** The caller's record, after a pop that went out without it. */

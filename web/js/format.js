@@ -179,3 +179,94 @@ export function formatTicket(municipalityCode, ticketNo) {
   const { code, groups } = ticketParts(municipalityCode, ticketNo);
   return [code, ...groups].filter(Boolean).join("-");
 }
+
+// Area codes (市外局番) of 2 and 3 digits; the rest of the 10-digit landlines have 4 (0773
+// 舞鶴), which is the default. Some 4-digit codes begin like a 3-digit one (0773 舞鶴 and 077
+// 大津): AREA4 is checked first.
+const AREA4 = ["0770", "0771", "0772", "0773", "0774", "0776", "0778", "0779", "0790", "0791", "0794", "0795",
+  "0796", "0740", "0748", "0749", "0465", "0422", "0428"];
+const AREA2 = ["03", "06"];
+const AREA3 = ["011", "022", "025", "027", "028", "029", "042", "043", "044", "045", "046", "047", "048", "049",
+  "052", "053", "054", "055", "058", "059", "072", "073", "075", "076", "077", "078", "079", "082", "083", "086",
+  "087", "088", "089", "092", "093", "095", "096", "097", "098", "099"];
+
+/**
+ * One way of writing every phone number on the screen: national, with hyphens, whatever the
+ * PBX or the ledger sent (+81773608318, 0773608318, 0773-60-8318 all read 0773-60-8318).
+ * Numbers it does not recognise (an internal extension, a short code) pass through unchanged.
+ */
+export function formatPhone(text) {
+  const raw = String(text || "").trim();
+  const d = phoneKey(raw);
+  if (!/^0\d{9,10}$/.test(d)) return raw;
+  if (d.length === 11) {
+    if (/^0[789]0/.test(d) || /^050/.test(d)) return `${d.slice(0, 3)}-${d.slice(3, 7)}-${d.slice(7)}`;
+    if (/^0120|^0800/.test(d)) return `${d.slice(0, 4)}-${d.slice(4, 7)}-${d.slice(7)}`;
+    return raw;
+  }
+  if (/^0120|^0570/.test(d)) return `${d.slice(0, 4)}-${d.slice(4, 7)}-${d.slice(7)}`;
+  if (AREA4.includes(d.slice(0, 4))) return `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}`;
+  if (AREA2.includes(d.slice(0, 2))) return `${d.slice(0, 2)}-${d.slice(2, 6)}-${d.slice(6)}`;
+  if (AREA3.includes(d.slice(0, 3))) return `${d.slice(0, 3)}-${d.slice(3, 6)}-${d.slice(6)}`;
+  return `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}`;
+}
+
+const ERA_NAMES = {
+  meiji: ["明治", "明", "m"],
+  taisho: ["大正", "大", "t"],
+  showa: ["昭和", "昭", "s"],
+  heisei: ["平成", "平", "h"],
+  reiwa: ["令和", "令", "r"],
+};
+
+export const ERA_KEYS = ["meiji", "taisho", "showa", "heisei", "reiwa"];
+
+function validDate(y, m, d) {
+  const when = new Date(Date.UTC(y, m - 1, d));
+  return when.getUTCFullYear() === y && when.getUTCMonth() === m - 1 && when.getUTCDate() === d;
+}
+
+/**
+ * A birth date as the agent types it, the same forms the server reads (domain::wareki):
+ * 1950-06-06, 1950/6/6, 19500606; 昭和25年6月6日, 昭和元年…, 昭25.6.6, S25.6.6, S250606; and
+ * 25/6/6 or 250606 in `era` (the era chosen beside the field). Returns {date: {y, m, d}},
+ * {error: i18n key} or null for an empty field. A day the era never had is refused.
+ */
+export function parseBirthInput(text, era = null) {
+  const s = String(text || "").normalize("NFKC").replace(/\s+/g, "");
+  if (!s) return null;
+  let m = /^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$/.exec(s) || /^(\d{4})(\d{2})(\d{2})$/.exec(s);
+  // Four digits then a separator, or eight digits, is a Gregorian date; 250606 is 和暦 (YYMMDD).
+  if (/^\d{4}\D/.test(s) || /^\d{8}$/.test(s)) {
+    if (!m) return { error: "birth.err.form" };
+    const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    return validDate(y, mo, d) ? { date: { y, m: mo, d } } : { error: "birth.err.date" };
+  }
+  let key = null;
+  let rest = s;
+  for (const k of ERA_KEYS) {
+    const [full, short, letter] = ERA_NAMES[k];
+    if (rest.startsWith(full)) [key, rest] = [k, rest.slice(full.length)];
+    else if (rest.startsWith(short)) [key, rest] = [k, rest.slice(short.length)];
+    else if (rest[0] && rest[0].toLowerCase() === letter && /[\d.元]/.test(rest[1] || "")) [key, rest] = [k, rest.slice(1).replace(/^\./, "")];
+    if (key) break;
+  }
+  key = key || (ERA_KEYS.includes(era) ? era : null);
+  if (!key) return { error: "birth.err.era" };
+  m = /^(\d{2})(\d{2})(\d{2})$/.exec(rest) || /^(\d{1,2}|元)[年./-](\d{1,2})[月./-](\d{1,2})日?$/.exec(rest);
+  if (!m) return { error: "birth.err.form" };
+  const year = m[1] === "元" ? 1 : Number(m[1]);
+  const [mo, d] = [Number(m[2]), Number(m[3])];
+  const i = ERAS.findIndex((e) => e.key === key);
+  const start = ERAS[i].start;
+  const y = start[0] + year - 1;
+  if (year < 1 || !validDate(y, mo, d)) return { error: "birth.err.date" };
+  const next = i > 0 ? ERAS[i - 1].start : null; // ERAS is newest first
+  if (cmp([y, mo, d], start) < 0 || (next && cmp([y, mo, d], next) >= 0)) return { error: "birth.err.era_range" };
+  return { date: { y, m: mo, d } };
+}
+
+/** {y, m, d} → 'YYYY-MM-DD'. */
+export function isoDate(d) {
+  return `${d.y}-${String(d.m).padStart(2, "0")}-${String(d.d).padStart(2, "0")}`;
+}

@@ -3,6 +3,7 @@
 import { $, h, icon } from "./dom.js";
 import * as fmt from "./format.js";
 import { t } from "./i18n.js";
+import { buildBookings } from "./resident.js";
 
 export function outcomeLabel(outcome) {
   return t(`outcome.${outcome == null ? "null" : outcome}`);
@@ -14,8 +15,56 @@ function categoryLabel(category) {
   return text === key ? category : text;
 }
 
+/** Rows shown before 「さらに表示」: enough for the last few contacts at a 1366×768 desk. */
+const PAGE = 5;
+
+/** Redraws the history column (bookings, 要対応, the timeline), leaving the rest alone. */
+export function refreshHistory(s) {
+  const col = $("#col-history");
+  if (!col) return;
+  col.replaceChildren(...buildHistoryColumn(s));
+}
+
+/** The middle column: what is booked, what is still open, and the latest contacts. */
+export function buildHistoryColumn(s) {
+  return s.record ? [buildBookings(s.record), buildHistory(s)] : [buildHistory(s)];
+}
+
+/** 要対応: inquiries flagged for a call-back or a check, oldest first, at the top of the history. */
+function buildFollowUps(inquiries) {
+  const open = inquiries.filter((q) => q.follow_up).slice().reverse();
+  const box = h(
+    "div",
+    { class: `follow-ups${open.length ? "" : " follow-ups-none"}`, id: "follow-ups", "data-testid": "follow-ups", "data-count": open.length },
+    h("span", { class: "follow-ups-label" }, icon("flag"), t("hist.follow_up"), h("span", { class: "filter-count", text: String(open.length) })),
+  );
+  if (open.length === 0) {
+    box.append(h("span", { class: "muted", text: t("hist.follow_up.none") }));
+    return box;
+  }
+  const list = h("ul", { class: "follow-up-list", role: "list" });
+  for (const q of open) {
+    list.append(
+      h(
+        "li",
+        { "data-testid": "follow-up-item", "data-id": q.id },
+        h("time", { class: "hist-time", datetime: q.created_at, text: fmt.formatDateTime(q.created_at) }),
+        h("strong", { text: categoryLabel(q.category) }),
+        q.note ? h("span", { class: "follow-up-note", lang: "ja", text: q.note }) : "",
+      ),
+    );
+  }
+  box.append(list);
+  return box;
+}
+
 export function buildHistory(s) {
-  const panel = h("section", { class: "panel history", id: "history", "aria-labelledby": "history-heading" });
+  const panel = h("section", {
+    class: "panel history",
+    id: "history",
+    "aria-labelledby": "history-heading",
+    "data-open": s.histOpen ? "true" : null,
+  });
   const r = s.record;
   const inquiries = r ? r.inquiries || [] : [];
   const calls = r ? r.calls || [] : [];
@@ -38,7 +87,8 @@ export function buildHistory(s) {
             "aria-pressed": String(s.histFilter === key),
             onclick: () => {
               s.histFilter = key;
-              $("#col-history").replaceChildren(buildHistory(s));
+              s.histOpen = false;
+              refreshHistory(s);
               $(`[data-filter="${key}"]`)?.focus();
             },
           },
@@ -50,6 +100,7 @@ export function buildHistory(s) {
     head.append(filters);
   }
   panel.append(head);
+  if (r) panel.append(buildFollowUps(inquiries));
   if (!r) {
     let text = t("hist.empty");
     if (s.candidates.length > 1) text = t("pick.choose");
@@ -68,8 +119,26 @@ export function buildHistory(s) {
     return panel;
   }
   const list = h("ol", { class: "timeline", role: "list" });
-  for (const row of rows) list.append(row.kind === "inquiry" ? inquiryRow(row.item, s) : callRow(row.item));
+  const shown = s.histOpen ? rows : rows.slice(0, PAGE);
+  for (const row of shown) list.append(row.kind === "inquiry" ? inquiryRow(row.item, s) : callRow(row.item));
   panel.append(list);
+  if (rows.length > PAGE) {
+    panel.append(
+      h("button", {
+        type: "button",
+        class: "btn-link hist-more",
+        id: "history-more",
+        "data-testid": "history-more",
+        "aria-expanded": String(Boolean(s.histOpen)),
+        text: s.histOpen ? t("hist.less") : t("hist.more", { n: rows.length - PAGE }),
+        onclick: () => {
+          s.histOpen = !s.histOpen;
+          refreshHistory(s);
+          $("#history-more")?.focus();
+        },
+      }),
+    );
+  }
   return panel;
 }
 
@@ -97,7 +166,7 @@ function inquiryRow(q, s) {
       h("span", { class: "hist-who", text: who }),
       q.follow_up ? h("span", { class: "badge badge-flag", "data-testid": "history-follow-up" }, icon("flag"), t("hist.follow_up")) : "",
       isNew ? h("span", { class: "badge badge-accent", text: t("hist.new") }) : "",
-      h("span", { class: "hist-agent", text: q.username ? t("hist.by", { who: q.username }) : "" }),
+      h("span", { class: "hist-agent", text: q.user_name || q.username ? t("hist.by", { who: q.user_name || q.username }) : "" }),
     ),
     q.note ? h("p", { class: "hist-note", lang: "ja", text: q.note }) : "",
   );
@@ -109,7 +178,7 @@ function callRow(c) {
   if (c.answered_by) bits.push(t("hist.ext", { ext: c.answered_by }));
   if (talk != null && talk >= 0) bits.push(t("hist.duration", { d: fmt.formatDuration(talk) }));
   if (c.hold_s) bits.push(t("hist.hold", { d: fmt.formatDuration(c.hold_s) }));
-  if (c.caller_number) bits.push(c.caller_number);
+  if (c.caller_number) bits.push(fmt.formatPhone(c.caller_number));
   const good = c.outcome === "answered";
   return h(
     "li",

@@ -3,9 +3,9 @@
 import { api, errorText, Unauthorized } from "./api.js";
 import { renderBanner } from "./banner.js";
 import { $, $$, h } from "./dom.js";
-import { buildHistory } from "./history.js";
+import { refreshHistory } from "./history.js";
 import { CATEGORIES, lang, RELATIONSHIPS, t } from "./i18n.js";
-import { isDirty, newDraft, state } from "./state.js";
+import { isDirty, newDraft, persist, state } from "./state.js";
 import { renderSessions } from "./workspace.js";
 
 export function updateFormHeading(s, root = document) {
@@ -53,6 +53,7 @@ export function buildInquiryForm(s) {
       showFormError(panel, null);
     }
     if (isDirty(s) !== before) renderSessions();
+    else persist();
   };
   form.addEventListener("input", read);
   form.addEventListener("change", (event) => {
@@ -60,9 +61,9 @@ export function buildInquiryForm(s) {
     if (event.target === proxy && proxy.checked) relationship.focus();
   });
 
-  // Enter saves, Shift+Enter starts a new line; never while the IME is still converting.
+  // Ctrl+Enter (⌘+Enter) saves; Enter is a new line. Never while the IME is still converting.
   note.addEventListener("keydown", (event) => {
-    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || event.isComposing || event.keyCode === 229) return;
     event.preventDefault();
     form.requestSubmit();
   });
@@ -165,7 +166,7 @@ async function submitInquiry(s, panel) {
           if (status && status.textContent === t("form.saved")) status.textContent = "";
         }, 4000);
         if (s.histFilter === "call") s.histFilter = "all";
-        $("#col-history").replaceChildren(buildHistory(s));
+        refreshHistory(s);
         renderBanner(s);
         $("#inquiry-category", panel).focus();
       }

@@ -2,6 +2,7 @@
 // and opening a resident (which also tells the server whom the call was about).
 
 import { api, errorText, Unauthorized } from "./api.js";
+import { isWithheld } from "./banner.js";
 import { $, arrowNavigate, h, icon, toast } from "./dom.js";
 import * as fmt from "./format.js";
 import { t } from "./i18n.js";
@@ -107,10 +108,24 @@ export function personSummary(r, cls) {
       "span",
       { class: `${cls}-ticket` },
       h("small", { text: t("res.ticket") }),
-      h("span", { class: "mono", text: r.ticket_no || "" }),
+      ticketView(r),
       r.town && cls === "result" ? h("small", { class: `${cls}-town`, lang: "ja", text: r.town }) : "",
     ),
   ];
+}
+
+/**
+ * The ticket, written one way everywhere (card, pick-list, search results): 市区町村コード, then
+ * the 券番号 in two groups of five, spaced by CSS so copied text keeps only the digits.
+ */
+function ticketView(r, attrs = {}) {
+  const ticket = fmt.ticketParts(r.municipality_code, r.ticket_no);
+  return h(
+    "span",
+    { class: "ticket mono", "aria-label": `${t("res.ticket")} ${fmt.formatTicket(r.municipality_code, r.ticket_no)}`, ...attrs },
+    ticket.code ? h("span", { class: "ticket-code", text: ticket.code }) : "",
+    ticket.groups.map((g) => h("span", { class: "ticket-group", text: g })),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,6 +142,7 @@ export function fillResidentColumn(col, s) {
     let lead = "";
     if (failed) [heading, lead] = [t("lookup.failed"), t("lookup.failed.lead")];
     else if (pending) lead = t("lookup.pending.searching");
+    else if (unknown && isWithheld(s.call)) [heading, lead] = [t("search.heading.withheld"), t("search.lead.unknown")];
     else if (unknown) [heading, lead] = [t("search.heading.unknown"), t("search.lead.unknown")];
     const panel = buildSearchPanel(s.search, {
       heading,
@@ -149,7 +165,7 @@ export function fillResidentColumn(col, s) {
   } else if (s.loadError) {
     col.append(h("section", { class: "panel card" }, h("p", { class: "form-error", role: "alert", text: s.loadError })));
   } else if (s.record) {
-    col.append(buildCard(s), buildBookings(s.record));
+    col.append(buildCard(s));
   } else if (pending && !s.searchOpen) {
     // The pop went out before the ledger answered: the record follows in a candidates_update.
     col.append(
@@ -318,7 +334,6 @@ function buildCard(s) {
   const birth = fmt.parseDate(r.birth_date);
   const years = fmt.age(birth);
   const callerNumber = s.call ? s.call.caller_number : "";
-  const ticket = fmt.ticketParts(r.municipality_code, r.ticket_no);
 
   const head = h(
     "header",
@@ -363,16 +378,7 @@ function buildCard(s) {
   );
   fact(
     t("res.ticket"),
-    h(
-      "span",
-      {
-        class: "ticket mono",
-        "data-testid": "resident-ticket",
-        "aria-label": `${t("res.ticket")} ${fmt.formatTicket(r.municipality_code, r.ticket_no)}`,
-      },
-      ticket.code ? h("span", { class: "ticket-code", text: ticket.code }) : "",
-      ticket.groups.map((g) => h("span", { class: "ticket-group", text: g })),
-    ),
+    ticketView(r, { "data-testid": "resident-ticket" }),
   );
   const addressLines = [
     h("span", { class: "postal", text: fmt.formatPostal(r.postal_code) }),
@@ -394,7 +400,7 @@ function buildCard(s) {
             "li",
             { class: calling ? "phone phone-calling" : "phone" },
             h("span", { class: "phone-kind", text: t(`phone.${p.kind || "other"}`) }),
-            h("span", { class: "phone-number mono", text: p.written || p.e164 }),
+            h("span", { class: "phone-number mono", text: fmt.formatPhone(p.e164 || p.written) }),
             calling ? h("span", { class: "tag", text: t("res.caller_line") }) : "",
           );
         }),
@@ -417,7 +423,7 @@ function buildCard(s) {
   );
 }
 
-function buildBookings(r) {
+export function buildBookings(r) {
   const bookings = (r.bookings || []).slice().sort((a, b) => (a.dose || 0) - (b.dose || 0));
   const vaccinations = r.vaccinations || [];
   const panel = h(

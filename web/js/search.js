@@ -7,7 +7,7 @@ import { $, $$, arrowNavigate, h, icon } from "./dom.js";
 import * as fmt from "./format.js";
 import { t } from "./i18n.js";
 import { personSummary } from "./resident.js";
-import { newSearch } from "./state.js";
+import { newSearch, persist } from "./state.js";
 
 async function runSearch(search, panel, onFound) {
   search.error = null;
@@ -22,9 +22,11 @@ async function runSearch(search, panel, onFound) {
     else query = `ticket=${encodeURIComponent(ticket)}`;
   } else if (kana || search.birth) {
     // The birth date narrows a common reading down to one person; a surname alone lists a family.
+    const birth = checkedBirth(search);
     if (!kana) search.error = { field: "kana", message: t("search.err.kana") };
-    else if (!search.birth && kana.replace(/\s/g, "").length < 2) search.error = { field: "birth_date", message: t("search.err.birth") };
-    else query = `kana=${encodeURIComponent(kana)}${search.birth ? `&birth_date=${encodeURIComponent(search.birth)}` : ""}`;
+    else if (birth && birth.error) search.error = { field: "birth_date", message: t(birth.error) };
+    else if (!birth && kana.replace(/\s/g, "").length < 2) search.error = { field: "birth_date", message: t("search.err.birth") };
+    else query = `kana=${encodeURIComponent(kana)}${birth ? `&birth_date=${fmt.isoDate(birth.date)}` : ""}`;
   } else if (phone) {
     query = `phone=${encodeURIComponent(phone)}`;
   } else {
@@ -96,6 +98,7 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
     input.value = search[key];
     input.addEventListener("input", () => {
       search[key] = input.value;
+      persist();
       if (search.error) {
         search.error = null;
         updateSearchPanel(panel, search);
@@ -103,6 +106,13 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
       if (key === "birth") showBirthWareki(panel, search);
     });
   }
+  const era = $("#search-era", panel);
+  era.value = search.era ?? "showa";
+  era.addEventListener("change", () => {
+    search.era = era.value;
+    persist();
+    showBirthWareki(panel, search);
+  });
   showBirthWareki(panel, search);
   $("#search-form", panel).addEventListener("submit", (event) => {
     event.preventDefault();
@@ -111,6 +121,7 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
   $("#search-clear", panel).addEventListener("click", () => {
     Object.assign(search, newSearch());
     for (const sel of Object.values(fields)) $(sel, panel).value = "";
+    era.value = search.era;
     showBirthWareki(panel, search);
     updateSearchPanel(panel, search);
     $("#search-ticket", panel).focus();
@@ -120,11 +131,40 @@ export function buildSearchPanel(search, { heading, lead, onFound, onClose }) {
   return panel;
 }
 
+/**
+ * The birth date typed, read as the server will read it, and within the register's bounds (not
+ * in the future, at most 125 years ago), so a refusal reads in the agent's language.
+ */
+function checkedBirth(search) {
+  const parsed = fmt.parseBirthInput(search.birth, search.era || null);
+  if (!parsed || parsed.error) return parsed;
+  const years = fmt.age(parsed.date);
+  if (years == null || years < 0) return { error: "birth.err.future" };
+  if (years > 125) return { error: "birth.err.old" };
+  return parsed;
+}
+
+/** The date as read, in 西暦 and 和暦 with the age, before the agent searches with it. */
 function showBirthWareki(panel, search) {
   const out = $("#search-birth-wareki", panel);
-  const d = fmt.parseDate(search.birth);
-  const years = d ? fmt.age(d) : null;
-  out.textContent = d && d.y >= 1868 && years != null && years >= 0 && years < 130 ? `${fmt.formatWareki(d)}（${years}${t("res.age.unit")}）` : "";
+  const parsed = checkedBirth(search);
+  out.classList.toggle("hint-error", Boolean(parsed && parsed.error));
+  out.removeAttribute("data-birth-iso");
+  if (!parsed) {
+    out.textContent = "";
+    return;
+  }
+  if (parsed.error) {
+    out.textContent = t(parsed.error);
+    return;
+  }
+  const d = parsed.date;
+  out.dataset.birthIso = fmt.isoDate(d);
+  out.textContent = t("search.birth.readback", {
+    date: fmt.formatSeireki(d),
+    wareki: fmt.formatWareki(d),
+    age: fmt.age(d),
+  });
 }
 
 function updateSearchPanel(panel, search) {

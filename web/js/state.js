@@ -13,10 +13,13 @@ export const state = {
   lookupCounter: 0,
   /** Calls that have popped here; a replayed pop for a closed screen must not reopen it. */
   seenCalls: new Set(),
+  /** Screens came back from sessionStorage: the first hello reconciles them like a resync. */
+  restored: false,
 };
 
 export function newSearch() {
-  return { ticket: "", kana: "", birth: "", phone: "", results: null, busy: false, error: null };
+  // 昭和 by default: most who phone about their birth date were born in it.
+  return { ticket: "", kana: "", birth: "", era: "showa", phone: "", results: null, busy: false, error: null };
 }
 
 export function newDraft() {
@@ -57,7 +60,12 @@ export function newSession({ call = null, candidates = [], lookup = "ok" } = {})
     saving: false,
     savedIds: new Set(),
     histFilter: "all",
+    histOpen: false,
     confirmDismiss: false,
+    /** Arrived while the agent worked on another screen and not looked at yet. */
+    unseen: false,
+    /** Where the caret was when the agent switched away: {id, start, end}. */
+    focus: null,
   };
 }
 
@@ -82,10 +90,92 @@ export function sessionForCall(callId) {
   return state.sessions.find((s) => s.call && String(s.call.id) === String(callId)) || null;
 }
 
+/** Calls waiting for the agent beside the screen shown: ringing, or popped and not seen yet. */
+export function waitingSessions() {
+  return state.sessions.filter(
+    (s) => s.key !== state.activeKey && s.call && (s.phase === "ringing" || (s.phase === "talking" && s.unseen)),
+  );
+}
+
 /** The agent has started an inquiry here: keep this screen even if the call goes elsewhere. */
 export function isDirty(s) {
   const d = s.draft;
   return Boolean(
     d.note.trim() || d.category || d.relationship.trim() || d.follow_up || d.caller_kind !== "self",
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Surviving a reload: the open screens, their drafts and which one is shown are kept in this
+// browser tab's sessionStorage (another tab of the same agent keeps its own). A reload restores
+// them before the connection's hello says which calls are still live.
+
+const STORE_KEY = "madoguchi.desk";
+let saveTimer = null;
+
+/** Screens as plain data: Sets become arrays, transient flags (saving, loading) are dropped. */
+function snapshot() {
+  return {
+    v: 1,
+    user: state.user && state.user.id,
+    activeKey: state.activeKey,
+    lookupCounter: state.lookupCounter,
+    seenCalls: [...state.seenCalls].slice(-200),
+    idleSearch: { ...state.idleSearch, busy: false },
+    sessions: state.sessions.map((s) => ({
+      ...s,
+      saving: false,
+      loading: false,
+      confirmDismiss: false,
+      search: { ...s.search, busy: false },
+      savedIds: [...s.savedIds],
+    })),
+  };
+}
+
+/** Writes the screens now (on pagehide) or soon (after a keystroke). */
+export function persist({ now = false } = {}) {
+  clearTimeout(saveTimer);
+  const write = () => {
+    try {
+      if (state.user) sessionStorage.setItem(STORE_KEY, JSON.stringify(snapshot()));
+    } catch {
+      // storage full or refused: the screens live on in memory
+    }
+  };
+  if (now) write();
+  else saveTimer = setTimeout(write, 250);
+}
+
+export function forgetPersisted() {
+  clearTimeout(saveTimer);
+  try {
+    sessionStorage.removeItem(STORE_KEY);
+  } catch {
+    // nothing kept
+  }
+}
+
+/** The screens this tab had before a reload, for the same user; false when there are none. */
+export function restorePersisted(user) {
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(STORE_KEY) || "null");
+  } catch {
+    saved = null;
+  }
+  if (!saved || saved.v !== 1 || saved.user !== user.id || !Array.isArray(saved.sessions)) return false;
+  state.sessions = saved.sessions.map((s) => ({
+    ...newSession({ call: s.call, candidates: s.candidates || [], lookup: s.lookup }),
+    ...s,
+    draft: { ...newDraft(), ...s.draft },
+    search: { ...newSearch(), ...s.search },
+    savedIds: new Set(s.savedIds || []),
+  }));
+  state.activeKey = state.sessions.some((s) => s.key === saved.activeKey) ? saved.activeKey : null;
+  state.lookupCounter = Math.max(Number(saved.lookupCounter) || 0, state.lookupCounter);
+  state.seenCalls = new Set(saved.seenCalls || []);
+  state.idleSearch = { ...newSearch(), ...saved.idleSearch };
+  state.restored = state.sessions.length > 0;
+  return state.restored;
 }

@@ -2,13 +2,14 @@
 // form, history), the tabs when several screens are open, and the page title.
 
 import { buildBanner, callerNumberText, renderBanner } from "./banner.js";
+import { switchTo } from "./calls.js";
 import { $, h, icon } from "./dom.js";
-import { buildHistory } from "./history.js";
+import { buildHistoryColumn, refreshHistory } from "./history.js";
 import { applyI18n, t } from "./i18n.js";
 import { buildInquiryForm, updateFormHeading } from "./inquiry.js";
 import { fillResidentColumn, openResident } from "./resident.js";
 import { buildSearchPanel } from "./search.js";
-import { activeSession, isDirty, newSearch, newSession, state } from "./state.js";
+import { activeSession, isDirty, newSearch, newSession, persist, state, waitingSessions } from "./state.js";
 
 export function renderChrome() {
   const u = state.user || {};
@@ -69,6 +70,7 @@ function renderSession(s) {
   const view = h("section", {
     id: s.call ? "pop" : "lookup",
     class: "session",
+    "data-session-key": s.key,
     "data-phase": s.phase,
     "data-call-id": s.call ? s.call.id : null,
     "aria-label": s.call ? t(`call.${s.phase}`) : t("call.lookup"),
@@ -86,7 +88,7 @@ function renderSession(s) {
   const slot = $("#call-banner-slot", view);
   slot.replaceWith(buildBanner(s));
   fillResidentColumn($("#col-resident", view), s);
-  $("#col-history", view).append(buildHistory(s));
+  $("#col-history", view).append(...buildHistoryColumn(s));
   updateFormHeading(s, view);
   return view;
 }
@@ -104,7 +106,7 @@ export function refreshResident(s) {
   }
   fillResidentColumn(col, s);
   renderBanner(s);
-  $("#col-history").replaceChildren(buildHistory(s));
+  refreshHistory(s);
   updateFormHeading(s);
   applyI18n($("#workspace"));
   renderSessions();
@@ -128,11 +130,13 @@ export function updateTitle() {
 }
 
 export function renderSessions() {
+  persist();
   const nav = $("#sessions");
   nav.replaceChildren();
-  nav.hidden = state.sessions.length < 2;
+  nav.hidden = state.sessions.length < 2 && !(state.sessions.length === 1 && !activeSession());
   if (nav.hidden) return;
   nav.append(h("span", { class: "sessions-label", text: t("call.sessions") }));
+  const waiting = waitingSessions();
   for (const s of state.sessions) {
     const name = s.record ? s.record.name : s.call ? callerNumberText(s.call) : t("call.lookup");
     nav.append(
@@ -140,20 +144,32 @@ export function renderSessions() {
         "button",
         {
           type: "button",
-          class: "session-tab",
+          class: `session-tab${s.unseen ? " session-tab-new" : ""}`,
           "data-testid": "session-tab",
           "data-phase": s.phase,
           "data-call-id": s.call ? s.call.id : null,
+          "data-unseen": s.unseen ? "true" : null,
           "aria-current": s.key === state.activeKey ? "true" : null,
-          onclick: () => {
-            state.activeKey = s.key;
-            renderWorkspace();
-          },
+          onclick: () => switchTo(s.key),
         },
         h("span", { class: "state-dot", "aria-hidden": "true" }),
         h("span", { class: "session-tab-state", text: s.call ? t(`call.${s.phase}`) : t("call.lookup") }),
         h("span", { class: "session-tab-name", text: name }),
         isDirty(s) ? h("span", { class: "session-tab-draft", text: t("call.draft") }) : "",
+      ),
+    );
+  }
+  if (waiting.length > 0) {
+    nav.append(
+      h(
+        "span",
+        { class: "sessions-waiting", "data-testid": "sessions-waiting" },
+        t("queue.waiting", { n: waiting.length }),
+        " ",
+        h("kbd", { text: "F2" }),
+        " / ",
+        h("kbd", { text: "Alt+N" }),
+        ` ${t("queue.switch")}`,
       ),
     );
   }
