@@ -2,6 +2,7 @@
 //! router from an [`AppState`], separate from serving, so tests can call it.
 
 pub mod assets;
+pub mod bookings;
 pub mod calls;
 pub mod error;
 pub mod inquiries;
@@ -48,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         .merge(session::router())
         .merge(ws::router())
         .merge(residents::router())
+        .merge(bookings::router())
         .merge(calls::router())
         .merge(inquiries::router())
         .merge(ops::router())

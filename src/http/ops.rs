@@ -106,8 +106,9 @@ async fn openapi() -> Json<serde_json::Value> {
                 "delete": {"summary": "log out", "responses": {"204": {"description": "logged out"}}}
             },
             "/api/me": {"get": op("the logged-in user")},
-            "/ws": {"get": {"summary": "WebSocket: hello, screen_pop, call_update; ?since=SEQ resumes",
-                            "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer"}}],
+            "/ws": {"get": {"summary": "WebSocket: hello, screen_pop, call_update; ?since=SEQ resumes; ?topic=slots gives slot_update (seat counts) instead",
+                            "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer"}},
+                                           {"name": "topic", "in": "query", "schema": {"type": "string", "enum": ["slots"]}}],
                             "responses": {"101": {"description": "switching protocols"}}}},
             "/api/residents": {"get": {"summary": "residents by phone, ticket, or kana (+ birth_date)",
                 "parameters": [
@@ -119,6 +120,24 @@ async fn openapi() -> Json<serde_json::Value> {
             "/api/residents/{id}": {"get": {"summary": "one resident with bookings, inquiries, calls and vaccinations",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
                 "responses": {"200": {"description": "the record"}, "404": {"description": "no such resident"}}}},
+            "/api/slots": {"get": {"summary": "slots (コマ), each with id, venue_id, starts_at, ends_at, product, capacity, booked, closed; without venue and date, the coming slots",
+                "parameters": [
+                    {"name": "venue", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}, "description": "a day in Japan (JST)"}],
+                "responses": {"200": {"description": "slots by start time"}, "422": {"description": "bad venue or date; `field` names it"}}}},
+            "/api/bookings": {"get": {"summary": "the live bookings (booked or checked in) in a slot, each with id, resident_id, dose",
+                "parameters": [{"name": "slot_id", "in": "query", "required": true, "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "bookings"}, "404": {"description": "no such slot"}, "422": {"description": "slot_id missing"}}}},
+            "/api/bookings/{id}/move": {"post": {"summary": "rebook into another slot; moving dose 1 moves dose 2 to the same venue and time of day at the product's interval. A retry with the same Idempotency-Key returns the first answer and changes nothing",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
+                    {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "maxLength": 200}}],
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["slot_id"],
+                    "properties": {"slot_id": {"type": "integer"}}}}}},
+                "responses": {"200": {"description": "moved: the bookings now and the slots whose counts changed"},
+                              "404": {"description": "no such booking"},
+                              "409": {"description": "refused and nothing changed: `error` is a sentence to read to the caller, `reason` one of slot_full, slot_closed, booking_not_live, different_product, too_early, too_young, no_dose2_slot"},
+                              "422": {"description": "slot_id unknown, or Idempotency-Key missing or reused for another move; `field` names it"}}}},
             "/api/calls": {"get": {"summary": "the call log, each with outcome and resident_id",
                 "parameters": [
                     {"name": "from", "in": "query", "schema": {"type": "string"}},

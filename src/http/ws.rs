@@ -1,13 +1,15 @@
 //! `GET /ws`: the agent's live feed. The socket subscribes to the agent's extension topic, so a
-//! pop reaches the screen of the agent whose phone rings and no other.
+//! pop reaches the screen of the agent whose phone rings and no other. `/ws?topic=slots`
+//! subscribes to seat counts instead (`slot_update`, for the screens that book).
 //!
 //! Resume: `?since=<seq>` replays what the topic sent after that seq. A client too slow to
 //! keep up is closed with code 4008 and resyncs on reconnect. Frames from the browser larger
 //! than [`MAX_MESSAGE`] close the socket; the server goes on serving everyone else.
 
+use super::bookings::BOOKING_ROLES;
 use super::session::{CurrentUser, PHONE_ROLES};
 use super::{ApiError, AppState};
-use crate::hub::agent_topic;
+use crate::hub::{agent_topic, SLOTS_TOPIC};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -31,6 +33,8 @@ struct WsQuery {
     since: Option<u64>,
     /// The server epoch `since` belongs to (from the last `hello`).
     epoch: Option<String>,
+    /// `slots` for seat counts (`slot_update`) instead of the agent's own calls.
+    topic: Option<String>,
 }
 
 async fn upgrade(
@@ -39,11 +43,22 @@ async fn upgrade(
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let user = user.require(PHONE_ROLES)?.clone();
-    let topic = match &user.extension {
-        Some(ext) => agent_topic(ext),
-        None => format!("user:{}", user.id),
+    let topic = match q.topic.as_deref() {
+        // Seat counts for the screens that book (agents, supervisors, planners).
+        Some(SLOTS_TOPIC) => {
+            user.require(BOOKING_ROLES)?;
+            SLOTS_TOPIC.to_string()
+        }
+        Some(_) => return Err(ApiError::invalid("topic", "the only topic is slots")),
+        None => {
+            user.require(PHONE_ROLES)?;
+            match &user.0.extension {
+                Some(ext) => agent_topic(ext),
+                None => format!("user:{}", user.0.id),
+            }
+        }
     };
+    let user = user.0;
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)

@@ -3,6 +3,7 @@
 
 mod ami;
 mod api;
+mod bookings;
 mod browser;
 mod cli;
 mod common;
