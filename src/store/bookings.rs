@@ -742,6 +742,66 @@ impl Store {
         })
     }
 
+    /// The city's assignment in bulk (the demo, a planner's run): each `(resident, dose,
+    /// slot)` takes a seat by the same conditional UPDATE as a move and is skipped when its
+    /// slot is full. One transaction; returns how many were booked.
+    pub async fn assign_bookings(
+        &self,
+        assignments: &[(i64, i64, i64)],
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let at = now();
+        let mut booked = 0;
+        for &(resident_id, dose, slot_id) in assignments {
+            match take_seat(&mut tx, slot_id).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict { constraint }) if constraint == SLOT_FULL => continue,
+                Err(e) => return Err(e),
+            }
+            sqlx::query(
+                "INSERT INTO bookings (resident_id, dose, slot_id, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'booked', $4, $4)",
+            )
+            .bind(resident_id)
+            .bind(dose)
+            .bind(slot_id)
+            .bind(at.clone())
+            .execute(tx.conn())
+            .await?;
+            booked += 1;
+        }
+        tx.commit().await?;
+        Ok(booked)
+    }
+
+    /// Residents who want a dose (接種意向 `wants`), for the assignment: `(id, 地区, birth
+    /// date)`, by id.
+    pub async fn residents_wanting_a_dose(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, district, birth_date FROM residents WHERE intent = 'wants' ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("district")?,
+                    r.try_get("birth_date")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Slots holding more live bookings than seats: zero, whatever the load (DESIGN §2).
+    pub async fn slots_over_capacity(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM slots WHERE booked > capacity")
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
     /// How many live bookings each slot really holds against its counter: `(slot, counter,
     /// live)` for every slot where they differ (none, if the store is right).
     pub async fn slot_count_mismatches(&self) -> Result<Vec<(i64, i64, i64)>, StoreError> {
