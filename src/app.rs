@@ -101,6 +101,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         ws_clients: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         call_log: call_log.status(),
         login_throttle: Default::default(),
+        slot_feed: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await

@@ -2,7 +2,8 @@
 //! `POST /api/bookings/{id}/move` (rebooking on the phone; dose 2 follows dose 1).
 //!
 //! A move that changed seat counts publishes one `slot_update` per changed slot on the hub's
-//! [`SLOTS_TOPIC`] (`/ws?topic=slots`), so every screen showing those slots sees the new counts.
+//! [`SLOTS_TOPIC`] (`/ws?topic=slots`), so every screen showing those slots sees the new counts;
+//! the last message about a slot shows its count after the last move.
 
 use super::error::JsonBody;
 use super::session::CurrentUser;
@@ -127,10 +128,7 @@ async fn move_booking(
     match answer.outcome {
         MoveOutcome::Moved { bookings, slots } => {
             if !answer.replayed && !slots.is_empty() {
-                for slot in &slots {
-                    let msg = json!({"type": "slot_update", "slot": slot});
-                    state.hub.publish(SLOTS_TOPIC, &msg.to_string());
-                }
+                publish_slots(&state, &slots).await;
                 let detail = format!(
                     "booking {id} to slot {}; {}",
                     body.slot_id,
@@ -168,5 +166,20 @@ async fn move_booking(
             })),
         )
             .into_response()),
+    }
+}
+
+/// Publishes the current state of the slots a move changed, read after the move committed and
+/// under [`AppState::slot_feed`], so messages never go out older than one already sent.
+async fn publish_slots(state: &AppState, changed: &[Slot]) {
+    let _order = state.slot_feed.lock().await;
+    for slot in changed {
+        let now = match state.store.slot(slot.id).await {
+            Ok(Some(now)) => now,
+            // The move's own view is the best left; the next update corrects it.
+            Ok(None) | Err(_) => slot.clone(),
+        };
+        let msg = json!({"type": "slot_update", "slot": now});
+        state.hub.publish(SLOTS_TOPIC, &msg.to_string());
     }
 }

@@ -42,6 +42,11 @@ pub struct AppState {
     pub ws_clients: Arc<std::sync::atomic::AtomicI64>,
     /// The call log writer's health and backlog (for /readyz and /metrics).
     pub call_log: Arc<crate::calls::writer::WriterStatus>,
+    /// Held while a move's changed slots are read back and published, so `slot_update`s
+    /// leave in the order of the states they show: each read happens after the previous
+    /// publish, so a screen that keeps the latest message per slot ends at the true count.
+    /// An async mutex, because the read awaits the database.
+    pub slot_feed: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn app(state: AppState) -> Router {

@@ -152,18 +152,19 @@ async fn concurrent_moves_never_overfill(engine: &str) {
     );
     assert!(live[0]["resident_id"].is_i64() && live[0]["dose"] == 1);
 
-    // Every success told the slot screens; the last count they saw is the capacity.
-    let mut seen_max = 0;
-    let mut updates = 0;
+    // Every success told the slot screens, in order: the counts they saw never go down, and
+    // the last is the capacity.
+    let mut seen = Vec::new();
     while let Some(msg) = seats.next_json(Duration::from_millis(500)).await {
         assert_eq!(msg["type"], "slot_update");
         assert!(msg["seq"].is_u64());
         if msg["slot"]["id"] == target {
-            updates += 1;
-            seen_max = seen_max.max(msg["slot"]["booked"].as_i64().unwrap());
+            seen.push(msg["slot"]["booked"].as_i64().unwrap());
         }
     }
-    assert_eq!((updates, seen_max), (10, CAPACITY), "{engine}");
+    assert_eq!(seen.len(), 10, "{engine}: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{engine}: {seen:?}");
+    assert_eq!(seen.last(), Some(&CAPACITY), "{engine}");
 
     // A retry of a successful move answers the same and changes nothing.
     let first = ok[0];
