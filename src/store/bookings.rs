@@ -875,12 +875,15 @@ async fn follow_dose2(
         if slot_id == dose2.slot_id {
             return Ok(Ok(None));
         }
-        match shift_seat(tx, dose2.slot_id, slot_id).await {
+        // Take first, release after: a candidate filled meanwhile by another transaction
+        // (PostgreSQL) is skipped without having given up the old seat twice. The order of
+        // the two rows is then not by id; a deadlock it causes is retried by `move_booking`.
+        match take_seat(tx, slot_id).await {
             Ok(()) => {
+                release_seat(tx, dose2.slot_id).await?;
                 set_slot(tx, dose2.id, slot_id).await?;
                 return Ok(Ok(Some(slot_id)));
             }
-            // Taken meanwhile by another transaction (PostgreSQL): the next candidate.
             Err(StoreError::Conflict { constraint }) if constraint == SLOT_FULL => continue,
             Err(e) => return Err(e),
         }
@@ -1295,7 +1298,69 @@ mod tests {
         db.cleanup().await;
     }
 
+    /// Many dose-1 moves at once, each between slots of its own, whose dose 2 must all follow
+    /// into the same few seats: each dose 2 lands in a legal slot, none over capacity, every
+    /// counter equal to its bookings (on PostgreSQL a first choice fills under the others,
+    /// who go on to the next).
+    async fn concurrent_followers_share_dose2_seats(engine: &str) {
+        let db = TestDb::new(engine).await.unwrap();
+        let s = &db.store;
+        let venue = s.insert_venue("共楽公園会場", "", &[]).await.unwrap();
+        let cal = calendar(s, venue, Product::Pfizer, 45, 40).await;
+        let r = resident_ids(s, 10).await;
+        let mut firsts = Vec::new();
+        for (i, id) in r.iter().enumerate() {
+            firsts.push(s.book(*id, 1, cal[i][0]).await.unwrap().unwrap());
+            s.book(*id, 2, cal[i + 21][0]).await.unwrap().unwrap();
+        }
+        // Days 19–40 full at 09:30 (but for the seats the movers' old dose 2 give up); days
+        // 41–44 have three seats each.
+        for (day, slots) in cal.iter().enumerate().skip(19) {
+            let sql = if day <= 40 {
+                "UPDATE slots SET capacity = booked WHERE id = $1"
+            } else {
+                "UPDATE slots SET capacity = 3 WHERE id = $1"
+            };
+            sqlx::query(sql)
+                .bind(slots[0])
+                .execute(&s.write)
+                .await
+                .unwrap();
+        }
+        let mut tasks = Vec::new();
+        for (i, b) in firsts.into_iter().enumerate() {
+            let (s, target) = (s.clone(), cal[i + 8][0]);
+            tasks.push(tokio::spawn(async move {
+                s.move_booking(b, target, &format!("f{i}")).await
+            }));
+        }
+        for t in tasks {
+            let a = t.await.unwrap().unwrap();
+            assert!(
+                matches!(a.outcome, MoveOutcome::Moved { .. }),
+                "{engine}: {a:?}"
+            );
+        }
+        for (i, id) in r.iter().enumerate() {
+            let (one, two) = doses(s, *id).await;
+            assert_eq!(one.slot_id, cal[i + 8][0]);
+            assert!(
+                day_of(&two) >= day_of(&one) + Duration::days(19),
+                "{engine}"
+            );
+            assert_eq!(
+                jst_time(parse_ts(&two.starts_at).unwrap()).to_string(),
+                "09:30:00"
+            );
+        }
+        assert_eq!(s.slots_over_capacity().await.unwrap(), 0, "{engine}");
+        let mismatches = s.slot_count_mismatches().await.unwrap();
+        assert!(mismatches.is_empty(), "{engine}: {mismatches:?}");
+        db.cleanup().await;
+    }
+
     crate::on_each_engine!(
+        concurrent_followers_share_dose2_seats,
         moving_dose1_moves_dose2_at_the_interval,
         dose2_before_day_19_is_refused,
         dose2_never_gets_another_product,
