@@ -219,3 +219,85 @@ async fn concurrent_moves_never_overfill(engine: &str) {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn dose2_follows_and_refusals_read_aloud_sqlite() {
+    dose2_follows_and_refusals_read_aloud("sqlite").await;
+}
+
+#[tokio::test]
+async fn dose2_follows_and_refusals_read_aloud_postgres() {
+    if require_postgres() {
+        dose2_follows_and_refusals_read_aloud("postgres").await;
+    }
+}
+
+/// Through HTTP: moving dose 1 brings dose 2 along at 21 days, a dose 2 before day +19 is a
+/// 409 with the reason and the first legal day, and nothing changes.
+async fn dose2_follows_and_refusals_read_aloud(engine: &str) {
+    let srv = TestServer::start(engine, None).await;
+    srv.add_user("planner1", Role::Planner, None).await;
+    let s = srv.store();
+    s.insert_residents(&sample_residents(1)).await.unwrap();
+    let resident: i64 = sqlx::query_scalar("SELECT id FROM residents")
+        .fetch_one(&s.read)
+        .await
+        .unwrap();
+    let venue = s.insert_venue("中総合会館", "", &["中"]).await.unwrap();
+    let first = chrono::NaiveDate::from_ymd_opt(2031, 6, 3).unwrap();
+    let mut new = Vec::new();
+    for day in 0..40 {
+        let starts = madoguchi::domain::vaccine::jst_at(
+            first + chrono::Duration::days(day),
+            chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+        );
+        new.push(NewSlot {
+            venue_id: venue,
+            starts_at: starts,
+            ends_at: starts + chrono::Duration::minutes(30),
+            product: Product::Pfizer,
+            capacity: 4,
+        });
+    }
+    let slots = s.insert_slots(&new).await.unwrap();
+    let d1 = s.book(resident, 1, slots[0]).await.unwrap().unwrap();
+    let d2 = s.book(resident, 2, slots[21]).await.unwrap().unwrap();
+    let planner = srv.login("planner1").await;
+    let post = |booking: i64, slot: i64, key: &'static str| {
+        let http = planner.http.clone();
+        let cookie = planner.cookie.clone();
+        let url = format!("{}/api/bookings/{booking}/move", planner.base);
+        async move {
+            let res = http
+                .post(url)
+                .header("cookie", cookie)
+                .header("Idempotency-Key", key)
+                .json(&json!({"slot_id": slot}))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = post(d1, slots[2], "a").await;
+    assert_eq!(status, 200, "{engine}: {body}");
+    let doses: Vec<(i64, i64)> = body["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["dose"].as_i64().unwrap(), b["slot_id"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(doses, vec![(1, slots[2]), (2, slots[23])], "{engine}");
+
+    let (status, body) = post(d2, slots[20], "b").await;
+    assert_eq!(status, 409, "{engine}: {body}");
+    assert_eq!(body["reason"], "too_early");
+    let sentence = body["error"].as_str().unwrap();
+    assert!(
+        sentence.contains("2031-06-24") && sentence.contains("nothing was changed"),
+        "{sentence}"
+    );
+    let (_, record) = planner.get(&format!("/api/residents/{resident}")).await;
+    assert_eq!(record["bookings"][1]["slot_id"], slots[23], "{engine}");
+    srv.stop().await;
+}
