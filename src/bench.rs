@@ -5,8 +5,8 @@
 //! simulator has written and flushed the ringing events to the instant the agent's socket has
 //! read the pop frame.
 //!
-//! `bench rebook` (`src/bench/rebook.rs`) measures rebooking: agents moving bookings at once through the
-//! real server, and whether any slot ended over capacity (it must not).
+//! `bench rebook` (`src/bench/rebook.rs`) measures rebooking: agents moving bookings at once
+//! through the real server, and whether any slot ended over capacity (it must not).
 
 mod rebook;
 

@@ -1,7 +1,7 @@
 //! 会場・コマ・予約: venues, their slots, and residents' bookings; and the one change an agent
 //! makes to them on the phone, [`Store::move_booking`].
 //!
-//! Every rule is decided inside one [`WriteTx`](super::WriteTx), on the rows it changes:
+//! Every rule is decided inside one [`WriteTx`], on the rows it changes:
 //! - a seat is taken by `UPDATE slots SET booked = booked + 1 WHERE id = $1 AND booked <
 //!   capacity AND closed = 0`; zero rows changed means the slot is full (or closed), and the
 //!   transaction is rolled back, so nothing changes;
