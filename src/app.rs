@@ -137,6 +137,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         password_checks: crate::http::session::PasswordChecks::for_this_machine(),
         call_log: call_log.status(),
         pbx_events: events_tx.clone(),
+        slot_feed: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await

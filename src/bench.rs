@@ -4,6 +4,11 @@
 //! drives the real server; every agent has a WebSocket open; latency runs from the instant the
 //! simulator has written and flushed the ringing events to the instant the agent's socket has
 //! read the pop frame.
+//!
+//! `bench rebook` (`src/bench/rebook.rs`) measures rebooking: agents moving bookings at once
+//! through the real server, and whether any slot ended over capacity (it must not).
+
+mod rebook;
 
 use crate::domain::{Extension, PhoneNumber, Role};
 use crate::pbx::ami::{SimCall, SimOutcome, Simulator};
@@ -37,6 +42,22 @@ pub enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Rebooking under load: agents move assigned dose-1 bookings (dose 2 follows) into the
+    /// same few days through the real server; prints rebooks/s and checks no slot is over
+    /// capacity.
+    Rebook {
+        #[arg(long, default_value_t = 20_000)]
+        residents: usize,
+        #[arg(long, default_value_t = 5_000)]
+        moves: usize,
+        /// Agents moving at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// `sqlite` (a temporary file) or `postgres` (a fresh database created through
+        /// MADOGUCHI_TEST_POSTGRES_URL and dropped afterwards).
+        #[arg(long, default_value = "sqlite")]
+        engine: String,
+    },
 }
 
 pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<()> {
@@ -59,6 +80,12 @@ pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<(
             )
             .await
         }
+        BenchCommand::Rebook {
+            residents,
+            moves,
+            concurrency,
+            engine,
+        } => rebook::rebook(residents, moves, concurrency, &engine).await,
     }
 }
 

@@ -5,13 +5,15 @@
 //! The map (the contract is in the README):
 //!
 //! - [`domain`]: plain types and rules, no I/O: phone numbers, tickets, extensions, kana,
-//!   postal codes, birth dates, 宛名番号, inquiries, vocabularies. Values are parsed into these
+//!   postal codes, birth dates, 宛名番号, inquiries, vocabularies, vaccine products and the
+//!   dose-interval rules ([`domain::vaccine`]). Values are parsed into these
 //!   types once, at the edge; width and kana folding live in [`domain::text`] alone.
 //! - [`pbx`]: one adapter per PBX protocol, each producing [`pbx::PbxEvent`]s; the AMI link and
 //!   the AMI simulator live in [`pbx::ami`].
 //! - [`calls`]: the tracker: PBX events → one call per conversation, caller resolution, the call
 //!   log, screen pops.
-//! - [`store`]: all SQL, on SQLite or PostgreSQL; write transactions and typed errors.
+//! - [`store`]: all SQL, on SQLite or PostgreSQL; write transactions and typed errors;
+//!   venues, slots and bookings with the rebooking move ([`store::bookings`]).
 //! - [`hub`]: real-time delivery to browsers by topic, with sequence numbers and resume.
 //! - [`http`]: axum routes, sessions, the WebSocket, the embedded `web/` assets.
 //! - [`export`]: imports (resident master CSV) and exports.

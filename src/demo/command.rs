@@ -68,6 +68,10 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
         summary.residents, summary.households, summary.calls, summary.inquiries
     );
     println!(
+        "  appointments   {} venues, {} slots, {} bookings (dose 1 and 2)",
+        summary.appointments.venues, summary.appointments.slots, summary.appointments.bookings
+    );
+    println!(
         "  AMI simulator  {} (calls per minute: {})",
         sim.local_addr(),
         args.call_rate

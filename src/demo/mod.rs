@@ -4,7 +4,9 @@
 //!   landlines, an ageing population), the demo staff, [`synth::populate`] for a fresh
 //!   database, and caller numbers for the AMI simulator.
 //! - [`history`]: 60 days of past calls and inquiries, so screen pops show a history.
+//! - [`appointments`]: venues, slots, and both doses assigned to everyone who wants them.
 
+pub mod appointments;
 pub mod command;
 pub mod history;
 pub mod synth;

@@ -822,6 +822,8 @@ pub struct DemoSummary {
     pub households: usize,
     pub calls: usize,
     pub inquiries: usize,
+    /// Venues, slots and bookings of the city's assignment.
+    pub appointments: super::appointments::AppointmentSummary,
     /// (username, password, role, extension)
     pub logins: Vec<(String, String, String, Option<String>)>,
 }
@@ -832,6 +834,11 @@ impl std::fmt::Display for DemoSummary {
             f,
             "{} residents in {} households, {} past calls, {} inquiries",
             self.residents, self.households, self.calls, self.inquiries
+        )?;
+        writeln!(
+            f,
+            "{} venues, {} slots, {} bookings",
+            self.appointments.venues, self.appointments.slots, self.appointments.bookings
         )?;
         writeln!(f, "logins (username / password, role, extension):")?;
         for (user, password, role, ext) in &self.logins {
@@ -902,8 +909,8 @@ pub async fn add_demo_staff(
 }
 
 /// Fills a database for `madoguchi demo`: `n` residents (ages counted today), the demo staff,
-/// and a history of calls and inquiries over the last 60 days (about one call per 20
-/// residents). Meant for a fresh database: the residents' keys come from the seed.
+/// a history of calls and inquiries over the last 60 days (about one call per 20 residents),
+/// and venues, slots and both doses assigned to those who want them. Meant for a fresh database: the residents' keys come from the seed.
 pub async fn populate(store: &Store, n: usize, seed: u64) -> anyhow::Result<DemoSummary> {
     let now = chrono::Utc::now();
     let today = (now + chrono::Duration::hours(9)).date_naive(); // JST, the city's calendar
@@ -933,11 +940,13 @@ pub async fn populate(store: &Store, n: usize, seed: u64) -> anyhow::Result<Demo
         .insert_inquiries(&history.inquiries)
         .await
         .context("inserting the inquiry history")?;
+    let appointments = super::appointments::create(store, today).await?;
     Ok(DemoSummary {
         residents: residents.len(),
         households,
         calls: history.calls.len(),
         inquiries: history.inquiries.len(),
+        appointments,
         logins,
     })
 }

@@ -232,6 +232,24 @@ async fn populate_gives_residents_a_history() {
         assert!(summary.inquiries > 0);
         assert_eq!(store.call_count().await.unwrap(), summary.calls as i64);
         assert_eq!(summary.logins.len(), 12);
+        // Appointments: both doses for those who want one, never over capacity, and the
+        // record (and so the pop) shows them.
+        assert_eq!(summary.appointments.venues, 5, "{engine}");
+        assert!(
+            summary.appointments.bookings > 100,
+            "{engine}: {:?}",
+            summary.appointments
+        );
+        assert_eq!(summary.appointments.bookings % 2, 0);
+        assert_eq!(store.slots_over_capacity().await.unwrap(), 0);
+        assert!(store.slot_count_mismatches().await.unwrap().is_empty());
+        let wanting = store.residents_wanting_a_dose().await.unwrap();
+        let booked = store.bookings_of(wanting[0].0).await.unwrap();
+        assert_eq!(booked.len(), 2, "{engine}");
+        let gap = crate::store::parse_ts(&booked[1].starts_at).unwrap()
+            - crate::store::parse_ts(&booked[0].starts_at).unwrap();
+        assert!(matches!(gap.num_days(), 21 | 28), "{engine}: {gap}");
+        assert_eq!(booked[0].product, booked[1].product);
         assert!(summary
             .logins
             .iter()

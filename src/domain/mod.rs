@@ -1,7 +1,7 @@
 //! Plain types and rules, no I/O: phone normalisation, ticket checks, agent devices, the
 //! resident register's values (kana, postal code, birth date, 宛名番号), inquiries, the call
-//! outcome vocabulary. Values are parsed once at the edge (a form, a CSV row, a query string)
-//! into these types; handlers and queries take the types, never raw strings. Width and kana
+//! outcome vocabulary, vaccine products and dose intervals ([`vaccine`]). Values are parsed
+//! once at the edge (a form, a CSV row, a query string) into these types; handlers and queries take the types, never raw strings. Width and kana
 //! folding happen in one place, [`text`]. Most unit tests live here.
 //!
 //! `domain` imports nothing else of the crate (`src/layering.rs` checks it).
@@ -16,6 +16,7 @@ pub mod phone;
 pub mod resident;
 pub mod text;
 pub mod ticket;
+pub mod vaccine;
 pub mod wareki;
 
 pub use address::{AddressNo, PostalCode};
@@ -27,6 +28,7 @@ pub use kana::Kana;
 pub use phone::PhoneNumber;
 pub use resident::{Intent, NewResident, Outcome, Role, Sex};
 pub use ticket::{MunicipalityCode, TicketNo};
+pub use vaccine::{dose2_window, BookingStatus, Dose2Window, DoseRuleError, Product};
 pub use wareki::Era;
 
 /// A submitted value refused, naming the field at fault (an HTTP 422, a CSV row's problem).

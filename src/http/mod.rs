@@ -2,6 +2,7 @@
 //! router from an [`AppState`], separate from serving, so tests can call it.
 
 pub mod assets;
+pub mod bookings;
 pub mod calls;
 pub mod error;
 pub mod inquiries;
@@ -53,6 +54,11 @@ pub struct AppState {
     pub call_log: Arc<crate::calls::writer::WriterStatus>,
     /// Events from PBXes that push them over HTTP (the webhook), to the tracker.
     pub pbx_events: tokio::sync::mpsc::Sender<crate::pbx::PbxEvent>,
+    /// Held while a move's changed slots are read back and published, so `slot_update`s
+    /// leave in the order of the states they show: each read happens after the previous
+    /// publish, so a screen that keeps the latest message per slot ends at the true count.
+    /// An async mutex, because the read awaits the database.
+    pub slot_feed: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Who may use which route. Every route belongs to exactly one group below; the README's
@@ -67,6 +73,8 @@ pub mod roles {
     pub const PHONES: &[Role] = &[Agent, Supervisor, Admin];
     /// Whoever reads the ledger's residents.
     pub const LEDGER: &[Role] = &[Agent, Supervisor, Planner, Venue, Admin];
+    /// Whoever sees seats and moves appointments: the phones and the planners.
+    pub const BOOKINGS: &[Role] = &[Agent, Supervisor, Planner, Admin];
 }
 
 /// The largest request body accepted (answered 413 above it).
@@ -103,7 +111,12 @@ pub fn app(state: AppState) -> Router {
                 .merge(queues::router()),
         ))
         // LEDGER: /api/residents, /api/residents/{id}
-        .merge(admit(LEDGER, residents::router()));
+        .merge(admit(LEDGER, residents::router()))
+        // BOOKINGS: /api/slots, /api/bookings, /api/bookings/{id}/move, /ws/slots
+        .merge(admit(
+            BOOKINGS,
+            bookings::router().merge(ws::slots_router()),
+        ));
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

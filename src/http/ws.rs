@@ -1,5 +1,6 @@
 //! `GET /ws`: the agent's live feed. The socket subscribes to the agent's extension topic, so a
-//! pop reaches the screen of the agent whose phone rings and no other.
+//! pop reaches the screen of the agent whose phone rings and no other. `/ws/slots` subscribes
+//! to seat counts instead (`slot_update`, for the screens that book).
 //!
 //! Resume: `?since=<seq>` replays what the topic sent after that seq. A client too slow to
 //! keep up is closed with code 4008 and resyncs on reconnect. Frames from the browser larger
@@ -7,7 +8,7 @@
 
 use super::session::CurrentUser;
 use super::{ApiError, AppState};
-use crate::hub::agent_topic;
+use crate::hub::{agent_topic, SLOTS_TOPIC};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -24,6 +25,11 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
+}
+
+/// `/ws/slots`, for the booking screens' role group.
+pub fn slots_router() -> Router<AppState> {
+    Router::new().route("/ws/slots", get(upgrade_slots))
 }
 
 #[derive(Deserialize)]
@@ -44,10 +50,30 @@ async fn upgrade(
         Some(ext) => agent_topic(ext),
         None => format!("user:{}", user.id),
     };
-    Ok(ws
-        .max_message_size(MAX_MESSAGE)
+    Ok(open(ws, state, user, topic, q))
+}
+
+/// `GET /ws/slots`: seat counts (`slot_update`) for the screens that book; the role
+/// (BOOKINGS) was checked before this runs.
+async fn upgrade_slots(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    Ok(open(ws, state, user, SLOTS_TOPIC.to_string(), q))
+}
+
+fn open(
+    ws: WebSocketUpgrade,
+    state: AppState,
+    user: crate::store::users::User,
+    topic: String,
+    q: WsQuery,
+) -> Response {
+    ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, state, user, topic, q)))
+        .on_upgrade(move |socket| serve(socket, state, user, topic, q))
 }
 
 async fn serve(

@@ -1,4 +1,5 @@
-//! Real-time delivery to browsers, by topic (`agent:<extension>`, later `supervisors`, a venue).
+//! Real-time delivery to browsers, by topic (`agent:<extension>`, `slots`, later `supervisors`,
+//! a venue).
 //!
 //! Each topic numbers its messages (`seq`) and keeps the last [`REPLAY`] of them, so a client
 //! that reconnects with `?since=<seq>` gets what it missed. Delivery never waits: a subscriber
@@ -239,6 +240,10 @@ impl Hub {
         self.lock().values().map(|t| t.clients.len()).sum()
     }
 }
+
+/// The topic of seat counts: a `slot_update` for every slot whose bookings changed
+/// (`/ws?topic=slots`).
+pub const SLOTS_TOPIC: &str = "slots";
 
 /// The topic an agent's screen listens on.
 pub fn agent_topic(extension: &str) -> String {

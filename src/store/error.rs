@@ -254,6 +254,7 @@ fn read_schema(sql: &str, names: &mut SqliteNames) {
         .collect::<Vec<_>>()
         .join("\n");
     let upper = sql.to_ascii_uppercase();
+    read_unique_indexes(&sql, &upper, names);
     let mut from = 0;
     while let Some(at) = upper[from..].find("CREATE TABLE") {
         let start = from + at + "CREATE TABLE".len();
@@ -272,6 +273,36 @@ fn read_schema(sql: &str, names: &mut SqliteNames) {
         for def in top_level_split(body) {
             read_definition(&table, &squash(def), names);
         }
+    }
+}
+
+/// `CREATE UNIQUE INDEX name ON table (a, b) [WHERE …]`: SQLite reports the columns,
+/// PostgreSQL the index name (a partial unique index, such as one live booking per dose).
+fn read_unique_indexes(sql: &str, upper: &str, names: &mut SqliteNames) {
+    let mut from = 0;
+    while let Some(at) = upper[from..].find("CREATE UNIQUE INDEX") {
+        let start = from + at + "CREATE UNIQUE INDEX".len();
+        from = start;
+        let Some(open) = sql[start..].find('(').map(|o| start + o) else {
+            return;
+        };
+        let head: Vec<&str> = sql[start..open].split_whitespace().collect();
+        // [IF NOT EXISTS] name ON table
+        let Some(on) = head.iter().position(|w| w.eq_ignore_ascii_case("ON")) else {
+            continue;
+        };
+        let (Some(name), Some(table)) = (on.checked_sub(1).map(|i| head[i]), head.get(on + 1))
+        else {
+            continue;
+        };
+        let Some((cols, end)) = parenthesised(sql, open) else {
+            return;
+        };
+        from = end;
+        let cols: Vec<String> = cols.split(',').map(|c| c.trim().to_string()).collect();
+        names
+            .unique
+            .insert(format!("{table}({})", cols.join(",")), name.to_string());
     }
 }
 
@@ -367,6 +398,15 @@ mod tests {
             // Named, or unknown to the schema: the text as SQLite gave it.
             ("CHECK constraint failed: slots_booked_within_capacity", "slots_booked_within_capacity"),
             ("UNIQUE constraint failed: t.a, t.b", "t_a_b_key"),
+            // A partial unique index: named by the index.
+            (
+                "UNIQUE constraint failed: bookings.resident_id, bookings.dose",
+                "bookings_one_live_per_dose",
+            ),
+            (
+                "UNIQUE constraint failed: slots.venue_id, slots.starts_at, slots.product",
+                "slots_venue_start",
+            ),
         ] {
             assert_eq!(sqlite_constraint(message), name, "{message}");
         }

@@ -17,6 +17,7 @@
 //! what the `Any` driver cannot carry: LISTEN/NOTIFY and advisory locks (see the README's
 //! design decisions).
 
+pub mod bookings;
 pub mod bulk;
 pub mod calls;
 pub mod error;

@@ -27,7 +27,14 @@ SELECT r.id, json_object(
   'notes', r.notes,
   'phones', (SELECT json_group_array(json_object('e164', p.e164, 'written', p.written, 'kind', p.kind))
              FROM (SELECT e164, written, kind FROM phones WHERE resident_id = r.id ORDER BY id) p),
-  'bookings', json('[]'),
+  'bookings', (SELECT json_group_array(json_object(
+                 'id', b.id, 'dose', b.dose, 'slot_id', b.slot_id, 'venue_id', b.venue_id,
+                 'venue_name', b.venue_name, 'starts_at', b.starts_at, 'product', b.product,
+                 'status', b.status))
+               FROM (SELECT b.id, b.dose, b.slot_id, s.venue_id, v.name AS venue_name, s.starts_at,
+                            s.product, b.status
+                     FROM bookings b JOIN slots s ON s.id = b.slot_id JOIN venues v ON v.id = s.venue_id
+                     WHERE b.resident_id = r.id ORDER BY b.dose, b.id) b),
   'vaccinations', json('[]'),
   'inquiries', (SELECT json_group_array(json_object(
                   'id', i.id, 'resident_id', i.resident_id, 'call_id', i.call_key, 'user_id', i.user_id,
@@ -67,7 +74,12 @@ SELECT r.id, json_build_object(
   'notes', r.notes,
   'phones', COALESCE((SELECT json_agg(json_build_object('e164', p.e164, 'written', p.written, 'kind', p.kind) ORDER BY p.id)
                       FROM phones p WHERE p.resident_id = r.id), '[]'::json),
-  'bookings', '[]'::json,
+  'bookings', COALESCE((SELECT json_agg(json_build_object(
+                 'id', b.id, 'dose', b.dose, 'slot_id', b.slot_id, 'venue_id', s.venue_id,
+                 'venue_name', v.name, 'starts_at', s.starts_at, 'product', s.product,
+                 'status', b.status) ORDER BY b.dose, b.id)
+               FROM bookings b JOIN slots s ON s.id = b.slot_id JOIN venues v ON v.id = s.venue_id
+               WHERE b.resident_id = r.id), '[]'::json),
   'vaccinations', '[]'::json,
   'inquiries', COALESCE((SELECT json_agg(s.j ORDER BY s.created_at DESC, s.id DESC) FROM (
                   SELECT i.id, i.created_at, json_build_object(
@@ -276,6 +288,29 @@ mod tests {
                 .await
                 .unwrap();
             }
+            // Both doses booked, so the pop carries real bookings.
+            let venue = s
+                .insert_venue("中総合会館", "舞鶴市字浜", &["東"])
+                .await
+                .unwrap();
+            let at = |d: &str| {
+                chrono::DateTime::parse_from_rfc3339(d)
+                    .unwrap()
+                    .with_timezone(&chrono::Utc)
+            };
+            let slot = |starts: &str| crate::store::bookings::NewSlot {
+                venue_id: venue,
+                starts_at: at(starts),
+                ends_at: at(starts) + chrono::Duration::minutes(30),
+                product: crate::domain::Product::Pfizer,
+                capacity: 5,
+            };
+            let slots = s
+                .insert_slots(&[slot("2021-06-03T00:30:00Z"), slot("2021-06-24T00:30:00Z")])
+                .await
+                .unwrap();
+            s.book(first, 1, slots[0]).await.unwrap().unwrap();
+            s.book(first, 2, slots[1]).await.unwrap().unwrap();
             for phone in [shared.clone(), PhoneNumber::parse("0120-000-000").unwrap()] {
                 let (json, ids) = s.pop_candidates(&phone).await.unwrap();
                 let fast: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -299,6 +334,10 @@ mod tests {
                 3,
                 "{engine}: history present"
             );
+            let bookings = v[0]["bookings"].as_array().unwrap();
+            assert_eq!(bookings.len(), 2, "{engine}: bookings present");
+            assert_eq!(bookings[1]["dose"], 2);
+            assert_eq!(bookings[1]["starts_at"], "2021-06-24T00:30:00.000Z");
             db.cleanup().await;
         }
     }

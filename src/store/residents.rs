@@ -45,8 +45,8 @@ pub struct Resident {
 pub struct ResidentRecord {
     #[serde(flatten)]
     pub resident: Resident,
-    /// 予約: filled once the appointments module lands.
-    pub bookings: Vec<serde_json::Value>,
+    /// 予約: every booking of the resident, by dose (see [`super::bookings`]).
+    pub bookings: Vec<super::bookings::BookingRow>,
     /// 接種記録: filled once the venue module lands.
     pub vaccinations: Vec<serde_json::Value>,
     pub inquiries: Vec<InquiryRow>,
@@ -187,9 +187,10 @@ impl Store {
     pub async fn resident_record(&self, resident: Resident) -> anyhow::Result<ResidentRecord> {
         let inquiries = self.inquiries_of(resident.id, HISTORY_LIMIT).await?;
         let calls = self.calls_of(resident.id, HISTORY_LIMIT).await?;
+        let bookings = self.bookings_of(resident.id).await?;
         Ok(ResidentRecord {
             resident,
-            bookings: Vec::new(),
+            bookings,
             vaccinations: Vec::new(),
             inquiries,
             calls,

@@ -178,9 +178,14 @@ impl Client {
 
     /// Opens `/ws?QUERY` (empty: no query) and returns the socket with its hello.
     pub async fn ws_with(&self, query: &str) -> (Ws, Value) {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let sep = if query.is_empty() { "" } else { "?" };
-        let url = format!("{}/ws{sep}{query}", self.base.replace("http://", "ws://"));
+        self.ws_at(&format!("/ws{sep}{query}")).await
+    }
+
+    /// Opens the WebSocket at `path` (with its query) and returns it with its hello.
+    pub async fn ws_at(&self, path: &str) -> (Ws, Value) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}{path}", self.base.replace("http://", "ws://"));
         let mut req = url.into_client_request().expect("ws request");
         req.headers_mut()
             .insert("cookie", self.cookie.parse().expect("cookie header"));

@@ -4,6 +4,7 @@
 mod ami;
 mod api;
 mod ari;
+mod bookings;
 mod browser;
 mod cli;
 mod common;

@@ -13,6 +13,7 @@ const NOBODY: &[&str] = &["nobody", "agent", "supervisor", "planner", "venue", "
 const STAFF: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const PHONES: &[&str] = &["agent", "supervisor", "admin"];
 const LEDGER: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
+const BOOKINGS: &[&str] = &["agent", "supervisor", "planner", "admin"];
 
 const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/", NOBODY),
@@ -33,6 +34,10 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/residents", LEDGER),
     ("GET", "/api/residents/{id}", LEDGER),
     ("POST", "/api/pbx/webhook/{token}", NOBODY),
+    ("GET", "/api/slots", BOOKINGS),
+    ("GET", "/api/bookings", BOOKINGS),
+    ("POST", "/api/bookings/{id}/move", BOOKINGS),
+    ("GET", "/ws/slots", BOOKINGS),
 ];
 
 /// A concrete path for a templated one.
