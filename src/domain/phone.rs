@@ -23,6 +23,42 @@ pub enum PhoneError {
     Invalid(String),
 }
 
+/// Which kind of number a resident gave: 自宅 (home), 携帯 (mobile), 家族 (a family member's
+/// number they call from), or other. The codes are the `phones.kind` CHECK's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneKind {
+    Home,
+    Mobile,
+    Family,
+    Other,
+}
+
+impl PhoneKind {
+    pub const ALL: &'static [PhoneKind] = &[
+        PhoneKind::Home,
+        PhoneKind::Mobile,
+        PhoneKind::Family,
+        PhoneKind::Other,
+    ];
+
+    pub fn parse(code: &str) -> Option<PhoneKind> {
+        PhoneKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.code() == code.trim())
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            PhoneKind::Home => "home",
+            PhoneKind::Mobile => "mobile",
+            PhoneKind::Family => "family",
+            PhoneKind::Other => "other",
+        }
+    }
+}
+
 /// Caller-ID spellings that mean "no number": they must never match a resident.
 const WITHHELD: &[&str] = &[
     "",

@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod cli;
 mod common;
+mod desk;
 mod doors;
 mod outage;
 mod pbx;
