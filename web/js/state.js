@@ -15,6 +15,8 @@ export const state = {
   seenCalls: new Set(),
   /** Screens came back from sessionStorage: the first hello reconciles them like a resync. */
   restored: false,
+  /** The agent's own state as the server keeps it: ready, break (with a reason) or acw. */
+  desk: { state: "ready", reason: "", since: null, until: null },
 };
 
 export function newSearch() {
