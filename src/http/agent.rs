@@ -2,7 +2,8 @@
 //! (休憩, with a reason) or in after-call work (後処理, ends by itself after
 //! `MADOGUCHI_ACW_SECONDS`). Kept by the server on the queue board beside the phone's state,
 //! so supervisors see it in `/api/queues`; after-call work also starts by itself when a call
-//! the agent answered ends.
+//! the agent answered ends. A change is also sent to the agent's screens (`agent_state` on
+//! `/ws`), and every `hello` carries the state, so each open tab shows the same.
 
 use super::error::JsonBody;
 use super::session::CurrentUser;
@@ -69,5 +70,15 @@ async fn set(
         .board
         .set_availability(ext, wanted, reason, chrono::Utc::now());
     tracing::info!(agent = %user.username, extension = ext, state = ?wanted, "agent state");
+    // The agent's other screens (another browser tab) follow.
+    let mut message = serde_json::json!({ "type": "agent_state" });
+    if let (Some(m), Ok(serde_json::Value::Object(v))) =
+        (message.as_object_mut(), serde_json::to_value(&view))
+    {
+        m.extend(v);
+    }
+    state
+        .hub
+        .publish(&crate::hub::agent_topic(ext), &message.to_string());
     Ok(Json(view))
 }

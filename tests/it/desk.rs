@@ -204,6 +204,14 @@ async fn break_and_after_call_work(engine: &str) {
     assert_eq!(me["availability"]["state"], "break", "{me}");
     assert_eq!(me["availability"]["reason"], "昼休憩");
     assert!(me["availability"]["since"].as_str().is_some(), "{me}");
+    // The agent's screens follow: a message to those open, the hello of those opened later.
+    let told = next_of(&mut ws, "agent_state", None).await;
+    assert_eq!(
+        (&told["state"], &told["reason"]),
+        (&json!("break"), &json!("昼休憩"))
+    );
+    let (_other, hello) = agent.ws_with("").await;
+    assert_eq!(hello["agent_state"]["state"], "break", "{hello}");
     // Bad input names its field; someone without an extension has no desk state.
     let (status, body) = agent
         .post("/api/agent/state", json!({"state": "nap"}))

@@ -60,7 +60,7 @@
 import { api, errorText, onUnauthorized } from "./api.js";
 import { renderBanner, tick } from "./banner.js";
 import { caretLeaving, chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
-import { bindDesk, loadDesk, renderDesk } from "./desk.js";
+import { applyDesk, bindDesk, loadDesk, renderDesk } from "./desk.js";
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
@@ -243,6 +243,10 @@ function onMessage(msg, { resync }) {
   switch (msg.type) {
     case "hello":
       onHello(msg, { resync });
+      applyDesk(msg.agent_state);
+      break;
+    case "agent_state":
+      applyDesk(msg);
       break;
     case "screen_pop":
       onScreenPop(msg);

@@ -15,6 +15,11 @@ export function deskAway() {
   return Boolean(state.extension) && state.desk.state !== "ready";
 }
 
+/** The state as the server sent it: a `hello`'s `agent_state`, or an `agent_state` message. */
+export function applyDesk(view) {
+  apply(view);
+}
+
 function apply(view) {
   if (!view || !view.state) return;
   state.desk = { state: view.state, reason: view.reason || "", since: view.since || null, until: view.until || null };
