@@ -1430,6 +1430,8 @@ async fn the_agent_keeps_the_number_and_their_state_in_the_browser() {
         )
         .await;
     assert_eq!(tab, json!(true), "the pop waits as a tab on a break");
+    d.screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-on-break.png"))
+        .await;
 
     // Ready again; the agent takes the call and finds the caller by name.
     d.script(
@@ -1458,6 +1460,8 @@ async fn the_agent_keeps_the_number_and_their_state_in_the_browser() {
         )
         .await;
     assert_eq!(kind, json!("mobile"), "a 090 number is a mobile");
+    d.screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-keep-number.png"))
+        .await;
     d.click(&keep).await;
     let kept = d
         .wait_for(

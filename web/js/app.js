@@ -60,7 +60,7 @@
 import { api, errorText, onUnauthorized } from "./api.js";
 import { renderBanner, tick } from "./banner.js";
 import { caretLeaving, chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
-import { applyDesk, bindDesk, loadDesk, renderDesk } from "./desk.js";
+import { applyDesk, bindDesk, loadDesk, renderDesk, resetDesk } from "./desk.js";
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
@@ -224,6 +224,7 @@ async function logout() {
   state.sessions = [];
   state.activeKey = null;
   state.idleSearch = newSearch();
+  resetDesk();
   live.forget();
   forgetPersisted();
   $("#workspace").replaceChildren();

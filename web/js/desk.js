@@ -33,9 +33,16 @@ function apply(view) {
   renderDesk();
 }
 
+/** Logged out: forget the state and its timer. */
+export function resetDesk() {
+  clearTimeout(timer);
+  timer = null;
+  state.desk = { state: "ready", reason: "", since: null, until: null };
+}
+
 /** Reads this agent's state from the server (at start, and when a call answered here ends). */
 export async function loadDesk() {
-  if (!state.extension) return;
+  if (!state.user || !state.extension) return;
   try {
     const r = await api("GET", "/api/agent/state");
     if (r.ok) apply(r.data);

@@ -68,6 +68,10 @@ export function newSession({ call = null, candidates = [], lookup = "ok" } = {})
     unseen: false,
     /** Where the caret was when the agent switched away: {id, start, end}. */
     focus: null,
+    /** The kind chosen for keeping the calling number (home, mobile, family), and whether that
+     * request is on its way. */
+    keepKind: null,
+    keeping: false,
   };
 }
 
@@ -128,6 +132,7 @@ function snapshot() {
       ...s,
       saving: false,
       loading: false,
+      keeping: false,
       confirmDismiss: false,
       search: { ...s.search, busy: false },
       savedIds: [...s.savedIds],
