@@ -198,6 +198,16 @@ fn fold_dash(c: char) -> char {
 mod tests {
     use super::*;
 
+    #[test]
+    fn phone_kinds_are_the_schema_codes() {
+        for k in PhoneKind::ALL {
+            assert_eq!(PhoneKind::parse(k.code()), Some(*k));
+        }
+        assert_eq!(PhoneKind::parse(" mobile "), Some(PhoneKind::Mobile));
+        assert_eq!(PhoneKind::parse("fax"), None);
+        assert_eq!(PhoneKind::parse(""), None);
+    }
+
     fn key(s: &str) -> String {
         PhoneNumber::parse(s).unwrap().as_str().to_string()
     }
