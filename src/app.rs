@@ -54,6 +54,9 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     if settings.webhook_token.is_some() {
         link_names.push(crate::pbx::webhook::LINK.to_string());
     }
+    if settings.ari_url.is_some() {
+        link_names.push(crate::pbx::ari::LINK.to_string());
+    }
     let mut tracker = Tracker::new(
         store.clone(),
         hub.clone(),
@@ -85,6 +88,24 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         )?;
         links.push(status);
         core.push(("AMI link", task));
+    }
+    if let Some(url) = &settings.ari_url {
+        use crate::pbx::ari::{run, AriConfig, AriStatus};
+        let cfg = AriConfig::new(
+            url,
+            settings.ari_username.clone(),
+            settings.ari_password.clone(),
+            settings.ari_app.clone(),
+        )?;
+        let status = AriStatus::new();
+        let task = telephony.spawn(run(
+            cfg,
+            events_tx.clone(),
+            status.clone(),
+            shutdown_rx.clone(),
+        ));
+        links.push(Arc::new(AriHealth(status)));
+        core.push(("ARI link", task));
     }
 
     // Agents added while serving (`madoguchi user add`) are picked up within seconds.
@@ -435,6 +456,24 @@ fn spawn_ami(
     let status = AmiStatus::new();
     let task = telephony.spawn(run(cfg, events, status.clone(), shutdown));
     Ok((Arc::new(AmiHealth(status)), task))
+}
+
+/// The ARI link as `/readyz` and `/metrics` see it.
+struct AriHealth(Arc<crate::pbx::ari::AriStatus>);
+
+impl LinkHealth for AriHealth {
+    fn name(&self) -> String {
+        crate::pbx::ari::LINK.into()
+    }
+    fn up(&self) -> bool {
+        self.0.connected()
+    }
+    fn reconnects(&self) -> u64 {
+        self.0.reconnects()
+    }
+    fn detail(&self) -> serde_json::Value {
+        self.0.detail()
+    }
 }
 
 /// The AMI link as `/readyz` and `/metrics` see it.

@@ -1,5 +1,6 @@
 //! The `madoguchi` command: parse the command line, load settings, call into the library.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use madoguchi::domain::{Extension, Role};
 use madoguchi::settings::Settings;
@@ -81,8 +82,11 @@ fn init_logs(json: bool, default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("MADOGUCHI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
+    // Colour codes only for a person at a terminal, never into a file or a collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -109,15 +113,47 @@ async fn main() -> ExitCode {
     match run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("madoguchi: {e:#}");
+            eprintln!("madoguchi: {}", reason(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, each said once: a cause whose text its parent
+/// already quotes (sqlx and io errors often do) is left out.
+fn reason(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve => madoguchi::app::build(settings).await?.wait().await,
+        Command::Serve => {
+            let running = madoguchi::app::build(settings).await?;
+            if running
+                .state
+                .store
+                .users()
+                .await
+                .map(|u| u.is_empty())
+                .unwrap_or(false)
+            {
+                tracing::warn!(
+                    "no staff login exists yet: add one with `madoguchi user add --username NAME --password PASSWORD --role admin` (agents also take --extension)"
+                );
+            }
+            running.wait().await
+        }
         Command::Demo(args) => madoguchi::demo::run(args, settings).await,
         Command::User {
             command:
@@ -180,6 +216,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Import {
             command: ImportCommand::Residents { file },
         } => {
+            // A file that cannot be read fails before the database is opened (or created).
+            std::fs::File::open(&file)
+                .with_context(|| format!("{}: cannot read the file", file.display()))?;
             let store = Store::open(&settings.database_url).await?;
             let result = madoguchi::export::import_residents(&store, &file).await;
             store.close().await;

@@ -55,32 +55,39 @@ async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> impl IntoR
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut gauges: Vec<(String, f64)> = vec![
-        (
-            "madoguchi_ws_clients".into(),
-            state.ws_clients.load(Ordering::Relaxed) as f64,
-        ),
-        (
-            "madoguchi_ws_dropped_slow_clients".into(),
-            state.hub.dropped_clients.load(Ordering::Relaxed) as f64,
-        ),
-    ];
     let mut reconnects = 0u64;
     let mut up = 0u64;
     for l in state.links.iter() {
         reconnects += l.reconnects();
         up += u64::from(l.up());
     }
-    gauges.push(("madoguchi_pbx_reconnects".into(), reconnects as f64));
-    gauges.push((
-        "madoguchi_call_log_backlog".into(),
-        state.call_log.backlog.load(Ordering::Relaxed) as f64,
-    ));
-    gauges.push(("madoguchi_pbx_links_up".into(), up as f64));
-    let extra: Vec<(&str, &str, f64)> = gauges
-        .iter()
-        .map(|(n, v)| (n.as_str(), "see README", *v))
-        .collect();
+    let extra: [(&str, &str, f64); 5] = [
+        (
+            "madoguchi_ws_clients",
+            "WebSocket connections open now (agent screens)",
+            state.ws_clients.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "madoguchi_ws_dropped_slow_clients",
+            "screens dropped since start for reading too slowly (they reconnect and resume)",
+            state.hub.dropped_clients.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "madoguchi_pbx_reconnects",
+            "times the PBX links had to reconnect since start",
+            reconnects as f64,
+        ),
+        (
+            "madoguchi_call_log_backlog",
+            "calls whose newest state waits for the database (grows while it is away)",
+            state.call_log.backlog.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "madoguchi_pbx_links_up",
+            "PBX links logged in now",
+            up as f64,
+        ),
+    ];
     (
         [(
             header::CONTENT_TYPE,

@@ -8,6 +8,7 @@
 //! event carries both and the tracker follows the channel.
 
 pub mod ami;
+pub mod ari;
 pub mod webhook;
 
 pub use crate::domain::call::{DialStatus, LiveChannel, PbxEvent};

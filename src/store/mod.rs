@@ -120,6 +120,7 @@ impl Store {
                 mask_url(url)
             );
         };
+        let original = url;
         let store = match engine {
             Engine::Sqlite => {
                 let url = if url.contains("mode=") {
@@ -129,8 +130,10 @@ impl Store {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                // Messages name the URL as the operator wrote it, without the mode added here.
+                let shown = mask_url(original);
                 let opts = AnyConnectOptions::from_str(&url)
-                    .with_context(|| format!("parsing database URL {}", mask_url(&url)))?;
+                    .with_context(|| format!("parsing database URL {shown}"))?;
                 // A SQLite connection is a file handle in this process: it cannot go stale the
                 // way a network connection can, so sqlx's ping before each use is skipped.
                 let write = AnyPoolOptions::new()
@@ -140,7 +143,7 @@ impl Store {
                     .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
                     .connect_with(opts.clone())
                     .await
-                    .with_context(|| format!("opening {}", mask_url(&url)))?;
+                    .with_context(|| format!("opening {shown}"))?;
                 // Migrate before readers open, so they see the schema.
                 SQLITE_MIGRATIONS
                     .run(&write)
@@ -153,7 +156,7 @@ impl Store {
                     .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
                     .connect_with(opts)
                     .await
-                    .with_context(|| format!("opening {}", mask_url(&url)))?;
+                    .with_context(|| format!("opening {shown}"))?;
                 let pop_reader = popjson::PopReader::open(&url);
                 Store {
                     read,

@@ -82,7 +82,7 @@ async fn replayed_captures(engine: &str) {
         let (before, after) = split_before(&fixture("01_"), "Event: AgentConnect");
         pbx.send(&before);
         let pop = ws777
-            .next_json(Duration::from_secs(5))
+            .pop_with_record(Duration::from_secs(5))
             .await
             .expect("777 gets a pop");
         assert_eq!(pop["type"], "screen_pop", "{pop}");
@@ -117,11 +117,11 @@ async fn replayed_captures(engine: &str) {
         let (b1, b2) = before.split_at(cut);
         pbx.send(b1);
         let pop2 = ws2
-            .next_json(Duration::from_secs(5))
+            .pop_with_record(Duration::from_secs(5))
             .await
             .expect("150010002 pops");
         let pop3 = ws3
-            .next_json(Duration::from_secs(5))
+            .pop_with_record(Duration::from_secs(5))
             .await
             .expect("150010003 pops");
         for p in [&pop2, &pop3] {

@@ -228,6 +228,12 @@ async fn sessions_search_and_inquiries(engine: &str) {
             metrics.contains("madoguchi_pop_latency_seconds_count"),
             "{metrics}"
         );
+        for help in metrics.lines().filter(|l| l.starts_with("# HELP ")) {
+            assert!(
+                help.split_whitespace().count() > 4 && !help.contains("see README"),
+                "every metric is described: {help}"
+            );
+        }
         let (s, doc) = agent.get("/api/openapi.json").await;
         assert_eq!(s, 200);
         assert!(doc["paths"]["/api/residents/{id}"].is_object());

@@ -163,3 +163,38 @@ async fn demo_serves_pops_from_the_simulator() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A command that fails before it needs the database says why once, on one line, and leaves
+/// no database file behind; a bad database folder is named as the operator wrote it.
+#[test]
+fn failures_are_said_once_and_create_nothing() {
+    let dir = TempDir::new("cli-fail").unwrap();
+    let db_file = dir.0.join("m.db");
+    let db = format!("sqlite://{}", db_file.display());
+    let (ok, _, err) = madoguchi(&db, &["import", "residents", "no-such-file.csv"]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("no-such-file.csv"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "said once: {err}");
+    assert!(
+        !db_file.exists(),
+        "no database created by a command that failed before it"
+    );
+    let (ok, _, err) = madoguchi(
+        "sqlite:///no-such-folder/at/all/m.db",
+        &["import", "residents", "Cargo.toml"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("sqlite:///no-such-folder/at/all/m.db"),
+        "{err}"
+    );
+    assert!(!err.contains("mode=rwc"), "the URL as written: {err}");
+    assert_eq!(
+        err.matches("unable to open database file").count(),
+        1,
+        "{err}"
+    );
+    // No colour codes when the log is not a terminal (here it is a pipe).
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}

@@ -187,7 +187,10 @@ impl Client {
         let (stream, _) = tokio_tungstenite::connect_async(req)
             .await
             .expect("ws connect");
-        let mut ws = Ws { stream };
+        let mut ws = Ws {
+            stream,
+            held: Default::default(),
+        };
         let hello = ws.next_json(Duration::from_secs(5)).await.expect("hello");
         assert_eq!(hello["type"], "hello");
         (ws, hello)
@@ -204,11 +207,21 @@ pub enum WsEnd {
 
 pub struct Ws {
     pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    /// Messages read ahead while completing a pop.
+    held: std::collections::VecDeque<Value>,
 }
 
 impl Ws {
-    /// The next JSON message (skipping pongs), or None after `wait`.
+    /// The next JSON message (skipping pongs, and the record updates that
+    /// [`Ws::pop_with_record`] already merged), or None after `wait`.
     pub async fn next_json(&mut self, wait: Duration) -> Option<Value> {
+        if let Some(m) = self.held.pop_front() {
+            return Some(m);
+        }
+        self.read_json(wait).await
+    }
+
+    async fn read_json(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.stream.next())
@@ -226,6 +239,33 @@ impl Ws {
                 _ => {}
             }
         }
+    }
+
+    /// The next screen pop with its record: a pop that went out before the ledger answered
+    /// (`lookup: pending`, as on a loaded machine) is completed from the `candidates_update`
+    /// that follows it. Other messages in between are kept for [`Ws::next_json`] to return.
+    pub async fn pop_with_record(&mut self, wait: Duration) -> Option<Value> {
+        let mut pop = loop {
+            let m = self.next_json(wait).await?;
+            if m["type"] == "screen_pop" {
+                break m;
+            }
+            self.held.push_back(m);
+        };
+        if pop["lookup"] == "pending" {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let m = self.read_json(left).await?;
+                if m["type"] == "candidates_update" && m["call"]["id"] == pop["call"]["id"] {
+                    pop["candidates"] = m["candidates"].clone();
+                    pop["lookup"] = m["lookup"].clone();
+                    break;
+                }
+                self.held.push_back(m);
+            }
+        }
+        Some(pop)
     }
 
     /// How the socket ends within `wait`: closed by the server (with its close code), a

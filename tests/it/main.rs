@@ -3,6 +3,7 @@
 
 mod ami;
 mod api;
+mod ari;
 mod browser;
 mod cli;
 mod common;

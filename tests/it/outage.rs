@@ -183,7 +183,10 @@ async fn pops_go_on_while_the_database_is_away_postgres() {
     // Before the outage: the pop carries the record.
     let first = ScriptCall::new(1, "0773630001", "201");
     pbx.send(&first.ring());
-    let pop = ws.next_json(Duration::from_secs(5)).await.expect("pop");
+    let pop = ws
+        .pop_with_record(Duration::from_secs(5))
+        .await
+        .expect("pop");
     assert_eq!(pop["candidates"][0]["name"], "住民 1", "{pop}");
     pbx.send(&first.hangup());
     let _ = ws.next_json(Duration::from_secs(5)).await;

@@ -159,7 +159,7 @@ async fn forty_calls_across_a_restart(engine: &str, stop: Stop) {
         }
     }
     let pop = ws1
-        .next_json(Duration::from_secs(5))
+        .pop_with_record(Duration::from_secs(10))
         .await
         .expect("agent1's pop");
     assert_eq!(pop["type"], "screen_pop", "{pop}");

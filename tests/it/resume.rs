@@ -27,7 +27,10 @@ async fn hello_shows_the_live_call(engine: &str) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let call = ScriptCall::new(7, "0773623333", "201");
     pbx.send(&call.ring());
-    let pop = first.next_json(Duration::from_secs(5)).await.expect("pop");
+    let pop = first
+        .pop_with_record(Duration::from_secs(5))
+        .await
+        .expect("pop");
     assert_eq!(pop["type"], "screen_pop");
 
     // A page opened while the phone rings.

@@ -45,7 +45,10 @@ async fn webhook_calls(engine: &str) {
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<serde_json::Value>().await.unwrap(), json!({}));
     for ws in [&mut ws201, &mut ws202] {
-        let pop = ws.next_json(Duration::from_secs(5)).await.expect("pop");
+        let pop = ws
+            .pop_with_record(Duration::from_secs(5))
+            .await
+            .expect("pop");
         assert_eq!(pop["type"], "screen_pop");
         assert_eq!(pop["call"]["id"], "webhook:zc-1");
         assert_eq!(pop["candidates"][0]["name"], "舞鶴 五郎");
