@@ -46,7 +46,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
 
     let (call_log, log_task) = writer::spawn(store.clone(), metrics.clone(), settings.spool_path());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let board = crate::calls::Board::default();
+    let board = crate::calls::Board::with_acw(settings.acw());
     let mut link_names = Vec::new();
     if settings.ami_address.is_some() {
         link_names.push("ami".to_string());

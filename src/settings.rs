@@ -47,6 +47,9 @@ pub struct Settings {
     /// Where call-log rows the database could not take by shutdown are kept until the next
     /// start (default: the SQLite file's folder, or the working directory for PostgreSQL).
     pub spool_dir: Option<String>,
+    /// 後処理: seconds of after-call work after a call an agent answered ends, before they are
+    /// ready again (0: none).
+    pub acw_seconds: u64,
 }
 
 impl Default for Settings {
@@ -73,6 +76,7 @@ impl Default for Settings {
             header_timeout_s: 10,
             max_connections: None,
             spool_dir: None,
+            acw_seconds: 60,
         }
     }
 }
@@ -95,6 +99,7 @@ impl std::fmt::Debug for Settings {
             .field("allowed_origins", &self.allowed_origins)
             .field("header_timeout_s", &self.header_timeout_s)
             .field("max_connections", &self.max_connections)
+            .field("acw_seconds", &self.acw_seconds)
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +176,11 @@ impl Settings {
             self.session_hours = v
                 .parse()
                 .context("MADOGUCHI_SESSION_HOURS must be a whole number")?;
+        }
+        if let Some(v) = get("MADOGUCHI_ACW_SECONDS") {
+            self.acw_seconds = v
+                .parse()
+                .context("MADOGUCHI_ACW_SECONDS must be a whole number of seconds")?;
         }
         if let Some(v) = get("MADOGUCHI_PUBLIC_URL") {
             self.public_url = opt(v);
@@ -257,6 +267,11 @@ impl Settings {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => ".".into(),
         }
+    }
+
+    /// How long after-call work lasts.
+    pub fn acw(&self) -> Duration {
+        Duration::from_secs(self.acw_seconds)
     }
 
     pub fn ami_ping(&self) -> Duration {

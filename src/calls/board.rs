@@ -1,5 +1,7 @@
 //! The live queue board a supervisor watches: who waits and how long, today's counts per
-//! queue (offered, answered, abandoned, service level, ASA, AHT), and each agent's state.
+//! queue (offered, answered, abandoned, service level, ASA, AHT), and each agent's state:
+//! what their phone does (idle, ringing, talking) and what they said they can take (ready, on
+//! a break with its reason, after-call work that returns to ready when its timer runs out).
 //!
 //! The tracker writes it as events arrive; `/api/queues` reads a snapshot. A std RwLock: the
 //! tracker's writes are a few field updates, reads copy a small structure, neither awaits.
@@ -9,6 +11,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// A call answered within this many seconds of joining the queue counts toward the service
 /// level (the usual call-center 80/20 measure uses 20 s).
@@ -17,12 +20,96 @@ pub const SERVICE_LEVEL_S: i64 = 20;
 #[derive(Clone, Default)]
 pub struct Board(Arc<RwLock<State>>);
 
-#[derive(Default)]
+/// How long after-call work lasts unless the setting says otherwise.
+pub const DEFAULT_ACW: Duration = Duration::from_secs(60);
+
 struct State {
     day: Option<NaiveDate>,
     queues: BTreeMap<String, QueueCounts>,
     /// extension → (state, call id)
     agents: BTreeMap<String, (AgentState, String)>,
+    /// extension → what the agent said they can take (absent: ready since the server started).
+    desks: BTreeMap<String, Desk>,
+    /// 後処理 (after-call work): how long it lasts before the agent is ready again.
+    acw: Duration,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            day: None,
+            queues: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            desks: BTreeMap::new(),
+            acw: DEFAULT_ACW,
+        }
+    }
+}
+
+/// 受付可 / 休憩 / 後処理: what an agent says they can take, beside what their phone does.
+/// Pops reach an agent in any of them; on a break or in after-call work they wait as tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    Ready,
+    Break,
+    Acw,
+}
+
+impl Availability {
+    pub fn parse(code: &str) -> Option<Availability> {
+        match code.trim() {
+            "ready" => Some(Availability::Ready),
+            "break" => Some(Availability::Break),
+            "acw" => Some(Availability::Acw),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Desk {
+    state: Availability,
+    reason: Option<String>,
+    since: DateTime<Utc>,
+    /// When after-call work ends by itself.
+    until: Option<DateTime<Utc>>,
+}
+
+impl Desk {
+    /// After-call work whose timer has run out reads as ready from the moment it ran out.
+    fn as_of(&self, now: DateTime<Utc>) -> Desk {
+        match self.until {
+            Some(until) if self.state == Availability::Acw && until <= now => Desk {
+                state: Availability::Ready,
+                reason: None,
+                since: until,
+                until: None,
+            },
+            _ => self.clone(),
+        }
+    }
+
+    fn view(&self) -> AvailabilityView {
+        AvailabilityView {
+            state: self.state,
+            reason: self.reason.clone(),
+            since: Some(crate::store::ts(self.since)),
+            until: self.until.map(crate::store::ts),
+        }
+    }
+}
+
+/// An agent's availability as `/api/queues` and `/api/agent/state` show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AvailabilityView {
+    pub state: Availability,
+    /// Why the agent is on a break (休憩理由), as they wrote it.
+    pub reason: Option<String>,
+    /// Since when (RFC 3339 UTC); null when the agent has not changed it since the start.
+    pub since: Option<String>,
+    /// When after-call work ends by itself.
+    pub until: Option<String>,
 }
 
 #[derive(Default, Clone)]
@@ -90,6 +177,49 @@ impl State {
 }
 
 impl Board {
+    /// A board whose after-call work lasts `acw` (`MADOGUCHI_ACW_SECONDS`).
+    pub fn with_acw(acw: Duration) -> Board {
+        let b = Board::default();
+        b.with(|s| s.acw = acw);
+        b
+    }
+
+    /// The agent sets their own availability. After-call work set by hand runs the same timer
+    /// as after a call.
+    pub fn set_availability(
+        &self,
+        ext: &str,
+        state: Availability,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> AvailabilityView {
+        self.with(|s| {
+            let until = (state == Availability::Acw).then(|| now + acw_of(s.acw));
+            let desk = Desk {
+                state,
+                reason: reason.filter(|_| state == Availability::Break),
+                since: now,
+                until,
+            };
+            let view = desk.view();
+            s.desks.insert(ext.to_string(), desk);
+            view
+        })
+    }
+
+    pub fn availability(&self, ext: &str, now: DateTime<Utc>) -> AvailabilityView {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        match s.desks.get(ext) {
+            Some(d) => d.as_of(now).view(),
+            None => AvailabilityView {
+                state: Availability::Ready,
+                reason: None,
+                since: None,
+                until: None,
+            },
+        }
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         f(&mut self.0.write().unwrap_or_else(|e| e.into_inner()))
     }
@@ -156,8 +286,28 @@ impl Board {
     pub fn ended(&self, queue: Option<&str>, call: &str, talk_s: Option<i64>, at: DateTime<Utc>) {
         self.with(|s| {
             s.roll(at);
-            for (state, c) in s.agents.values_mut() {
+            let acw = acw_of(s.acw);
+            for (ext, (state, c)) in s.agents.iter_mut() {
                 if c == call {
+                    // A call this agent talked on ended: after-call work, unless they went on
+                    // a break meanwhile.
+                    if *state == AgentState::Talking {
+                        let on_break = s
+                            .desks
+                            .get(ext)
+                            .is_some_and(|d| d.state == Availability::Break);
+                        if !on_break && !acw.is_zero() {
+                            s.desks.insert(
+                                ext.clone(),
+                                Desk {
+                                    state: Availability::Acw,
+                                    reason: None,
+                                    since: at,
+                                    until: Some(at + acw),
+                                },
+                            );
+                        }
+                    }
                     *state = AgentState::Idle;
                     c.clear();
                 }
@@ -222,6 +372,10 @@ impl Board {
     }
 }
 
+fn acw_of(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +422,45 @@ mod tests {
         // The next day in Japan starts from zero.
         let v = b.queues(t0 + chrono::Duration::hours(24));
         assert_eq!(v[0].offered, 0);
+    }
+
+    #[test]
+    fn after_call_work_follows_a_call_answered_here_and_ends_by_itself() {
+        let b = Board::with_acw(Duration::from_secs(30));
+        let t0 = DateTime::parse_from_rfc3339("2021-05-10T01:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = |n: i64| t0 + chrono::Duration::seconds(n);
+        assert_eq!(b.availability("201", t0).state, Availability::Ready);
+        b.joined("vaccine", "c1", "0773-62-0001", t0);
+        b.ringing("201", "c1");
+        b.ringing("202", "c1");
+        b.answered(Some("vaccine"), "c1", "201", Some(2), s(2));
+        b.ended(Some("vaccine"), "c1", Some(60), s(62));
+        let v = b.availability("201", s(70));
+        assert_eq!(v.state, Availability::Acw);
+        assert_eq!(v.until.as_deref(), Some("2021-05-10T01:01:32.000Z"));
+        assert_eq!(
+            b.availability("202", s(70)).state,
+            Availability::Ready,
+            "only the agent who talked"
+        );
+        let v = b.availability("201", s(93));
+        assert_eq!(v.state, Availability::Ready, "the timer ran out");
+        assert_eq!(v.since.as_deref(), Some("2021-05-10T01:01:32.000Z"));
+
+        // A break taken during a call outlasts its end.
+        b.set_availability("202", Availability::Break, Some("昼休憩".into()), s(100));
+        b.ringing("202", "c2");
+        b.answered(None, "c2", "202", None, s(101));
+        b.ended(None, "c2", Some(10), s(111));
+        let v = b.availability("202", s(112));
+        assert_eq!(
+            (v.state, v.reason.as_deref()),
+            (Availability::Break, Some("昼休憩"))
+        );
+        // A reason only goes with a break.
+        let v = b.set_availability("202", Availability::Ready, Some("x".into()), s(120));
+        assert_eq!(v.reason, None);
     }
 }

@@ -25,7 +25,7 @@ pub use call::DialStatus;
 pub use device::Extension;
 pub use inquiry::{CallerKind, InquiryCategory, InquiryForm, NewInquiry};
 pub use kana::Kana;
-pub use phone::PhoneNumber;
+pub use phone::{PhoneKind, PhoneNumber};
 pub use resident::{Intent, NewResident, Outcome, Role, Sex};
 pub use ticket::{MunicipalityCode, TicketNo};
 pub use vaccine::{dose2_window, BookingStatus, Dose2Window, DoseRuleError, Product};

@@ -23,6 +23,42 @@ pub enum PhoneError {
     Invalid(String),
 }
 
+/// Which kind of number a resident gave: 自宅 (home), 携帯 (mobile), 家族 (a family member's
+/// number they call from), or other. The codes are the `phones.kind` CHECK's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneKind {
+    Home,
+    Mobile,
+    Family,
+    Other,
+}
+
+impl PhoneKind {
+    pub const ALL: &'static [PhoneKind] = &[
+        PhoneKind::Home,
+        PhoneKind::Mobile,
+        PhoneKind::Family,
+        PhoneKind::Other,
+    ];
+
+    pub fn parse(code: &str) -> Option<PhoneKind> {
+        PhoneKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.code() == code.trim())
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            PhoneKind::Home => "home",
+            PhoneKind::Mobile => "mobile",
+            PhoneKind::Family => "family",
+            PhoneKind::Other => "other",
+        }
+    }
+}
+
 /// Caller-ID spellings that mean "no number": they must never match a resident.
 const WITHHELD: &[&str] = &[
     "",
@@ -161,6 +197,16 @@ fn fold_dash(c: char) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phone_kinds_are_the_schema_codes() {
+        for k in PhoneKind::ALL {
+            assert_eq!(PhoneKind::parse(k.code()), Some(*k));
+        }
+        assert_eq!(PhoneKind::parse(" mobile "), Some(PhoneKind::Mobile));
+        assert_eq!(PhoneKind::parse("fax"), None);
+        assert_eq!(PhoneKind::parse(""), None);
+    }
 
     fn key(s: &str) -> String {
         PhoneNumber::parse(s).unwrap().as_str().to_string()

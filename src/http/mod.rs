@@ -1,6 +1,7 @@
 //! axum routes. Each resource module exposes `router()`, merged here; [`app`] builds the whole
 //! router from an [`AppState`], separate from serving, so tests can call it.
 
+pub mod agent;
 pub mod assets;
 pub mod bookings;
 pub mod calls;
@@ -102,11 +103,14 @@ pub fn app(state: AppState) -> Router {
             STAFF,
             session::router().merge(inquiries::categories_router()),
         ))
-        // PHONES: /ws, /api/calls, /api/calls/{id}/resident, /api/inquiries, /api/queues
+        // PHONES: /ws, /api/calls, /api/calls/{id}/resident, /api/inquiries, /api/queues,
+        // /api/residents/{id}/phones, /api/agent/state
         .merge(admit(
             PHONES,
             ws::router()
                 .merge(calls::router())
+                .merge(residents::phones_router())
+                .merge(agent::router())
                 .merge(inquiries::router())
                 .merge(queues::router()),
         ))

@@ -1,6 +1,7 @@
 //! `GET /api/queues`: the live queue for supervisors (and agents' wall screen): per queue who
 //! waits and how long, today's offered / answered / abandoned, service level, ASA and AHT; and
-//! every agent with their state and whether their screen is connected.
+//! every agent with their phone's state, their availability (ready, break with its reason,
+//! after-call work, and since when) and whether their screen is connected.
 
 use super::{ApiError, AppState};
 use crate::hub::agent_topic;
@@ -26,6 +27,7 @@ async fn queues(State(state): State<AppState>) -> Result<Json<serde_json::Value>
                 "display_name": u.display_name,
                 "extension": ext,
                 "state": state.board.agent_state(ext),
+                "availability": state.board.availability(ext, now),
                 "connected": state.hub.listeners(&agent_topic(ext)) > 0,
             })
         })

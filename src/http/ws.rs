@@ -100,6 +100,8 @@ async fn serve(
         "extension": user.extension,
         "gap": sub.gap,
         "live_calls": live,
+        // The agent's own state (ready, break, acw), kept on the queue board.
+        "agent_state": user.extension.as_deref().map(|e| state.board.availability(e, chrono::Utc::now())),
     });
     let mut ok = socket
         .send(Message::Text(hello.to_string().into()))

@@ -1,7 +1,7 @@
 //! 接種者台帳: residents, their phones, and the record an agent sees (with history).
 
-use super::{calls::CallRow, inquiries::InquiryRow, Store};
-use crate::domain::{BirthDate, Kana, PhoneNumber, TicketNo};
+use super::{calls::CallRow, inquiries::InquiryRow, Store, StoreError, WriteTx};
+use crate::domain::{BirthDate, Kana, PhoneKind, PhoneNumber, TicketNo};
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -202,6 +202,37 @@ impl Store {
             .fetch_one(&self.read)
             .await?
             .try_get("n")?)
+    }
+
+    /// Adds a number to a resident inside `tx` (the caller commits): `Ok(false)` when there is
+    /// no such resident; a number the resident already has is refused by the constraint
+    /// `phones_resident_number` (a [`StoreError::Conflict`]). The screen-pop lookup reads
+    /// `phones`, so the next call from this number finds the resident.
+    pub async fn add_phone(
+        tx: &mut WriteTx,
+        resident_id: i64,
+        phone: &PhoneNumber,
+        written: &str,
+        kind: PhoneKind,
+    ) -> Result<bool, StoreError> {
+        let lock = tx.for_update();
+        let found = sqlx::query(&format!("SELECT id FROM residents WHERE id = $1{lock}"))
+            .bind(resident_id)
+            .fetch_optional(tx.conn())
+            .await?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO phones (resident_id, e164, written, kind) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(resident_id)
+        .bind(phone.as_str().to_string())
+        .bind(written.to_string())
+        .bind(kind.code().to_string())
+        .execute(tx.conn())
+        .await?;
+        Ok(true)
     }
 
     /// Inserts residents and their phones in one transaction: all or nothing (the batched

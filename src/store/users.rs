@@ -297,6 +297,29 @@ impl Store {
         Ok(())
     }
 
+    /// An audit entry written inside a larger change: it commits, or rolls back, with it.
+    pub async fn audit_in(
+        tx: &mut super::WriteTx,
+        user_id: Option<i64>,
+        action: &str,
+        resident_id: Option<i64>,
+        detail: &str,
+        remote_addr: &str,
+    ) -> Result<(), super::StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_entries (at, user_id, action, resident_id, detail, remote_addr) VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(super::now())
+        .bind(user_id)
+        .bind(action.to_string())
+        .bind(resident_id)
+        .bind(detail.to_string())
+        .bind(remote_addr.to_string())
+        .execute(tx.conn())
+        .await?;
+        Ok(())
+    }
+
     /// 操作記録: one line per view or change of a resident.
     pub async fn audit(
         &self,

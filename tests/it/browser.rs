@@ -173,6 +173,28 @@ async fn agent_sees_pop_and_saves_an_inquiry() {
     let (_, rec) = srv.login("sato").await.get("/api/calls").await;
     assert_eq!(rec[0]["id"], "ami:1514295827.372");
 
+    // The call ended: after-call work, which the agent ends by hand once the note is saved
+    // (in after-call work the next call would wait as a tab).
+    let acw = d
+        .wait_for(
+            "return document.querySelector('#desk').dataset.state === 'acw';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(acw, json!(true), "after-call work follows the call");
+    d.script(
+        "const s = document.querySelector('#agent-state'); s.value = 'ready'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await;
+    let ready = d
+        .wait_for(
+            "return document.querySelector('#desk').dataset.state === 'ready';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(ready, json!(true), "ready again");
+
     // The next call from the same number: a new Linkedid, same caller.
     let again = String::from_utf8_lossy(&capture)
         .replace("1514295827.372", "1514296827.372")
@@ -1318,6 +1340,177 @@ async fn the_page_reads_wareki_and_phones_as_the_server_does() {
             "123"
         ])
     );
+    d.quit().await;
+    srv.stop().await;
+}
+
+/// Issue 9 at the desk: on a break a call waits as a tab; the agent identifies an unknown
+/// caller, keeps the number (the next call from it pops that resident), and after the call
+/// the top bar shows after-call work until its timer returns the agent to ready.
+#[tokio::test]
+async fn the_agent_keeps_the_number_and_their_state_in_the_browser() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let mut pbx = ScriptedPbx::start().await;
+    let db = TestDb::new("sqlite").await.expect("test database");
+    let store = db.store.clone();
+    let addr = pbx.addr.clone();
+    let srv = TestServer::start_with(db, store, move |s| {
+        s.ami_address = Some(addr);
+        s.ami_username = "madoguchi".into();
+        s.ami_secret = "s3cret".into();
+        s.acw_seconds = 3;
+    })
+    .await;
+    pbx.wait_login().await;
+    srv.add_user("sato", Role::Agent, Some("201")).await;
+    srv.add_user("sv", Role::Supervisor, None).await;
+    srv.store()
+        .insert_residents(&[resident(31, "舞鶴 一郎", "マイヅル　イチロウ", &[])])
+        .await
+        .unwrap();
+    let supervisor = srv.login("sv").await;
+    let availability = || async {
+        let (_, q) = supervisor.get("/api/queues").await;
+        q["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["extension"] == "201").cloned())
+            .map(|a| a["availability"].clone())
+            .unwrap_or(Value::Null)
+    };
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    d.set_window(1366, 768).await;
+    log_in(&d, &srv.url, "sato").await;
+    let ready = d
+        .wait_for(
+            "const b = document.querySelector('#desk'); return !!b && !b.hidden && b.dataset.state === 'ready' && document.querySelector('#agent-state').value === 'ready';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(ready, json!(true), "the top bar shows the agent ready");
+
+    // A break, with its reason: the supervisor sees both.
+    d.script(
+        "const s = document.querySelector('#agent-state'); s.value = 'break'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await;
+    let reason = d
+        .wait_for(
+            "const r = document.querySelector('#agent-break-reason'); return !!r && !r.hidden && document.querySelector('#desk').dataset.state === 'break';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(reason, json!(true), "a break asks for its reason");
+    let field = d.find("#agent-break-reason", WAIT).await.expect("reason");
+    d.type_into(&field, "昼休憩").await;
+    d.keys("\u{E007}").await; // Enter
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        seen = availability().await;
+        if seen["reason"] == "昼休憩" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["state"], "break", "{seen}");
+    assert_eq!(seen["reason"], "昼休憩", "{seen}");
+
+    // On a break a call waits as a tab: the workspace stays as it was.
+    let first = ScriptCall::new(41, "090-1234-5678", "201");
+    pbx.send(&first.ring());
+    let call_id = format!("ami:{}", first.id);
+    let tab = d
+        .wait_for(
+            &format!("const t = [...document.querySelectorAll('[data-testid=session-tab]')].find(t => t.dataset.callId === '{call_id}'); \
+                      return !!t && t.dataset.unseen === 'true' && !document.querySelector('#pop');"),
+            WAIT,
+        )
+        .await;
+    assert_eq!(tab, json!(true), "the pop waits as a tab on a break");
+    d.screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-on-break.png"))
+        .await;
+
+    // Ready again; the agent takes the call and finds the caller by name.
+    d.script(
+        "const s = document.querySelector('#agent-state'); s.value = 'ready'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await;
+    d.keys("\u{E032}").await; // F2: the waiting call
+    assert_eq!(wait_phase(&d, &call_id, "ringing").await, json!("ringing"));
+    pbx.send(&first.answer(1));
+    assert_eq!(wait_phase(&d, &call_id, "talking").await, json!("talking"));
+    assert_eq!(availability().await["state"], "ready");
+    let kana = d.find("#search-kana", WAIT).await.expect("the search");
+    d.type_into(&kana, "マイヅル イチロウ").await;
+    let submit = d.find("#search-submit", WAIT).await.expect("search button");
+    d.click(&submit).await;
+    // One match opens the record at once (and links the call to it).
+    let keep = d
+        .find("#keep-number", WAIT)
+        .await
+        .expect("the record offers to keep the number");
+    let kind = d
+        .script(
+            "return document.querySelector('#keep-number-kind').value;",
+            vec![],
+        )
+        .await;
+    assert_eq!(kind, json!("mobile"), "a 090 number is a mobile");
+    d.screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-keep-number.png"))
+        .await;
+    d.click(&keep).await;
+    let kept = d
+        .wait_for(
+            "return !document.querySelector('#keep-number') && [...document.querySelectorAll('.phone-calling .phone-number')].some(e => e.textContent === '090-1234-5678');",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        kept,
+        json!(true),
+        "the number shows on the record as the calling line"
+    );
+
+    // The call ends: after-call work with its timer, then ready by itself.
+    pbx.send(&first.hangup());
+    assert_eq!(wait_phase(&d, &call_id, "ended").await, json!("ended"));
+    let acw = d
+        .wait_for(
+            "return document.querySelector('#desk').dataset.state === 'acw' && /^0:0[0-3]$/.test(document.querySelector('#agent-state-timer').textContent);",
+            WAIT,
+        )
+        .await;
+    assert_eq!(acw, json!(true), "after-call work shows with its timer");
+    assert_eq!(availability().await["state"], "acw");
+    let back = d
+        .wait_for(
+            "return document.querySelector('#desk').dataset.state === 'ready' && document.querySelector('#agent-state').value === 'ready';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(back, json!(true), "ready again when the timer ran out");
+
+    // The next call from the kept number pops the resident directly.
+    let second = ScriptCall::new(42, "09012345678", "201");
+    pbx.send(&second.ring());
+    let popped = d
+        .wait_for(
+            &format!("const p = document.querySelector('#pop'); const n = document.querySelector('[data-testid=resident-name]'); \
+                      return !!p && p.dataset.callId === 'ami:{}' && !!n && n.textContent;", second.id),
+            WAIT,
+        )
+        .await;
+    assert_eq!(popped, json!("舞鶴 一郎"));
+    assert_eq!(
+        page_errors(&d).await,
+        Vec::<String>::new(),
+        "no errors on the page"
+    );
+    pbx.send(&second.hangup());
     d.quit().await;
     srv.stop().await;
 }

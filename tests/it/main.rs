@@ -8,6 +8,7 @@ mod bookings;
 mod browser;
 mod cli;
 mod common;
+mod desk;
 mod doors;
 mod outage;
 mod pbx;

@@ -23,8 +23,11 @@
 //              data-call-id, data-unseen="true" on a call that popped beside the work)
 //              [data-testid=calls-waiting] (banner: data-count calls waiting; F2 / Alt+N)
 //              [data-testid=sessions-waiting] #sound-toggle
+//   state:     #desk (data-state=ready|break|acw) #agent-state (select) #agent-break-reason
+//              [data-testid=agent-state-timer] (after-call work left, m:ss)
 //   household: #pick-list [data-testid=pick-item] (one per household member, data-resident-id,
 //              aria-current="true" on the one shown) [data-testid=pick-chip] #pick-open #pick-close
+//   keep:      #keep-number (button: add the calling number to the record) #keep-number-kind
 //   record:    #resident-card [data-testid=resident-name] [data-testid=resident-kana]
 //              [data-testid=resident-age] [data-testid=resident-birth] [data-testid=resident-wareki]
 //              [data-testid=resident-ticket] [data-testid=resident-transport] (only when 送迎要)
@@ -45,17 +48,19 @@
 //
 // Server calls: GET /api/me, POST /api/session, DELETE /api/session,
 // GET /ws[?since=SEQ&epoch=EPOCH], GET /api/residents?ticket=|kana=&birth_date=|phone=,
-// GET /api/residents/{id}, POST /api/calls/{call id}/resident, POST /api/inquiries.
+// GET /api/residents/{id}, POST /api/calls/{call id}/resident, POST /api/inquiries,
+// POST /api/residents/{id}/phones, GET|POST /api/agent/state.
 //
 // Modules: app.js (this: login, wiring), live.js (the /ws connection), api.js (fetch),
 // state.js (screens and drafts), calls.js (pops, call updates, resume), workspace.js (page
 // layout, tabs), banner.js (the call banner), resident.js (record, household, bookings),
-// search.js, history.js, inquiry.js, dom.js, i18n.js, format.js. Every screen to come (supervisor,
+// search.js, history.js, inquiry.js, desk.js (the agent's state), dom.js, i18n.js, format.js. Every screen to come (supervisor,
 // venue, planner) reuses live.js, api.js, dom.js, i18n.js and format.js.
 
 import { api, errorText, onUnauthorized } from "./api.js";
 import { renderBanner, tick } from "./banner.js";
 import { caretLeaving, chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
+import { applyDesk, bindDesk, loadDesk, renderDesk, resetDesk } from "./desk.js";
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
@@ -98,6 +103,7 @@ function showLogin(messageKey = null) {
   $("#conn-state").hidden = true;
   $("#logout").hidden = true;
   $("#sound-toggle").hidden = true;
+  $("#desk").hidden = true;
   setLoginError(messageKey);
   document.title = `${t("login.heading")} | 窓口 madoguchi`;
   const user = $("#login-username");
@@ -159,6 +165,8 @@ function startApp(user) {
   $("#sound-toggle").hidden = false;
   showSound();
   renderChrome();
+  renderDesk();
+  loadDesk();
   renderWorkspace();
   // A record that was still loading when the page went away: load it again.
   for (const s of reloading) openResident(s, { id: s.chosenId });
@@ -216,6 +224,7 @@ async function logout() {
   state.sessions = [];
   state.activeKey = null;
   state.idleSearch = newSearch();
+  resetDesk();
   live.forget();
   forgetPersisted();
   $("#workspace").replaceChildren();
@@ -235,6 +244,10 @@ function onMessage(msg, { resync }) {
   switch (msg.type) {
     case "hello":
       onHello(msg, { resync });
+      applyDesk(msg.agent_state);
+      break;
+    case "agent_state":
+      applyDesk(msg);
       break;
     case "screen_pop":
       onScreenPop(msg);
@@ -257,6 +270,7 @@ function bindChrome() {
   $("#login-form").addEventListener("submit", submitLogin);
   $("#logout").addEventListener("click", logout);
   $("#sound-toggle").addEventListener("click", toggleSound);
+  bindDesk();
   $("#workspace").addEventListener("focusout", caretLeaving);
   $("#lang-toggle").addEventListener("click", () => {
     setLang(lang() === "ja" ? "en" : "ja");
@@ -266,6 +280,7 @@ function bindChrome() {
     if (state.user) {
       showSound();
       renderChrome();
+      renderDesk();
       renderWorkspace();
     } else {
       document.title = `${t("login.heading")} | 窓口 madoguchi`;

@@ -10,6 +10,7 @@
 // candidates; a candidates_update then brings them ("ok"), or says they will not come ("failed").
 
 import { callerNumberText, renderBanner } from "./banner.js";
+import { callEndedHere, deskAway } from "./desk.js";
 import { $, isTyping } from "./dom.js";
 import { t } from "./i18n.js";
 import { normaliseRecord } from "./resident.js";
@@ -85,7 +86,8 @@ export function onScreenPop(msg, { reopen = false } = {}) {
   state.seenCalls.add(String(call.id));
   const s = newSession({ call, candidates, lookup });
   choosePopDefault(s);
-  const busy = workspaceBusy();
+  // On a break or in after-call work the agent is not taking calls on this screen yet.
+  const busy = workspaceBusy() || deskAway();
   // Call screens nobody needs any more make way for the new call; walk-ins stay as tabs.
   const active = activeSession();
   state.sessions = state.sessions.filter(
@@ -321,6 +323,8 @@ export function onCallUpdate(msg) {
       s.phase = "elsewhere";
       break;
     case "ended":
+      // A call talked on here: the server starts after-call work.
+      if (s.phase === "talking") callEndedHere();
       s.outcome = msg.outcome ?? (msg.call && msg.call.outcome) ?? null;
       s.endedAt = trustedTime(msg.call && msg.call.ended_at, now);
       if (s.phase !== "elsewhere") s.phase = "ended";

@@ -325,6 +325,51 @@ export function closePickList(s) {
   return true;
 }
 
+/**
+ * The caller is identified and rang from a number the record does not have: offer to keep it,
+ * so the next call from it pops this resident directly.
+ */
+function canKeepNumber(s) {
+  const r = s.record;
+  if (!s.call || !r || r.id == null || isWithheld(s.call)) return false;
+  const n = s.call.caller_number;
+  if (fmt.phoneKey(n).length < 3) return false;
+  return !(r.phones || []).some((p) => p && (fmt.samePhone(p.e164, n) || fmt.samePhone(p.written, n)));
+}
+
+/** Japanese mobiles start 070, 080 or 090; anything else is most likely a landline. */
+function defaultKind(number) {
+  return /^0[789]0/.test(fmt.phoneKey(number)) ? "mobile" : "home";
+}
+
+async function keepNumber(s) {
+  const r = s.record;
+  if (!r || s.keeping) return;
+  const number = s.call.caller_number;
+  const kind = s.keepKind || defaultKind(number);
+  s.keeping = true;
+  refreshResident(s);
+  let message = "";
+  try {
+    const res = await api("POST", `/api/residents/${encodeURIComponent(r.id)}/phones`, { number, kind, call_id: s.call.id });
+    if (res.ok || res.status === 409) {
+      // 409: the record already had it (kept from another screen): show it as kept.
+      const row = res.ok && res.data ? res.data : { e164: number, written: number, kind };
+      r.phones = [...(r.phones || []), row];
+      message = t("keep.done", { number: fmt.formatPhone(number), kind: t(`phone.${row.kind || kind}`) });
+    } else {
+      message = t("keep.failed", { msg: errorText(res) });
+    }
+  } catch (e) {
+    if (e instanceof Unauthorized) return;
+    message = t("keep.failed", { msg: t("err.network") });
+  } finally {
+    s.keeping = false;
+  }
+  if (s.key === state.activeKey) refreshResident(s);
+  if (message) toast(message);
+}
+
 function intentBadgeClass(intent) {
   return { wants: "badge-accent", declines: "badge-muted", clinic: "badge-outline" }[intent] || "badge-outline";
 }
@@ -403,6 +448,40 @@ function buildCard(s) {
             h("span", { class: "phone-number mono", text: fmt.formatPhone(p.e164 || p.written) }),
             calling ? h("span", { class: "tag", text: t("res.caller_line") }) : "",
           );
+        }),
+      ),
+    );
+  }
+  if (canKeepNumber(s)) {
+    const kind = s.keepKind || defaultKind(callerNumber);
+    const select = h(
+      "select",
+      {
+        id: "keep-number-kind",
+        "data-testid": "keep-number-kind",
+        "aria-label": t("keep.kind"),
+        onchange: (e) => {
+          s.keepKind = e.target.value;
+        },
+      },
+      ["home", "mobile", "family"].map((k) => h("option", { value: k, text: t(`phone.${k}`), selected: k === kind ? "" : null })),
+    );
+    select.value = kind;
+    fact(
+      t("keep.label"),
+      h(
+        "span",
+        { class: "keep-number" },
+        h("span", { class: "phone-number mono", text: fmt.formatPhone(callerNumber) }),
+        select,
+        h("button", {
+          type: "button",
+          class: "btn btn-secondary btn-small",
+          id: "keep-number",
+          "data-testid": "keep-number",
+          text: t("keep.submit"),
+          disabled: s.keeping ? "" : null,
+          onclick: () => keepNumber(s),
         }),
       ),
     );

@@ -15,6 +15,8 @@ export const state = {
   seenCalls: new Set(),
   /** Screens came back from sessionStorage: the first hello reconciles them like a resync. */
   restored: false,
+  /** The agent's own state as the server keeps it: ready, break (with a reason) or acw. */
+  desk: { state: "ready", reason: "", since: null, until: null },
 };
 
 export function newSearch() {
@@ -66,6 +68,10 @@ export function newSession({ call = null, candidates = [], lookup = "ok" } = {})
     unseen: false,
     /** Where the caret was when the agent switched away: {id, start, end}. */
     focus: null,
+    /** The kind chosen for keeping the calling number (home, mobile, family), and whether that
+     * request is on its way. */
+    keepKind: null,
+    keeping: false,
   };
 }
 
@@ -126,6 +132,7 @@ function snapshot() {
       ...s,
       saving: false,
       loading: false,
+      keeping: false,
       confirmDismiss: false,
       search: { ...s.search, busy: false },
       savedIds: [...s.savedIds],
