@@ -19,6 +19,9 @@ pub struct CallRow {
     pub agents_offered: Vec<String>,
     pub answered_by: Option<String>,
     pub answered_user_id: Option<i64>,
+    /// The answering agent's name (display name, else login), read with the row; never written.
+    #[serde(default)]
+    pub answered_by_name: Option<String>,
     pub resident_id: Option<i64>,
     pub candidates: i64,
     pub started_at: String,
@@ -62,6 +65,7 @@ fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
             .collect(),
         answered_by: row.try_get("answered_by")?,
         answered_user_id: row.try_get("answered_user_id")?,
+        answered_by_name: row.try_get("answered_by_name")?,
         resident_id: row.try_get("resident_id")?,
         candidates: row.try_get("candidates")?,
         started_at: row.try_get("started_at")?,
@@ -75,6 +79,14 @@ fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
         end_estimated: row.try_get::<i64, _>("end_estimated")? != 0,
     })
 }
+
+/// How a call row is read: its columns and the answering agent's name.
+const CALL_READ: &str =
+    "SELECT calls.call_key, direction, caller_number, caller_e164, caller_name, \
+    dialled, queue, agents_offered, answered_by, answered_user_id, resident_id, candidates, \
+    started_at, queued_at, rang_at, answered_at, ended_at, hold_s, outcome, resident_confirmed, \
+    end_estimated, COALESCE(NULLIF(u.display_name, ''), u.username) AS answered_by_name \
+    FROM calls LEFT JOIN users u ON u.id = calls.answered_user_id";
 
 /// The earlier of two nullable timestamps (text sorts as time), for `ON CONFLICT` updates.
 fn earliest(col: &str) -> String {
@@ -148,9 +160,7 @@ impl Store {
 
     /// Calls an earlier process left open (no `ended_at`), to reconcile with the PBX at start.
     pub async fn open_calls(&self) -> anyhow::Result<Vec<CallRow>> {
-        let sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE ended_at IS NULL ORDER BY started_at, id"
-        );
+        let sql = format!("{CALL_READ} WHERE ended_at IS NULL ORDER BY started_at, calls.id");
         let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
         Ok(rows.iter().map(call_from_row).collect::<Result<_, _>>()?)
     }
@@ -228,7 +238,7 @@ impl Store {
     }
 
     pub async fn call(&self, call_key: &str) -> anyhow::Result<Option<CallRow>> {
-        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_key = $1");
+        let sql = format!("{CALL_READ} WHERE call_key = $1");
         let row = sqlx::query(&sql)
             .bind(call_key.to_string())
             .fetch_optional(&self.read)
@@ -239,7 +249,7 @@ impl Store {
     /// The calls of one resident, newest first.
     pub async fn calls_of(&self, resident_id: i64, limit: i64) -> anyhow::Result<Vec<CallRow>> {
         let sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE resident_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
+            "{CALL_READ} WHERE resident_id = $1 ORDER BY started_at DESC, calls.id DESC LIMIT $2"
         );
         let rows = sqlx::query(&sql)
             .bind(resident_id)
@@ -257,8 +267,8 @@ impl Store {
         limit: i64,
     ) -> anyhow::Result<Vec<CallRow>> {
         let sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE started_at >= $1 AND started_at < $2 \
-             ORDER BY started_at, id LIMIT $3"
+            "{CALL_READ} WHERE started_at >= $1 AND started_at < $2 \
+             ORDER BY started_at, calls.id LIMIT $3"
         );
         let rows = sqlx::query(&sql)
             .bind(from.unwrap_or("0000").to_string())

@@ -52,6 +52,7 @@ SELECT r.id, json_object(
               'agents_offered', json(CASE WHEN c.agents_offered = '' THEN '[]'
                                      ELSE '["' || replace(c.agents_offered, ',', '","') || '"]' END),
               'answered_by', c.answered_by, 'answered_user_id', c.answered_user_id,
+              'answered_by_name', (SELECT COALESCE(NULLIF(u.display_name, ''), u.username) FROM users u WHERE u.id = c.answered_user_id),
               'resident_id', c.resident_id, 'candidates', c.candidates, 'started_at', c.started_at,
               'queued_at', c.queued_at, 'rang_at', c.rang_at, 'answered_at', c.answered_at,
               'ended_at', c.ended_at, 'hold_s', c.hold_s, 'outcome', c.outcome))
@@ -98,6 +99,7 @@ SELECT r.id, json_build_object(
                 'queue', c.queue,
                 'agents_offered', COALESCE(to_json(string_to_array(NULLIF(c.agents_offered, ''), ',')), '[]'::json),
                 'answered_by', c.answered_by, 'answered_user_id', c.answered_user_id,
+                'answered_by_name', (SELECT COALESCE(NULLIF(u.display_name, ''), u.username) FROM users u WHERE u.id = c.answered_user_id),
                 'resident_id', c.resident_id, 'candidates', c.candidates, 'started_at', c.started_at,
                 'queued_at', c.queued_at, 'rang_at', c.rang_at, 'answered_at', c.answered_at,
                 'ended_at', c.ended_at, 'hold_s', c.hold_s, 'outcome', c.outcome) AS j
@@ -283,6 +285,8 @@ mod tests {
                     hold_s: (k > 0).then_some(k as i64),
                     outcome: Some("answered".into()),
                     answered_by: Some("201".into()),
+                    // One answered by a login (named in the history), the others by a phone.
+                    answered_user_id: (k == 1).then_some(uid),
                     ..CallRow::default()
                 })
                 .await
@@ -329,6 +333,10 @@ mod tests {
             assert_eq!(s.pop_reader.is_some(), engine == "sqlite");
             let (json, _) = s.pop_candidates(&shared).await.unwrap();
             let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert!(
+                v.to_string().contains(r#""answered_by_name":"A""#),
+                "{engine}: the history names the agent who answered"
+            );
             assert_eq!(
                 v[0]["inquiries"].as_array().unwrap().len(),
                 3,

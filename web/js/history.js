@@ -175,7 +175,9 @@ function inquiryRow(q, s) {
 function callRow(c) {
   const talk = c.answered_at && c.ended_at ? (Date.parse(c.ended_at) - Date.parse(c.answered_at)) / 1000 : null;
   const bits = [];
-  if (c.answered_by) bits.push(t("hist.ext", { ext: c.answered_by }));
+  // Staff by name; the extension only when the answering phone is nobody's login.
+  if (c.answered_by_name) bits.push(t("hist.by", { who: c.answered_by_name }));
+  else if (c.answered_by) bits.push(t("hist.ext", { ext: c.answered_by }));
   if (talk != null && talk >= 0) bits.push(t("hist.duration", { d: fmt.formatDuration(talk) }));
   if (c.hold_s) bits.push(t("hist.hold", { d: fmt.formatDuration(c.hold_s) }));
   if (c.caller_number) bits.push(fmt.formatPhone(c.caller_number));
