@@ -2,7 +2,7 @@
 //! `POST /api/bookings/{id}/move` (rebooking on the phone; dose 2 follows dose 1).
 //!
 //! A move that changed seat counts publishes one `slot_update` per changed slot on the hub's
-//! [`SLOTS_TOPIC`] (`/ws?topic=slots`), so every screen showing those slots sees the new counts;
+//! [`SLOTS_TOPIC`] (`/ws/slots`), so every screen showing those slots sees the new counts;
 //! the last message about a slot shows its count after the last move.
 
 use super::error::JsonBody;

@@ -242,7 +242,7 @@ impl Hub {
 }
 
 /// The topic of seat counts: a `slot_update` for every slot whose bookings changed
-/// (`/ws?topic=slots`).
+/// (`/ws/slots`).
 pub const SLOTS_TOPIC: &str = "slots";
 
 /// The topic an agent's screen listens on.
