@@ -152,7 +152,7 @@ async fn replayed_captures(engine: &str) {
         );
 
         // --- 03: abandoned.
-        pbx.send(&fixture("03_"));
+        pbx.send(fixture("03_"));
         let calls = ended_calls(&a777, 3).await;
         assert_eq!(calls.len(), 3, "{engine}: {calls:#?}");
         let by_id = |id: &str| {
@@ -187,7 +187,7 @@ async fn replayed_captures(engine: &str) {
         let (_, before) = a777.get("/api/calls").await;
         let stored_before = store.calls_between(None, None, 100).await.unwrap();
         for f in ["01_", "02_", "03_"] {
-            pbx.send(&fixture(f));
+            pbx.send(fixture(f));
         }
         // A marker call after the replay: once it is logged, the replay has been handled.
         pbx.send(

@@ -476,9 +476,9 @@ async fn a_page_resumes_across_a_server_restart() {
     let stays = ScriptCall::new(1, "0773621234", "777");
     let ends = ScriptCall::new(2, "0773620002", "777");
     let (stays_id, ends_id) = (format!("ami:{}", stays.id), format!("ami:{}", ends.id));
-    pbx.send(&stays.ring());
+    pbx.send(stays.ring());
     assert_eq!(wait_phase(&d, &stays_id, "ringing").await, json!("ringing"));
-    pbx.send(&ends.ring());
+    pbx.send(ends.ring());
     assert_eq!(wait_phase(&d, &ends_id, "ringing").await, json!("ringing"));
     // The agent starts a note on the second, so its screen stays whatever happens to the call.
     let field = d.find("#inquiry-note", WAIT).await.expect("note field");
@@ -512,7 +512,7 @@ async fn a_page_resumes_across_a_server_restart() {
             .map(|l| l.iter().map(|c| c["call"]["id"].clone()).collect())
             .unwrap_or_default();
         if !sent && live == [json!(stays_id)] {
-            pbx.send(&comes.ring());
+            pbx.send(comes.ring());
             sent = true;
         }
         if live.len() == 2 {
@@ -1420,7 +1420,7 @@ async fn the_agent_keeps_the_number_and_their_state_in_the_browser() {
 
     // On a break a call waits as a tab: the workspace stays as it was.
     let first = ScriptCall::new(41, "090-1234-5678", "201");
-    pbx.send(&first.ring());
+    pbx.send(first.ring());
     let call_id = format!("ami:{}", first.id);
     let tab = d
         .wait_for(
@@ -1441,7 +1441,7 @@ async fn the_agent_keeps_the_number_and_their_state_in_the_browser() {
     .await;
     d.keys("\u{E032}").await; // F2: the waiting call
     assert_eq!(wait_phase(&d, &call_id, "ringing").await, json!("ringing"));
-    pbx.send(&first.answer(1));
+    pbx.send(first.answer(1));
     assert_eq!(wait_phase(&d, &call_id, "talking").await, json!("talking"));
     assert_eq!(availability().await["state"], "ready");
     let kana = d.find("#search-kana", WAIT).await.expect("the search");
@@ -1476,7 +1476,7 @@ async fn the_agent_keeps_the_number_and_their_state_in_the_browser() {
     );
 
     // The call ends: after-call work with its timer, then ready by itself.
-    pbx.send(&first.hangup());
+    pbx.send(first.hangup());
     assert_eq!(wait_phase(&d, &call_id, "ended").await, json!("ended"));
     let acw = d
         .wait_for(
@@ -1496,7 +1496,7 @@ async fn the_agent_keeps_the_number_and_their_state_in_the_browser() {
 
     // The next call from the kept number pops the resident directly.
     let second = ScriptCall::new(42, "09012345678", "201");
-    pbx.send(&second.ring());
+    pbx.send(second.ring());
     let popped = d
         .wait_for(
             &format!("const p = document.querySelector('#pop'); const n = document.querySelector('[data-testid=resident-name]'); \
@@ -1510,7 +1510,7 @@ async fn the_agent_keeps_the_number_and_their_state_in_the_browser() {
         Vec::<String>::new(),
         "no errors on the page"
     );
-    pbx.send(&second.hangup());
+    pbx.send(second.hangup());
     d.quit().await;
     srv.stop().await;
 }

@@ -13,8 +13,7 @@ use madoguchi::store::testing::TestDb;
 use madoguchi::store::Store;
 use serde_json::Value;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 pub use madoguchi::store::testing::engines;
@@ -329,98 +328,9 @@ pub fn resident(n: u32, name: &str, kana: &str, phones: &[&str]) -> NewResident 
     }
 }
 
-/// A fake Asterisk: accepts one AMI client at a time, sends its own banner, accepts any login,
-/// answers every other action with an empty success (and empty lists), and writes the bytes it is
-/// told to, exactly as given.
-pub struct FakeAsterisk {
-    pub addr: String,
-    /// Chunks to write to the current client.
-    tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
-    /// Fires once per login.
-    pub logins: tokio::sync::mpsc::UnboundedReceiver<()>,
-}
-
-impl FakeAsterisk {
-    pub async fn start() -> FakeAsterisk {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake asterisk");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-        let (login_tx, logins) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let (read, mut write) = sock.into_split();
-                let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-                let _ = out_tx.send(b"Asterisk Call Manager/7.0.3\r\n".to_vec());
-                let login_tx = login_tx.clone();
-                let replies = out_tx.clone();
-                let reader = tokio::spawn(async move {
-                    let mut lines = BufReader::new(read).lines();
-                    let mut action = Vec::<(String, String)>::new();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        let line = line.trim_end().to_string();
-                        if !line.is_empty() {
-                            if let Some((k, v)) = line.split_once(':') {
-                                action.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                            }
-                            continue;
-                        }
-                        let get = |k: &str| {
-                            action
-                                .iter()
-                                .find(|(kk, _)| kk == k)
-                                .map(|(_, v)| v.clone())
-                        };
-                        let id = get("actionid")
-                            .map(|i| format!("ActionID: {i}\r\n"))
-                            .unwrap_or_default();
-                        let name = get("action").unwrap_or_default().to_ascii_lowercase();
-                        let reply = match name.as_str() {
-                            "login" => {
-                                let _ = login_tx.send(());
-                                format!("Response: Success\r\n{id}Message: Authentication accepted\r\n\r\n")
-                            }
-                            "coreshowchannels" => format!(
-                                "Response: Success\r\n{id}EventList: start\r\nMessage: Channels will follow\r\n\r\n\
-                                 Event: CoreShowChannelsComplete\r\n{id}EventList: Complete\r\nListItems: 0\r\n\r\n"
-                            ),
-                            "queuestatus" => format!(
-                                "Response: Success\r\n{id}EventList: start\r\nMessage: Queue status will follow\r\n\r\n\
-                                 Event: QueueStatusComplete\r\n{id}EventList: Complete\r\nListItems: 0\r\n\r\n"
-                            ),
-                            "ping" => format!("Response: Success\r\n{id}Ping: Pong\r\nTimestamp: 1.0\r\n\r\n"),
-                            _ => format!("Response: Success\r\n{id}\r\n"),
-                        };
-                        let _ = replies.send(reply.into_bytes());
-                        action.clear();
-                    }
-                });
-                // One writer per connection, whole chunks at a time, so replies never split a
-                // replayed packet.
-                loop {
-                    tokio::select! {
-                        Some(chunk) = out_rx.recv() => {
-                            if write.write_all(&chunk).await.is_err() { break; }
-                        }
-                        chunk = rx.recv() => match chunk {
-                            Some(chunk) => if write.write_all(&chunk).await.is_err() { break; },
-                            None => return,
-                        },
-                    }
-                    if reader.is_finished() {
-                        break;
-                    }
-                }
-            }
-        });
-        FakeAsterisk { addr, tx, logins }
-    }
-
-    pub fn send(&self, bytes: &[u8]) {
-        self.tx.send(bytes.to_vec()).expect("fake asterisk running");
-    }
-}
+/// A fake Asterisk that replays captured bytes: the scripted one of `pbx.rs` (it accepts
+/// clients one after another, answers every action, and writes what it is told to, exactly).
+pub use crate::pbx::ScriptedPbx as FakeAsterisk;
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ami/wire/");

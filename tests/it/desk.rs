@@ -66,10 +66,10 @@ async fn the_number_kept_pops_the_resident(engine: &str) {
 
     // An unknown number: nobody pops; the agent finds the caller by hand and says who it is.
     let first = ScriptCall::new(11, "090-1234-5678", "201");
-    pbx.send(&first.ring());
+    pbx.send(first.ring());
     let pop = next_of(&mut ws, "screen_pop", None).await;
     assert_eq!(pop["candidates"], json!([]), "{pop}");
-    pbx.send(&first.answer(1));
+    pbx.send(first.answer(1));
     next_of(&mut ws, "call_update", Some("answered_here")).await;
     let call_id = format!("ami:{}", first.id);
     let (status, _) = agent
@@ -120,12 +120,12 @@ async fn the_number_kept_pops_the_resident(engine: &str) {
         .post(&path, json!({"number": "09012345678", "kind": "home"}))
         .await;
     assert_eq!(status, 409, "the resident has it already: {body}");
-    pbx.send(&first.hangup());
+    pbx.send(first.hangup());
     next_of(&mut ws, "call_update", Some("ended")).await;
 
     // The next call from that number pops the resident directly.
     let second = ScriptCall::new(12, "09012345678", "201");
-    pbx.send(&second.ring());
+    pbx.send(second.ring());
     let pop = next_of(&mut ws, "screen_pop", None).await;
     let mut candidates = pop["candidates"].as_array().cloned().unwrap_or_default();
     if candidates.is_empty() && pop["lookup"] == "pending" {
@@ -135,7 +135,7 @@ async fn the_number_kept_pops_the_resident(engine: &str) {
     assert_eq!(candidates.len(), 1, "{pop}");
     assert_eq!(candidates[0]["id"], ichiro);
     assert_eq!(candidates[0]["name"], "舞鶴 一郎");
-    pbx.send(&second.hangup());
+    pbx.send(second.hangup());
 
     // The change is in the audit log: who, which resident, what, from where.
     let rows = sqlx::query(
@@ -234,15 +234,15 @@ async fn break_and_after_call_work(engine: &str) {
         .await;
     assert_eq!(status, 200);
     let call = ScriptCall::new(21, "0773620021", "201");
-    pbx.send(&call.ring());
+    pbx.send(call.ring());
     next_of(&mut ws, "screen_pop", None).await;
-    pbx.send(&call.answer(1));
+    pbx.send(call.answer(1));
     next_of(&mut ws, "call_update", Some("answered_here")).await;
     assert_eq!(
         me_in_queues(&supervisor, "201").await["availability"]["state"],
         "ready"
     );
-    pbx.send(&call.hangup());
+    pbx.send(call.hangup());
     next_of(&mut ws, "call_update", Some("ended")).await;
     let me = me_in_queues(&supervisor, "201").await;
     assert_eq!(me["availability"]["state"], "acw", "{me}");
@@ -258,9 +258,9 @@ async fn break_and_after_call_work(engine: &str) {
 
     // A call that was never answered here leaves no after-call work.
     let missed = ScriptCall::new(22, "0773620022", "201");
-    pbx.send(&missed.ring());
+    pbx.send(missed.ring());
     next_of(&mut ws, "screen_pop", None).await;
-    pbx.send(&missed.hangup());
+    pbx.send(missed.hangup());
     next_of(&mut ws, "call_update", Some("ended")).await;
     assert_eq!(
         me_in_queues(&supervisor, "201").await["availability"]["state"],

@@ -77,14 +77,14 @@ async fn a_refused_row_is_set_aside_and_the_log_goes_on_postgres() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut bad = ScriptCall::new(1, "0773620001", "201");
     bad.name = "岡\u{0}本".into();
-    pbx.send(&bad.ring());
-    pbx.send(&bad.hangup());
+    pbx.send(bad.ring());
+    pbx.send(bad.hangup());
     let after: Vec<ScriptCall> = (2..=6)
         .map(|i| ScriptCall::new(i, &format!("077362000{i}"), "201"))
         .collect();
     for c in &after {
-        pbx.send(&c.ring());
-        pbx.send(&c.hangup());
+        pbx.send(c.ring());
+        pbx.send(c.hangup());
     }
     let store = srv.store();
     let t = Instant::now();
@@ -182,13 +182,13 @@ async fn pops_go_on_while_the_database_is_away_postgres() {
 
     // Before the outage: the pop carries the record.
     let first = ScriptCall::new(1, "0773630001", "201");
-    pbx.send(&first.ring());
+    pbx.send(first.ring());
     let pop = ws
         .pop_with_record(Duration::from_secs(5))
         .await
         .expect("pop");
     assert_eq!(pop["candidates"][0]["name"], "住民 1", "{pop}");
-    pbx.send(&first.hangup());
+    pbx.send(first.hangup());
     let _ = ws.next_json(Duration::from_secs(5)).await;
 
     proxy.cut();
@@ -201,7 +201,7 @@ async fn pops_go_on_while_the_database_is_away_postgres() {
         let c = ScriptCall::new(n, &format!("07736300{n:02}"), "201");
         n += 1;
         let rang = Instant::now();
-        pbx.send(&c.ring());
+        pbx.send(c.ring());
         let pop = loop {
             let m = ws
                 .next_json(Duration::from_secs(2))
@@ -225,7 +225,7 @@ async fn pops_go_on_while_the_database_is_away_postgres() {
         assert_eq!(pop["candidates"], serde_json::json!([]));
         placed.push(c.clone());
         if started.elapsed() + Duration::from_millis(1500) < outage {
-            pbx.send(&c.hangup());
+            pbx.send(c.hangup());
         } else {
             // The last call rings across the database's return.
             last = Some(c);
@@ -255,7 +255,7 @@ async fn pops_go_on_while_the_database_is_away_postgres() {
         Some(1),
         "{update}"
     );
-    pbx.send(&last.hangup());
+    pbx.send(last.hangup());
 
     // Every call of the outage is in the log once, ended, linked to its resident.
     let t = Instant::now();

@@ -96,12 +96,12 @@ impl ScriptedPbx {
         }
     }
 
-    /// Writes bytes to the logged-in client.
-    pub fn send(&self, bytes: &str) {
+    /// Writes bytes to the logged-in client, exactly as given.
+    pub fn send(&self, bytes: impl AsRef<[u8]>) {
         let cur = self.current.lock().unwrap();
         cur.as_ref()
             .expect("a client is logged in")
-            .send(bytes.as_bytes().to_vec())
+            .send(bytes.as_ref().to_vec())
             .expect("client connection open");
     }
 

@@ -153,9 +153,9 @@ async fn forty_calls_across_a_restart(engine: &str, stop: Stop) {
     // The resync listing of the first login is empty; give the link a moment to finish it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (i, c) in calls.iter().enumerate() {
-        pbx.send(&c.ring());
+        pbx.send(c.ring());
         if i < 20 {
-            pbx.send(&c.answer(3));
+            pbx.send(c.answer(3));
         }
     }
     let pop = ws1
@@ -217,7 +217,7 @@ async fn forty_calls_across_a_restart(engine: &str, stop: Stop) {
         .enumerate()
         .filter(|(i, _)| *i < 10 || (20..30).contains(i))
     {
-        pbx.send(&c.1.hangup());
+        pbx.send(c.1.hangup());
     }
     let log = wait_for(&store, "every call ended", |c| {
         c.iter()

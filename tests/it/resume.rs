@@ -26,7 +26,7 @@ async fn hello_shows_the_live_call(engine: &str) {
     let mut first = agent.ws().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let call = ScriptCall::new(7, "0773623333", "201");
-    pbx.send(&call.ring());
+    pbx.send(call.ring());
     let pop = first
         .pop_with_record(Duration::from_secs(5))
         .await
@@ -43,7 +43,7 @@ async fn hello_shows_the_live_call(engine: &str) {
     assert_eq!(hello["gap"], false);
     assert!(hello["epoch"].as_str().is_some_and(|e| !e.is_empty()));
 
-    pbx.send(&call.answer(2));
+    pbx.send(call.answer(2));
     let update = first
         .next_json(Duration::from_secs(5))
         .await
@@ -55,7 +55,7 @@ async fn hello_shows_the_live_call(engine: &str) {
         "{hello}"
     );
 
-    pbx.send(&call.hangup());
+    pbx.send(call.hangup());
     let update = first
         .next_json(Duration::from_secs(5))
         .await
@@ -111,9 +111,9 @@ async fn resume_across_a_restart(engine: &str) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let x = ScriptCall::new(1, "0773620001", "201");
     let y = ScriptCall::new(2, "0773624444", "201");
-    pbx.send(&x.ring());
-    pbx.send(&x.hangup());
-    pbx.send(&y.ring());
+    pbx.send(x.ring());
+    pbx.send(x.hangup());
+    pbx.send(y.ring());
     let mut seq = 0;
     for _ in 0..3 {
         let m = ws.next_json(Duration::from_secs(5)).await.expect("message");
