@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod common;
 mod desk;
+mod dialplans;
 mod doors;
 mod outage;
 mod pbx;
