@@ -66,6 +66,17 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     )
     .with_board(board.clone())
     .with_links(link_names);
+    // Today's queue figures as they were before a restart, from the call log.
+    let now = chrono::Utc::now();
+    let today = store
+        .calls_between(
+            Some(&crate::store::ts(crate::calls::Board::day_start(now))),
+            None,
+            1_000_000,
+        )
+        .await
+        .context("reading today's calls for the queue board")?;
+    board.rebuild(&today, now);
     // Calls an earlier process left open wait for their link's listing (or are closed).
     tracker
         .restore()

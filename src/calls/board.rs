@@ -7,6 +7,7 @@
 //! tracker's writes are a few field updates, reads copy a small structure, neither awaits.
 //! Counts are for the current day in Japan (the city's calendar) and reset at midnight JST.
 
+use crate::store::calls::CallRow;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -115,6 +116,9 @@ pub struct AvailabilityView {
 #[derive(Default, Clone)]
 struct QueueCounts {
     waiting: BTreeMap<String, (String, DateTime<Utc>)>,
+    /// The wait counted for each call answered and not yet ended, so a more exact figure
+    /// arriving later (AgentConnect's HoldTime after DialEnd's ANSWER) can replace it.
+    holds: BTreeMap<String, i64>,
     offered: u64,
     answered: u64,
     abandoned: u64,
@@ -277,8 +281,30 @@ impl Board {
                     if hold <= SERVICE_LEVEL_S {
                         q.within_sl += 1;
                     }
+                    q.holds.insert(call.to_string(), hold);
                 }
             }
+        })
+    }
+
+    /// The PBX said how long an answered caller waited (AgentConnect's HoldTime, which comes
+    /// after DialEnd's ANSWER): the figures take it instead of the wait measured at the answer.
+    pub fn hold_known(&self, queue: Option<&str>, call: &str, hold_s: i64) {
+        self.with(|s| {
+            let Some(q) = queue.and_then(|q| s.queues.get_mut(q)) else {
+                return;
+            };
+            let Some(old) = q.holds.get_mut(call) else {
+                return;
+            };
+            let hold = hold_s.max(0);
+            q.hold_sum_s += hold - *old;
+            match (*old <= SERVICE_LEVEL_S, hold <= SERVICE_LEVEL_S) {
+                (true, false) => q.within_sl = q.within_sl.saturating_sub(1),
+                (false, true) => q.within_sl += 1,
+                _ => {}
+            }
+            *old = hold;
         })
     }
 
@@ -313,6 +339,7 @@ impl Board {
                 }
             }
             if let Some(q) = queue.and_then(|q| s.queues.get_mut(q)) {
+                q.holds.remove(call);
                 if q.waiting.remove(call).is_some() {
                     q.abandoned += 1;
                 }
@@ -322,6 +349,55 @@ impl Board {
                 }
             }
         })
+    }
+
+    /// Today's counts (the JST day of `now`) from the call log, so a server restarted mid-day
+    /// shows the figures it showed before. Calls still open are left to the tracker, which
+    /// re-joins the ones still waiting; an open call already answered counts here as offered and
+    /// answered. Calls that ended unseen (`unknown`) are not counted: nobody knows how they
+    /// ended.
+    pub fn rebuild(&self, calls: &[CallRow], now: DateTime<Utc>) {
+        let today = jst_day(now);
+        self.with(|s| {
+            s.roll(now);
+            for c in calls {
+                let Some(queue) = c.queue.as_deref() else {
+                    continue;
+                };
+                let started = crate::store::parse_ts(&c.started_at);
+                if started.map(jst_day) != Some(today) || c.outcome.as_deref() == Some("unknown") {
+                    continue;
+                }
+                let answered = crate::store::parse_ts(c.answered_at.as_deref().unwrap_or(""));
+                let ended = crate::store::parse_ts(c.ended_at.as_deref().unwrap_or(""));
+                if answered.is_none() && ended.is_none() {
+                    continue;
+                }
+                let q = s.queues.entry(queue.to_string()).or_default();
+                q.offered += 1;
+                match answered {
+                    Some(at) => {
+                        let hold = c.hold_s.unwrap_or(0).max(0);
+                        q.answered += 1;
+                        q.hold_sum_s += hold;
+                        if hold <= SERVICE_LEVEL_S {
+                            q.within_sl += 1;
+                        }
+                        if let Some(end) = ended {
+                            q.talk_sum_s += (end - at).num_seconds().max(0);
+                            q.talked += 1;
+                        }
+                    }
+                    None => q.abandoned += 1,
+                }
+            }
+        })
+    }
+
+    /// Midnight in Japan (the start of the board's day) for `now`, in UTC.
+    pub fn day_start(now: DateTime<Utc>) -> DateTime<Utc> {
+        let midnight = jst_day(now).and_hms_opt(0, 0, 0).unwrap_or_default();
+        midnight.and_utc() - chrono::Duration::hours(9)
     }
 
     pub fn queues(&self, now: DateTime<Utc>) -> Vec<QueueView> {
@@ -462,5 +538,63 @@ mod tests {
         // A reason only goes with a break.
         let v = b.set_availability("202", Availability::Ready, Some("x".into()), s(120));
         assert_eq!(v.reason, None);
+    }
+}
+
+#[cfg(test)]
+mod rebuild_tests {
+    use super::*;
+
+    #[test]
+    fn todays_figures_come_back_from_the_call_log() {
+        let now = Utc::now();
+        let t = |s: i64| crate::store::ts(now - chrono::Duration::seconds(s));
+        let row = |id: &str, hold: Option<i64>, answered: Option<String>, ended: Option<String>| {
+            CallRow {
+                id: id.into(),
+                queue: Some("vaccine".into()),
+                started_at: t(100),
+                queued_at: Some(t(100)),
+                answered_at: answered,
+                ended_at: ended,
+                hold_s: hold,
+                ..CallRow::default()
+            }
+        };
+        let b = Board::default();
+        b.rebuild(
+            &[
+                row("a", Some(3), Some(t(97)), Some(t(50))),
+                row("b", Some(1), None, Some(t(99))),
+                row("c", Some(25), Some(t(75)), None),
+                row("d", None, None, None),
+            ],
+            now,
+        );
+        let v = &b.queues(now)[0];
+        assert_eq!((v.offered, v.answered, v.abandoned), (3, 2, 1));
+        assert_eq!(v.asa_s, Some(14.0), "(3 + 25) / 2");
+        assert_eq!(v.service_level, Some(1.0 / 3.0), "one of three within 20 s");
+        assert_eq!(v.aht_s, Some(47.0));
+    }
+
+    #[test]
+    fn the_pbx_wait_replaces_the_one_measured_at_the_answer() {
+        let b = Board::default();
+        let t0 = Utc::now();
+        b.joined("vaccine", "c1", "0773", t0);
+        // DialEnd ANSWER comes first: the wait is measured (0 s here) …
+        b.answered(Some("vaccine"), "c1", "201", None, t0);
+        assert_eq!(b.queues(t0)[0].asa_s, Some(0.0));
+        // … then AgentConnect says the caller waited 25 s.
+        b.hold_known(Some("vaccine"), "c1", 25);
+        let v = &b.queues(t0)[0];
+        assert_eq!(v.asa_s, Some(25.0));
+        b.ended(Some("vaccine"), "c1", Some(30), t0);
+        assert_eq!(
+            b.queues(t0)[0].service_level,
+            Some(0.0),
+            "25 s is outside 20 s"
+        );
     }
 }

@@ -1064,6 +1064,12 @@ impl Tracker {
             }
         };
         if !replace {
+            // The same answer reported again, now with the PBX's own wait (AgentConnect
+            // after DialEnd): the supervisors' figures take it.
+            if let Some(h) = hold_s {
+                self.board.hold_known(c.row.queue.as_deref(), key, h);
+            }
+            self.save(key);
             return;
         }
         c.row.answered_by = Some(ext.to_string());
