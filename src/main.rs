@@ -74,6 +74,14 @@ enum UserCommand {
 enum ImportCommand {
     /// The resident master (CSV, UTF-8 or Shift_JIS; all rows or none).
     Residents { file: PathBuf },
+    /// Asterisk's call records (cdr_csv Master.csv, with loguniqueid): fills in the calls
+    /// missed while madoguchi could not see the PBX; calls already logged are left as they are.
+    Cdr {
+        file: PathBuf,
+        /// The times are UTC (cdr.conf usegmtime = yes) rather than Japan's local time.
+        #[arg(long)]
+        utc: bool,
+    },
 }
 
 /// `default` is the filter when `MADOGUCHI_LOG` is unset (a benchmark logs warnings only: a
@@ -224,6 +232,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             store.close().await;
             let report = result?;
             println!("{report}");
+            Ok(())
+        }
+        Command::Import {
+            command: ImportCommand::Cdr { file, utc },
+        } => {
+            std::fs::File::open(&file)
+                .with_context(|| format!("{}: cannot read the file", file.display()))?;
+            let store = Store::open(&settings.database_url).await?;
+            let result = madoguchi::export::cdr::import_cdr(&store, &file, utc).await;
+            store.close().await;
+            println!("{}", result?);
             Ok(())
         }
         Command::Bench { command } => madoguchi::bench::run(command, settings).await,

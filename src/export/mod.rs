@@ -4,7 +4,9 @@
 //!
 //! - [`import`]: `madoguchi import residents FILE`, the resident master CSV (UTF-8 or Shift_JIS),
 //!   all or nothing.
+//! - [`cdr`]: `madoguchi import cdr FILE`, Asterisk's `Master.csv`, filling in missed calls.
 
+pub mod cdr;
 pub mod import;
 
 pub use import::{

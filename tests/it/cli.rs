@@ -198,3 +198,64 @@ fn failures_are_said_once_and_create_nothing() {
     // No colour codes when the log is not a terminal (here it is a pipe).
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+/// Asterisk's Master.csv fills in the calls madoguchi missed, once: a second import adds
+/// nothing, a call already logged keeps what madoguchi wrote, and a bad file changes nothing.
+#[tokio::test]
+async fn cdr_import_fills_in_missed_calls_once() {
+    let dir = TempDir::new("cdr").unwrap();
+    let db = format!("sqlite://{}/m.db", dir.0.display());
+    let store = madoguchi::store::Store::open(&db).await.unwrap();
+    // One call madoguchi did see, ended; the file has it too.
+    store
+        .upsert_call(&madoguchi::store::calls::CallRow {
+            id: "ami:1620605100.4".into(),
+            direction: "inbound".into(),
+            caller_number: "09011112222".into(),
+            started_at: "2021-05-10T00:05:00.123Z".into(),
+            ended_at: Some("2021-05-10T00:05:39.456Z".into()),
+            outcome: Some("abandoned".into()),
+            queue: Some("vaccine".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let master = dir.0.join("Master.csv");
+    std::fs::write(
+        &master,
+        r#""","0773621111","0773689225","from-trunk","""舞鶴"" <0773621111>","PJSIP/trunk-00000001","PJSIP/201-00000002","Queue","vaccine,t","2021-05-10 09:00:00","2021-05-10 09:00:12","2021-05-10 09:03:00",180,168,"ANSWERED","DOCUMENTATION","1620604800.1",""
+"","09011112222","0773689225","from-trunk","","PJSIP/trunk-00000004","","Queue","vaccine,t","2021-05-10 09:05:00","","2021-05-10 09:05:40",40,0,"NO ANSWER","DOCUMENTATION","1620605100.4",""
+"#,
+    )
+    .unwrap();
+    let path = master.to_string_lossy().to_string();
+    let (ok, out, err) = madoguchi(&db, &["import", "cdr", &path]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("1 added") && out.contains("1 already logged"),
+        "{out}"
+    );
+    let (ok, out, _) = madoguchi(&db, &["import", "cdr", &path]);
+    assert!(ok);
+    assert!(
+        out.contains("0 added") && out.contains("2 already logged"),
+        "imported once: {out}"
+    );
+    let calls = store.calls_between(None, None, 10).await.unwrap();
+    assert_eq!(calls.len(), 2);
+    let seen = calls.iter().find(|c| c.id == "ami:1620605100.4").unwrap();
+    assert_eq!(
+        seen.started_at, "2021-05-10T00:05:00.123Z",
+        "what madoguchi logged stays"
+    );
+    let missed = calls.iter().find(|c| c.id == "ami:1620604800.1").unwrap();
+    assert_eq!(missed.answered_by.as_deref(), Some("201"));
+    assert_eq!(missed.outcome.as_deref(), Some("answered"));
+    // A bad record: one line naming the row and field, and nothing written.
+    std::fs::write(&master, "\"\",\"1\",\"2\"\n").unwrap();
+    let (ok, _, err) = madoguchi(&db, &["import", "cdr", &path]);
+    assert!(!ok);
+    assert!(err.contains("row 1, uniqueid"), "{err}");
+    assert_eq!(store.call_count().await.unwrap(), 2);
+    store.close().await;
+}
