@@ -20,6 +20,9 @@ use serde_json::value::RawValue;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// How long one frame may take to leave before the screen counts as gone.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The largest message a browser may send (it only sends pings).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
@@ -122,7 +125,12 @@ async fn serve(
         tokio::select! {
             frame = sub.rx.recv() => match frame {
                 Some(frame) => {
-                    ok = socket.send(Message::Text(frame.text.to_string().into())).await.is_ok();
+                    // A screen that stops reading (its kernel buffers full) is cut off after
+                    // WRITE_TIMEOUT instead of holding this task and its connection for ever.
+                    ok = matches!(
+                        tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Text(frame.text.to_string().into()))).await,
+                        Ok(Ok(()))
+                    );
                     if let (true, Some(origin)) = (ok, frame.origin) {
                         let us = (chrono::Utc::now() - origin).num_microseconds().unwrap_or(0);
                         state.metrics.observe_pop_write(us.max(0) as u64);
@@ -131,7 +139,7 @@ async fn serve(
                 None => {
                     // The hub dropped us for being too slow: say so, the browser resyncs.
                     let close = CloseFrame { code: 4008, reason: "too slow; reconnect with since".into() };
-                    let _ = socket.send(Message::Close(Some(close))).await;
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Close(Some(close)))).await;
                     ok = false;
                 }
             },
@@ -148,7 +156,12 @@ async fn serve(
                     ok = false;
                 }
             },
-            _ = keepalive.tick() => ok = socket.send(Message::Ping(Vec::new().into())).await.is_ok(),
+            _ = keepalive.tick() => {
+                ok = matches!(
+                    tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Vec::new().into()))).await,
+                    Ok(Ok(()))
+                );
+            }
         }
     }
     state.hub.unsubscribe(&topic, sub.id);
