@@ -16,6 +16,7 @@ mod pbx;
 mod restart;
 mod resume;
 mod roles;
+mod slow;
 mod tracker;
 mod webdriver;
 mod webhook;
