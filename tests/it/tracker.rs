@@ -236,25 +236,34 @@ fn channel_event(call: &str, channel: &str, number: &str) -> PbxEvent {
     }
 }
 
+/// A tracker fed by hand (not through its run loop), with its call log writer running.
+fn direct_tracker(
+    store: &Store,
+) -> (
+    Tracker,
+    writer::CallLog,
+    tokio::task::JoinHandle<()>,
+    madoguchi::store::testing::TempDir,
+) {
+    let spool = madoguchi::store::testing::TempDir::new("spool").unwrap();
+    let (log, task) = writer::spawn(store.clone(), Arc::new(Metrics::default()), spool.0.clone());
+    let tracker = Tracker::new(
+        store.clone(),
+        Hub::new(),
+        Arc::new(Metrics::default()),
+        log.clone(),
+        AgentDirectory::default(),
+    );
+    (tracker, log, task, spool)
+}
+
 /// A reconnect's resync ends the calls that vanished while the link was down, keeps the ones
 /// that survived, and logs each exactly once.
 #[tokio::test]
 async fn resync_after_reconnect_ends_vanished_calls_once() {
     use madoguchi::domain::call::LiveChannel;
     let db = TestDb::new("sqlite").await.unwrap();
-    let spool = madoguchi::store::testing::TempDir::new("spool").unwrap();
-    let (log, task) = writer::spawn(
-        db.store.clone(),
-        Arc::new(Metrics::default()),
-        spool.0.clone(),
-    );
-    let mut tracker = Tracker::new(
-        db.store.clone(),
-        Hub::new(),
-        Arc::new(Metrics::default()),
-        log.clone(),
-        AgentDirectory::default(),
-    );
+    let (mut tracker, log, task, _spool) = direct_tracker(&db.store);
     let now = chrono::Utc::now();
     tracker
         .handle(channel_event("100.1", "100.1", "0773-62-0001"))
@@ -366,19 +375,7 @@ fn placeholder_caller_names_are_dropped() {
 async fn calls_that_never_end_are_bounded() {
     use madoguchi::calls::tracker::{MAX_LIVE_CALLS, MAX_SILENCE};
     let db = TestDb::new("sqlite").await.unwrap();
-    let spool = madoguchi::store::testing::TempDir::new("spool").unwrap();
-    let (log, task) = writer::spawn(
-        db.store.clone(),
-        Arc::new(Metrics::default()),
-        spool.0.clone(),
-    );
-    let mut tracker = Tracker::new(
-        db.store.clone(),
-        Hub::new(),
-        Arc::new(Metrics::default()),
-        log.clone(),
-        AgentDirectory::default(),
-    );
+    let (mut tracker, log, task, _spool) = direct_tracker(&db.store);
     // The Hangup comes before the Newchannel: the late Newchannel opens nothing.
     tracker
         .handle(PbxEvent::Hangup {
