@@ -11,6 +11,9 @@ pub mod ami;
 pub mod ari;
 pub mod webhook;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use crate::domain::call::{DialStatus, LiveChannel, PbxEvent};
 
 /// What `/readyz` and `/metrics` need to know of one PBX link, whatever its protocol.

@@ -56,31 +56,39 @@ impl WebhookEvent {
         let obj = v
             .as_object()
             .ok_or_else(|| refused("body", "must be a JSON object"))?;
-        let text = |k: &str| -> Option<String> {
-            match obj.get(k)? {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
+        // A field is a string (or a number, which some PBXes send for ids); any other type is
+        // refused naming the field rather than read as empty.
+        let text = |k: &'static str| -> Result<Option<String>, Refused> {
+            match obj.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(_) => Err(refused(k, "must be a string")),
             }
         };
         let users = match obj.get("user") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(a)) => a
                 .iter()
-                .filter_map(|u| u.as_str().map(str::to_string))
-                .collect(),
+                .map(|u| {
+                    u.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| refused("user", "must be a string or a list of strings"))
+                })
+                .collect::<Result<_, _>>()?,
             Some(serde_json::Value::String(s)) => vec![s.clone()],
-            _ => Vec::new(),
+            Some(_) => return Err(refused("user", "must be a string or a list of strings")),
         };
         Ok(WebhookEvent {
-            event: text("event").unwrap_or_default(),
-            call_id: text("callId").unwrap_or_default(),
-            from: text("from").unwrap_or_default(),
-            to: text("to").unwrap_or_default(),
-            direction: text("direction").unwrap_or_default(),
+            event: text("event")?.unwrap_or_default(),
+            call_id: text("callId")?.unwrap_or_default(),
+            from: text("from")?.unwrap_or_default(),
+            to: text("to")?.unwrap_or_default(),
+            direction: text("direction")?.unwrap_or_default(),
             users,
-            queue: text("queue"),
-            answering_number: text("answeringNumber"),
-            cause: text("cause"),
+            queue: text("queue")?,
+            answering_number: text("answeringNumber")?,
+            cause: text("cause")?,
         })
     }
 

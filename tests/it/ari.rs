@@ -17,15 +17,15 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A fake Asterisk HTTP server: `/ari/events` upgrades (with Basic credentials checked) and
 /// relays what the test sends; `/ari/channels` answers the listing the test sets.
-struct FakeAri {
-    addr: String,
+pub(crate) struct FakeAri {
+    pub addr: String,
     current: Arc<Mutex<Option<mpsc::UnboundedSender<String>>>>,
     channels: Arc<Mutex<serde_json::Value>>,
     connects: mpsc::UnboundedReceiver<()>,
 }
 
 impl FakeAri {
-    async fn start() -> FakeAri {
+    pub async fn start() -> FakeAri {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let current: Arc<Mutex<Option<mpsc::UnboundedSender<String>>>> = Arc::default();
@@ -83,15 +83,20 @@ impl FakeAri {
         }
     }
 
-    fn send(&self, event: serde_json::Value) {
+    pub fn send(&self, event: serde_json::Value) {
+        self.send_text(event.to_string());
+    }
+
+    /// Sends `text` as one WebSocket text message, JSON or not.
+    pub fn send_text(&self, text: String) {
         let cur = self.current.lock().unwrap();
         cur.as_ref()
             .expect("a client is connected")
-            .send(event.to_string())
+            .send(text)
             .unwrap();
     }
 
-    async fn wait_connect(&mut self) {
+    pub async fn wait_connect(&mut self) {
         tokio::time::timeout(Duration::from_secs(15), self.connects.recv())
             .await
             .expect("the server connects to ARI")
@@ -99,7 +104,7 @@ impl FakeAri {
     }
 }
 
-fn channel(id: &str, name: &str, state: &str, number: &str) -> serde_json::Value {
+pub(crate) fn channel(id: &str, name: &str, state: &str, number: &str) -> serde_json::Value {
     json!({"id": id, "name": name, "state": state, "caller": {"name": "", "number": number},
            "connected": {"name": "", "number": ""}, "accountcode": "",
            "dialplan": {"context": "from-trunk", "exten": "0773689225", "priority": 1, "app_name": "Queue", "app_data": "vaccine"},

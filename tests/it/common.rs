@@ -249,12 +249,17 @@ impl Ws {
     /// (`lookup: pending`, as on a loaded machine) is completed from the `candidates_update`
     /// that follows it. Other messages in between are kept for [`Ws::next_json`] to return.
     pub async fn pop_with_record(&mut self, wait: Duration) -> Option<Value> {
-        let mut pop = loop {
-            let m = self.next_json(wait).await?;
-            if m["type"] == "screen_pop" {
-                break m;
-            }
-            self.held.push_back(m);
+        // A pop already read ahead is taken from the held messages; the rest stay in order.
+        let held_pop = self.held.iter().position(|m| m["type"] == "screen_pop");
+        let mut pop = match held_pop.and_then(|i| self.held.remove(i)) {
+            Some(pop) => pop,
+            None => loop {
+                let m = self.read_json(wait).await?;
+                if m["type"] == "screen_pop" {
+                    break m;
+                }
+                self.held.push_back(m);
+            },
         };
         if pop["lookup"] == "pending" {
             let deadline = tokio::time::Instant::now() + wait;

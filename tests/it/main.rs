@@ -1,6 +1,7 @@
 //! Black-box tests: one binary, one module per area. Each boots the real server on
 //! 127.0.0.1:0 with a fresh database and speaks to it as its users do.
 
+mod adapters;
 mod ami;
 mod api;
 mod ari;

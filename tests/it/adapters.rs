@@ -1,0 +1,375 @@
+//! Whichever PBX speaks, the agent sees the same thing and the call log holds the same row:
+//! one server linked at once to an Asterisk over AMI, an Asterisk over ARI and a PBX over the
+//! webhook takes the same call (same caller, same agent, answered, hung up) from each, and the
+//! pops and rows must agree on everything but the call's id. Then every adapter is fed garbage
+//! (random bytes over AMI, random and mutated JSON over ARI and the webhook): nothing panics,
+//! nothing is logged, and a real call after it still pops and logs once.
+
+use crate::ari::{channel, FakeAri};
+use crate::common::*;
+use crate::pbx::{ScriptCall, ScriptedPbx};
+use madoguchi::domain::Role;
+use madoguchi::settings::Settings;
+use madoguchi::store::testing::TestDb;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(5);
+const TOKEN: &str = "tok-adapters-7c1e";
+
+struct Rig {
+    srv: TestServer,
+    ami: ScriptedPbx,
+    ari: FakeAri,
+    agent: Client,
+    ws: Ws,
+    http: reqwest::Client,
+}
+
+async fn rig(engine: &str) -> Rig {
+    let mut ami = ScriptedPbx::start().await;
+    let mut ari = FakeAri::start().await;
+    let db = TestDb::new(engine).await.expect("test database");
+    let store = db.store.clone();
+    let (ami_addr, ari_url) = (ami.addr.clone(), format!("http://{}", ari.addr));
+    let srv = TestServer::start_with(db, store, move |s: &mut Settings| {
+        s.ami_address = Some(ami_addr);
+        s.ami_username = "madoguchi".into();
+        s.ami_secret = "s3cret".into();
+        s.ari_url = Some(ari_url);
+        s.ari_username = "asterisk".into();
+        s.ari_password = "s3cret".into();
+        s.ari_app = "madoguchi".into();
+        s.webhook_token = Some(TOKEN.into());
+    })
+    .await;
+    srv.add_user("agent201", Role::Agent, Some("201")).await;
+    srv.store()
+        .insert_residents(&[
+            resident(8, "舞鶴 八郎", "マイヅル　ハチロウ", &["0773-62-8888"]),
+            resident(9, "舞鶴 九子", "マイヅル　キュウコ", &["0773-62-9999"]),
+        ])
+        .await
+        .unwrap();
+    let agent = srv.login("agent201").await;
+    let ws = agent.ws().await;
+    ami.wait_login().await;
+    ari.wait_connect().await;
+    // both links have listed their (empty) channels before the first call
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Rig {
+        srv,
+        ami,
+        ari,
+        agent,
+        ws,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Rig {
+    async fn webhook(&self, body: Value) -> u16 {
+        self.http
+            .post(format!("{}/api/pbx/webhook/{TOKEN}", self.srv.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Places one call from `number`, answered by 201 and hung up, through `adapter`; returns
+    /// the pop and the answered update the agent's screen received.
+    async fn call(&mut self, adapter: &str, n: u32, number: &str) -> (Value, Value) {
+        match adapter {
+            "ami" => {
+                let call = ScriptCall::new(n, number, "201");
+                self.ami.send(call.ring());
+                let pop = self.ws.pop_with_record(WAIT).await.expect("ami pop");
+                self.ami.send(call.answer(3));
+                let up = self.update(&pop, "answered_here").await;
+                self.ami.send(call.hangup());
+                self.update(&pop, "ended").await;
+                (pop, up)
+            }
+            "ari" => {
+                let caller = channel(
+                    &format!("1764374400.{n}"),
+                    &format!("PJSIP/trunk-{n:08x}"),
+                    "Ring",
+                    number,
+                );
+                let leg = channel(
+                    &format!("1764374400.{}", n + 1000),
+                    &format!("PJSIP/201-{:08x}", n + 1000),
+                    "Down",
+                    "201",
+                );
+                self.ari
+                    .send(json!({"type": "ChannelCreated", "channel": caller}));
+                self.ari
+                    .send(json!({"type": "ChannelCreated", "channel": leg}));
+                self.ari.send(json!({"type": "Dial", "dialstatus": "", "caller": caller, "peer": leg, "dialstring": "201"}));
+                let pop = self.ws.pop_with_record(WAIT).await.expect("ari pop");
+                self.ari.send(
+                    json!({"type": "Dial", "dialstatus": "ANSWER", "caller": caller, "peer": leg}),
+                );
+                let up = self.update(&pop, "answered_here").await;
+                for ch in [&leg, &caller] {
+                    self.ari.send(json!({"type": "ChannelDestroyed", "cause": 16, "cause_txt": "Normal Clearing", "channel": ch}));
+                }
+                self.update(&pop, "ended").await;
+                (pop, up)
+            }
+            "webhook" => {
+                let id = format!("zc-{n}");
+                let base =
+                    json!({"from": number, "to": "0773689225", "direction": "in", "callId": id});
+                let with = |extra: Value| {
+                    let mut b = base.clone();
+                    b.as_object_mut()
+                        .unwrap()
+                        .extend(extra.as_object().unwrap().clone());
+                    b
+                };
+                let new_call = with(json!({"event": "newCall", "user": ["201"]}));
+                assert_eq!(self.webhook(new_call).await, 200);
+                let pop = self.ws.pop_with_record(WAIT).await.expect("webhook pop");
+                let answer = with(json!({"event": "answer", "answeringNumber": "201"}));
+                assert_eq!(self.webhook(answer).await, 200);
+                let up = self.update(&pop, "answered_here").await;
+                let hangup = with(json!({"event": "hangup", "cause": "normalClearing"}));
+                assert_eq!(self.webhook(hangup).await, 200);
+                self.update(&pop, "ended").await;
+                (pop, up)
+            }
+            other => panic!("no adapter {other}"),
+        }
+    }
+
+    /// The `call_update` of `event` for the popped call (other messages are passed over).
+    async fn update(&mut self, pop: &Value, event: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = self
+                .ws
+                .next_json(left)
+                .await
+                .unwrap_or_else(|| panic!("no {event} for {}", pop["call"]["id"]));
+            if m["type"] == "call_update"
+                && m["call"]["id"] == pop["call"]["id"]
+                && m["event"] == event
+            {
+                return m;
+            }
+        }
+    }
+
+    /// The call log once `n` calls have ended.
+    async fn ended(&self, n: usize) -> Vec<madoguchi::store::calls::CallRow> {
+        let mut calls = Vec::new();
+        for _ in 0..200 {
+            calls = self
+                .srv
+                .store()
+                .calls_between(None, None, 100)
+                .await
+                .unwrap();
+            if calls.iter().filter(|c| c.outcome.is_some()).count() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        calls
+    }
+}
+
+const ADAPTERS: [&str; 3] = ["ami", "ari", "webhook"];
+
+async fn the_same_call_from_every_adapter(engine: &str) {
+    let mut rig = rig(engine).await;
+    let mut seen = Vec::new();
+    for (i, adapter) in ADAPTERS.iter().enumerate() {
+        let (pop, up) = rig.call(adapter, 10 + i as u32, "0773628888").await;
+        assert_eq!(pop["type"], "screen_pop", "{adapter}: {pop}");
+        assert_eq!(up["type"], "call_update", "{adapter}: {up}");
+        assert_eq!(up["event"], "answered_here", "{adapter}: {up}");
+        assert_eq!(
+            up["call"]["id"], pop["call"]["id"],
+            "{adapter}: the update names the popped call"
+        );
+        seen.push((adapter, pop));
+    }
+    // The pops agree on everything the agent sees, but the id and times.
+    let view = |pop: &Value| {
+        let c = &pop["candidates"][0];
+        json!({
+            "caller_number": pop["call"]["caller_number"],
+            "lookup": pop["lookup"],
+            "candidates": pop["candidates"].as_array().map(|a| a.len()),
+            "resident": [c["id"], c["name"], c["name_kana"], c["birth_date"], c["ticket_no"]],
+        })
+    };
+    let first = view(&seen[0].1);
+    assert_eq!(first["caller_number"], "0773628888", "{first}");
+    assert_eq!(first["resident"][1], "舞鶴 八郎", "{first}");
+    for (adapter, pop) in &seen[1..] {
+        assert_eq!(view(pop), first, "{adapter} pops differently from ami");
+    }
+
+    // Each call is one row, and the rows agree on all but the id.
+    let calls = rig.ended(ADAPTERS.len()).await;
+    assert_eq!(calls.len(), ADAPTERS.len(), "one row per call: {calls:?}");
+    let row = |c: &madoguchi::store::calls::CallRow| {
+        json!({
+            "caller_number": c.caller_number,
+            "outcome": c.outcome,
+            "answered_by": c.answered_by,
+            "resident_id": c.resident_id,
+            "end_estimated": c.end_estimated,
+        })
+    };
+    let expected = json!({"caller_number": "0773628888", "outcome": "answered",
+        "answered_by": "201", "resident_id": first["resident"][0], "end_estimated": false});
+    for adapter in ADAPTERS {
+        let prefix = match adapter {
+            "ami" => "ami:",
+            other => other,
+        };
+        let c = calls
+            .iter()
+            .find(|c| c.id.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {adapter} row in {calls:?}"));
+        assert_eq!(row(c), expected, "{adapter}: {c:?}");
+    }
+    rig.srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_call_from_every_adapter_pops_and_logs_alike_sqlite() {
+    the_same_call_from_every_adapter("sqlite").await;
+}
+
+#[tokio::test]
+async fn the_same_call_from_every_adapter_pops_and_logs_alike_postgres() {
+    if require_postgres() {
+        the_same_call_from_every_adapter("postgres").await;
+    }
+}
+
+/// xorshift, seeded: the garbage is the same on every run.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn garbage_into_every_adapter_logs_nothing_and_calls_go_on() {
+    let mut rig = rig("sqlite").await;
+
+    // AMI: random bytes, a packet cut in half, a line far over the limit, then a blank line.
+    for seed in 0..20 {
+        rig.ami.send(noise(seed, 2_000));
+    }
+    rig.ami
+        .send(b"Event: Newchannel\r\nChannel: PJSIP/trunk-0000dead\r\nUniq");
+    rig.ami.send(vec![b'x'; 200_000]);
+    rig.ami.send(b"\r\n\r\n");
+
+    // ARI: text that is not JSON, JSON of the wrong shapes, real events with wrong fields.
+    for seed in 0..20u64 {
+        let bytes = noise(seed, 300);
+        rig.ari
+            .send_text(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let caller = channel(
+        "1764374400.900",
+        "PJSIP/trunk-00000900",
+        "Ring",
+        "0773629999",
+    );
+    for ev in [
+        json!(null),
+        json!([1, 2, 3]),
+        json!({"type": "ChannelCreated"}),
+        json!({"type": "ChannelCreated", "channel": 42}),
+        json!({"type": "ChannelCreated", "channel": {"id": null, "name": ["x"]}}),
+        json!({"type": "Dial", "caller": caller, "peer": "nobody", "dialstatus": 7}),
+        json!({"type": "ChannelDestroyed", "channel": {"id": "never-created"}, "cause": "x"}),
+        json!({"type": "StasisStart", "args": {"deep": {"deeper": [null, {}]}}}),
+    ] {
+        rig.ari.send(ev);
+    }
+
+    // The webhook: bytes, wrong shapes, wrong types; each refused with a 4xx, none a 5xx.
+    let url = format!("{}/api/pbx/webhook/{TOKEN}", rig.srv.url);
+    for seed in 0..20u64 {
+        let bytes = noise(seed, 500);
+        for ct in ["application/json", "application/x-www-form-urlencoded"] {
+            let status = rig
+                .http
+                .post(&url)
+                .header("content-type", ct)
+                .body(bytes.clone())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            assert!((400..500).contains(&status), "seed {seed} {ct}: {status}");
+        }
+    }
+    for body in [
+        json!({"event": "newCall"}),
+        json!({"event": "newCall", "callId": "zc-typed", "from": []}),
+        json!({"event": "newCall", "callId": {"id": 1}, "from": "1"}),
+        json!({"event": "newCall", "callId": "zc-typed", "from": "1", "user": [201]}),
+        json!({"event": "newCall", "callId": "x".repeat(300), "from": "1"}),
+        json!({"event": "newCall", "callId": "zc-evil", "from": "1", "user": vec!["201"; 100]}),
+        json!({"event": "answer", "callId": "zc-none"}),
+        json!(["newCall"]),
+    ] {
+        let status = rig.webhook(body.clone()).await;
+        assert!((400..500).contains(&status), "{body}: {status}");
+    }
+
+    // Nothing above was a call; the server serves and every link is still up.
+    let (status, ready) = rig.agent.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logged = rig
+        .srv
+        .store()
+        .calls_between(None, None, 100)
+        .await
+        .unwrap();
+    assert!(logged.is_empty(), "garbage made calls: {logged:?}");
+
+    // And a real call through each still pops and logs once.
+    for (i, adapter) in ADAPTERS.iter().enumerate() {
+        let (pop, up) = rig.call(adapter, 50 + i as u32, "0773629999").await;
+        assert_eq!(
+            pop["candidates"][0]["name"], "舞鶴 九子",
+            "{adapter}: {pop}"
+        );
+        assert_eq!(up["event"], "answered_here", "{adapter}: {up}");
+    }
+    let calls = rig.ended(ADAPTERS.len()).await;
+    assert_eq!(calls.len(), ADAPTERS.len(), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.outcome.as_deref() == Some("answered")),
+        "{calls:?}"
+    );
+    rig.srv.stop().await;
+}
