@@ -373,3 +373,158 @@ async fn garbage_into_every_adapter_logs_nothing_and_calls_go_on() {
     );
     rig.srv.stop().await;
 }
+
+/// Faults on every adapter, then every script replayed three times: the call log ends with
+/// exactly the calls that happened, each once, and nobody's screen pops twice.
+///
+/// - AMI: a call answered, then half a packet and the connection closed; the PBX comes back
+///   restarted (the call gone, new Uniqueids from then on).
+/// - ARI: a call answered, the WebSocket closed; Asterisk comes back with the call gone.
+/// - Webhook: every request of a call sent three times, as a PBX that retries does.
+async fn faults_on_every_adapter(engine: &str) {
+    let mut rig = rig(engine).await;
+
+    // AMI, cut mid-call.
+    let cut = ScriptCall::new(60, "0773628888", "201");
+    rig.ami.send(cut.ring());
+    let pop = rig.ws.pop_with_record(WAIT).await.expect("ami pop");
+    rig.ami.send(cut.answer(2));
+    rig.update(&pop, "answered_here").await;
+    rig.ami
+        .send(b"Event: Hangup\r\nChannel: PJSIP/trunk-0000003c\r\nUniqueid: 1700000000.60\r\nLink");
+    rig.ami.set_listing(Vec::new());
+    rig.ami.close();
+    rig.ami.wait_login().await;
+    let ended = rig.update(&pop, "ended").await;
+    assert_eq!(ended["outcome"], "answered", "{ended}");
+
+    // ARI, cut mid-call.
+    let caller = channel(
+        "1764374400.70",
+        "PJSIP/trunk-00000070",
+        "Ring",
+        "0773629999",
+    );
+    let leg = channel("1764374400.71", "PJSIP/201-00000071", "Down", "201");
+    rig.ari
+        .send(json!({"type": "ChannelCreated", "channel": caller}));
+    rig.ari
+        .send(json!({"type": "ChannelCreated", "channel": leg}));
+    rig.ari
+        .send(json!({"type": "Dial", "dialstatus": "", "caller": caller, "peer": leg}));
+    let pop = rig.ws.pop_with_record(WAIT).await.expect("ari pop");
+    rig.ari
+        .send(json!({"type": "Dial", "dialstatus": "ANSWER", "caller": caller, "peer": leg}));
+    rig.update(&pop, "answered_here").await;
+    *rig.ari.channels.lock().unwrap() = json!([]);
+    rig.ari.send_text("\"CLOSE\"".into());
+    rig.ari.wait_connect().await;
+    let ended = rig.update(&pop, "ended").await;
+    assert_eq!(ended["outcome"], "answered", "{ended}");
+
+    // A call through each adapter, each script sent three times over.
+    let mut pops = 0;
+    for (i, adapter) in ADAPTERS.iter().enumerate() {
+        let n = 80 + i as u32;
+        rig.call(adapter, n, "0773628888").await;
+        pops += 1;
+        for _ in 0..2 {
+            match *adapter {
+                "ami" => {
+                    let c = ScriptCall::new(n, "0773628888", "201");
+                    rig.ami.send(c.ring() + &c.answer(3) + &c.hangup());
+                }
+                "ari" => {
+                    let caller = channel(
+                        &format!("1764374400.{n}"),
+                        &format!("PJSIP/trunk-{n:08x}"),
+                        "Ring",
+                        "0773628888",
+                    );
+                    let leg = channel(
+                        &format!("1764374400.{}", n + 1000),
+                        &format!("PJSIP/201-{:08x}", n + 1000),
+                        "Down",
+                        "201",
+                    );
+                    for ev in [
+                        json!({"type": "ChannelCreated", "channel": caller}),
+                        json!({"type": "ChannelCreated", "channel": leg}),
+                        json!({"type": "Dial", "dialstatus": "", "caller": caller, "peer": leg}),
+                        json!({"type": "Dial", "dialstatus": "ANSWER", "caller": caller, "peer": leg}),
+                        json!({"type": "ChannelDestroyed", "cause": 16, "channel": leg}),
+                        json!({"type": "ChannelDestroyed", "cause": 16, "channel": caller}),
+                    ] {
+                        rig.ari.send(ev);
+                    }
+                }
+                _ => {
+                    let base = json!({"from": "0773628888", "to": "0773689225", "direction": "in", "callId": format!("zc-{n}")});
+                    for extra in [
+                        json!({"event": "newCall", "user": ["201"]}),
+                        json!({"event": "answer", "answeringNumber": "201"}),
+                        json!({"event": "hangup", "cause": "normalClearing"}),
+                    ] {
+                        let mut b = base.clone();
+                        b.as_object_mut()
+                            .unwrap()
+                            .extend(extra.as_object().unwrap().clone());
+                        assert_eq!(rig.webhook(b).await, 200);
+                    }
+                }
+            }
+        }
+        // The replays are behind a marker: a fresh call through the same adapter.
+        let (marker, _) = rig.call(adapter, n + 10, "0773629999").await;
+        pops += 1;
+        assert_eq!(
+            marker["candidates"][0]["name"], "舞鶴 九子",
+            "{adapter}: the next pop after the replays is the marker, not a replayed call: {marker}"
+        );
+    }
+
+    // Nothing else popped; the log holds exactly the calls that happened.
+    while let Some(m) = rig.ws.next_json(Duration::from_millis(300)).await {
+        assert_ne!(m["type"], "screen_pop", "a replay popped again: {m}");
+    }
+    let calls = rig.ended(2 + pops).await;
+    let mut ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "ami:1700000000.60",
+            "ami:1700000000.80",
+            "ami:1700000000.90",
+            "ari:1764374400.70",
+            "ari:1764374400.81",
+            "ari:1764374400.91",
+            "webhook:zc-82",
+            "webhook:zc-92",
+        ],
+        "{calls:?}"
+    );
+    for c in &calls {
+        assert_eq!(c.outcome.as_deref(), Some("answered"), "{c:?}");
+        assert_eq!(c.answered_by.as_deref(), Some("201"), "{c:?}");
+        assert!(c.resident_id.is_some(), "{c:?}");
+        let cut_off = c.id.ends_with(".60") || c.id.ends_with(".70");
+        assert_eq!(
+            c.end_estimated, cut_off,
+            "only the calls cut off have an estimated end: {c:?}"
+        );
+    }
+    rig.srv.stop().await;
+}
+
+#[tokio::test]
+async fn faults_on_every_adapter_log_each_call_once_sqlite() {
+    faults_on_every_adapter("sqlite").await;
+}
+
+#[tokio::test]
+async fn faults_on_every_adapter_log_each_call_once_postgres() {
+    if require_postgres() {
+        faults_on_every_adapter("postgres").await;
+    }
+}

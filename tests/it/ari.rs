@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 pub(crate) struct FakeAri {
     pub addr: String,
     current: Arc<Mutex<Option<mpsc::UnboundedSender<String>>>>,
-    channels: Arc<Mutex<serde_json::Value>>,
+    pub channels: Arc<Mutex<serde_json::Value>>,
     connects: mpsc::UnboundedReceiver<()>,
 }
 

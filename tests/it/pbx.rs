@@ -34,10 +34,12 @@ impl ScriptedPbx {
                 let _ = tx.send(b"Asterisk Call Manager/7.0.3\r\n".to_vec());
                 tokio::spawn(async move {
                     while let Some(chunk) = rx.recv().await {
-                        if write.write_all(&chunk).await.is_err() {
+                        // an empty chunk is the test closing the connection (a PBX restart)
+                        if chunk.is_empty() || write.write_all(&chunk).await.is_err() {
                             break;
                         }
                     }
+                    let _ = write.shutdown().await;
                 });
                 let (cur, list, login_tx) = (cur.clone(), list.clone(), login_tx.clone());
                 tokio::spawn(async move {
@@ -103,6 +105,13 @@ impl ScriptedPbx {
             .expect("a client is logged in")
             .send(bytes.as_ref().to_vec())
             .expect("client connection open");
+    }
+
+    /// Closes the logged-in client's connection, as a PBX that stops or restarts does.
+    pub fn close(&self) {
+        if let Some(tx) = self.current.lock().unwrap().take() {
+            let _ = tx.send(Vec::new());
+        }
     }
 
     /// The channels listed on the next `CoreShowChannels`.
