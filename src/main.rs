@@ -82,6 +82,9 @@ enum ImportCommand {
         #[arg(long)]
         utc: bool,
     },
+    /// The intent survey (意向調査): intent, transport need and pickup place per resident, by
+    /// 宛名番号 or 券番号 (CSV, UTF-8 or Shift_JIS; all rows or none).
+    Survey { file: PathBuf },
 }
 
 /// `default` is the filter when `MADOGUCHI_LOG` is unset (a benchmark logs warnings only: a
@@ -241,6 +244,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .with_context(|| format!("{}: cannot read the file", file.display()))?;
             let store = Store::open(&settings.database_url).await?;
             let result = madoguchi::export::cdr::import_cdr(&store, &file, utc).await;
+            store.close().await;
+            println!("{}", result?);
+            Ok(())
+        }
+        Command::Import {
+            command: ImportCommand::Survey { file },
+        } => {
+            std::fs::File::open(&file)
+                .with_context(|| format!("{}: cannot read the file", file.display()))?;
+            let store = Store::open(&settings.database_url).await?;
+            let result = madoguchi::export::survey::import_survey(&store, &file).await;
             store.close().await;
             println!("{}", result?);
             Ok(())

@@ -112,7 +112,7 @@ impl ImportError {
         }
     }
 
-    fn with_file(mut self, name: &str) -> Self {
+    pub(crate) fn with_file(mut self, name: &str) -> Self {
         match &mut self {
             ImportError::Read { file, .. }
             | ImportError::Rejected { file, .. }
@@ -262,7 +262,7 @@ fn count_households(residents: &[NewResident]) -> usize {
         .count()
 }
 
-fn rejected(mut problems: Vec<Problem>) -> ImportError {
+pub(crate) fn rejected(mut problems: Vec<Problem>) -> ImportError {
     problems.sort_by_key(|p| p.row);
     let total = problems.len();
     problems.truncate(MAX_LISTED_PROBLEMS);
@@ -455,7 +455,7 @@ const COLUMNS: &[ColumnSpec] = &[
 ];
 
 /// The form a header name is compared in: full-width folded, lowercase, without spaces, `_`, `-`.
-fn header_key(s: &str) -> String {
+pub(crate) fn header_key(s: &str) -> String {
     crate::domain::text::fold_width(s)
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
@@ -491,7 +491,9 @@ fn file_problem(row: usize, reason: impl Into<String>) -> ImportError {
 
 /// UTF-8 (with or without BOM) when the bytes are valid UTF-8, else Shift_JIS, else an error
 /// naming the line of the first byte that fits neither.
-fn decode(bytes: &[u8]) -> Result<(std::borrow::Cow<'_, str>, &'static str), ImportError> {
+pub(crate) fn decode(
+    bytes: &[u8],
+) -> Result<(std::borrow::Cow<'_, str>, &'static str), ImportError> {
     let line_of = |offset: usize| {
         bytes[..offset.min(bytes.len())]
             .iter()

@@ -5,9 +5,11 @@
 //! - [`import`]: `madoguchi import residents FILE`, the resident master CSV (UTF-8 or Shift_JIS),
 //!   all or nothing.
 //! - [`cdr`]: `madoguchi import cdr FILE`, Asterisk's `Master.csv`, filling in missed calls.
+//! - [`survey`]: `madoguchi import survey FILE`, the intent survey (意向調査), all or nothing.
 
 pub mod cdr;
 pub mod import;
+pub mod survey;
 
 pub use import::{
     bench_import, import_residents, parse_residents, residents_csv, ImportError, ImportReport,
@@ -16,3 +18,6 @@ pub use import::{
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod survey_tests;

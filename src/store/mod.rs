@@ -24,6 +24,7 @@ pub mod error;
 pub mod inquiries;
 pub mod popjson;
 pub mod residents;
+pub mod survey;
 pub mod testing;
 pub mod tx;
 pub mod users;
