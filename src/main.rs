@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Write files out of the ledger.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Benchmarks that print their figures.
     Bench {
         #[command(subcommand)]
@@ -85,6 +90,53 @@ enum ImportCommand {
     /// The intent survey (意向調査): intent, transport need and pickup place per resident, by
     /// 宛名番号 or 券番号 (CSV, UTF-8 or Shift_JIS; all rows or none).
     Survey { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// The call log of the days FROM..=TO (Japan's dates) as CSV for Excel.
+    Calls(LogExport),
+    /// The inquiry log of the days FROM..=TO (Japan's dates) as CSV for Excel.
+    Inquiries(LogExport),
+}
+
+#[derive(clap::Args)]
+struct LogExport {
+    /// First day, YYYY-MM-DD.
+    #[arg(long)]
+    from: chrono::NaiveDate,
+    /// Last day, YYYY-MM-DD (default: FROM).
+    #[arg(long)]
+    to: Option<chrono::NaiveDate>,
+    /// utf8 (with BOM, Excel's "CSV UTF-8") or sjis (Shift_JIS).
+    #[arg(long, value_enum, default_value = "utf8")]
+    encoding: madoguchi::export::excel::Encoding,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Writes an export to `--out` or standard output, and says what it wrote on standard error.
+fn write_export(
+    what: &str,
+    file: madoguchi::export::excel::ExcelFile,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    match out {
+        Some(path) => std::fs::write(path, &file.bytes)
+            .with_context(|| format!("{}: cannot write", path.display()))?,
+        None => std::io::stdout().write_all(&file.bytes)?,
+    }
+    let place = out.map_or("standard output".to_string(), |p| p.display().to_string());
+    eprintln!("{} {what} written to {place}", file.rows);
+    if file.replaced > 0 {
+        eprintln!(
+            "{} characters Shift_JIS cannot hold were written as 〓; use --encoding utf8 to keep them",
+            file.replaced
+        );
+    }
+    Ok(())
 }
 
 /// `default` is the filter when `MADOGUCHI_LOG` is unset (a benchmark logs warnings only: a
@@ -258,6 +310,30 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             store.close().await;
             println!("{}", result?);
             Ok(())
+        }
+        Command::Export { command } => {
+            let store = Store::open(&settings.database_url).await?;
+            let result = match &command {
+                ExportCommand::Calls(a) => madoguchi::export::logs::calls_file(
+                    &store,
+                    a.from,
+                    a.to.unwrap_or(a.from),
+                    a.encoding,
+                )
+                .await
+                .map(|f| ("calls", f, a.out.clone())),
+                ExportCommand::Inquiries(a) => madoguchi::export::logs::inquiries_file(
+                    &store,
+                    a.from,
+                    a.to.unwrap_or(a.from),
+                    a.encoding,
+                )
+                .await
+                .map(|f| ("inquiries", f, a.out.clone())),
+            };
+            store.close().await;
+            let (what, file, out) = result?;
+            write_export(what, file, out.as_deref())
         }
         Command::Bench { command } => madoguchi::bench::run(command, settings).await,
     }

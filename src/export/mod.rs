@@ -6,9 +6,13 @@
 //!   all or nothing.
 //! - [`cdr`]: `madoguchi import cdr FILE`, Asterisk's `Master.csv`, filling in missed calls.
 //! - [`survey`]: `madoguchi import survey FILE`, the intent survey (意向調査), all or nothing.
+//! - [`logs`]: `madoguchi export calls` and `export inquiries`, for Excel ([`excel`]: UTF-8 with
+//!   BOM or Shift_JIS, formulas neutralised).
 
 pub mod cdr;
+pub mod excel;
 pub mod import;
+pub mod logs;
 pub mod survey;
 
 pub use import::{

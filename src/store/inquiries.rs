@@ -97,4 +97,27 @@ impl Store {
             .map(inquiry_from_row)
             .collect::<Result<_, _>>()?)
     }
+
+    /// Inquiries recorded between two timestamps (RFC 3339 text, either bound open), oldest
+    /// first: the inquiry log export.
+    pub async fn inquiries_between(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<InquiryRow>> {
+        let sql = format!(
+            "{INQUIRY_SELECT} WHERE i.created_at >= $1 AND i.created_at < $2 ORDER BY i.created_at, i.id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(from.unwrap_or("0000").to_string())
+            .bind(to.unwrap_or("9999").to_string())
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(inquiry_from_row)
+            .collect::<Result<_, _>>()?)
+    }
 }

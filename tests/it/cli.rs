@@ -259,3 +259,123 @@ async fn cdr_import_fills_in_missed_calls_once() {
     assert_eq!(store.call_count().await.unwrap(), 2);
     store.close().await;
 }
+
+/// `madoguchi export calls` and `export inquiries`: Japan's days, CRLF, UTF-8 with BOM or
+/// Shift_JIS, and a caller name or note that Excel would run as a formula is made text.
+#[tokio::test]
+async fn call_and_inquiry_logs_export_for_excel() {
+    use madoguchi::domain::{InquiryForm, NewInquiry, Role};
+    use madoguchi::store::calls::CallRow;
+    let dir = TempDir::new("export").unwrap();
+    let db = format!("sqlite://{}/m.db", dir.0.display());
+    let store = madoguchi::store::Store::open(&db).await.unwrap();
+    let user = store
+        .upsert_user("sato", "佐藤", "x", Role::Agent, None)
+        .await
+        .unwrap();
+    // In Japan's time: ami:1 at 23:50 on the 7th, ami:2 at 08:10 on the 8th (still the 7th in
+    // UTC), ami:3 at 00:30 on the 9th. The day asked for is Japan's.
+    for (key, started, name) in [
+        ("ami:1", "2021-06-07T14:50:00.000Z", "=cmd|' /C calc'!A0"),
+        ("ami:2", "2021-06-07T23:10:00.000Z", "舞鶴 花子"),
+        ("ami:3", "2021-06-08T15:30:00.000Z", "翌日"),
+    ] {
+        store
+            .upsert_call(&CallRow {
+                id: key.into(),
+                direction: "inbound".into(),
+                caller_number: "0773620000".into(),
+                caller_name: name.into(),
+                started_at: started.into(),
+                answered_at: Some(started.replace(":00.000Z", ":20.000Z")),
+                ended_at: Some(started.replace("00:00.000Z", "05:00.000Z")),
+                answered_by: Some("201".into()),
+                outcome: Some("answered".into()),
+                ..CallRow::default()
+            })
+            .await
+            .unwrap();
+    }
+    let form: InquiryForm = serde_json::from_value(serde_json::json!({
+        "call_id": "ami:2", "category": "appointment_change", "note": "+81 の番号に折り返し希望"
+    }))
+    .unwrap();
+    store
+        .insert_inquiry(
+            user,
+            &NewInquiry::parse(form).unwrap(),
+            "2021-06-07T23:12:00.000Z",
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let out = dir.0.join("calls.csv");
+    let (ok, _, err) = madoguchi(
+        &db,
+        &[
+            "export",
+            "calls",
+            "--from",
+            "2021-06-08",
+            "--encoding",
+            "sjis",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("1 calls written"), "{err}");
+    let bytes = std::fs::read(&out).unwrap();
+    let (text, _, bad) = encoding_rs::SHIFT_JIS.decode(&bytes);
+    assert!(!bad && !text.starts_with('\u{feff}'));
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert!(
+        lines[0].starts_with("通話ID,着信日時,発信者番号,発信者名"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("ami:2,2021-06-08 08:10:00,0773620000,舞鶴 花子"),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 3, "header, one call, the final CRLF: {text}");
+
+    let (ok, stdout, err) = madoguchi(
+        &db,
+        &[
+            "export",
+            "calls",
+            "--from",
+            "2021-06-07",
+            "--to",
+            "2021-06-08",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.starts_with('\u{feff}'), "UTF-8 with BOM");
+    assert!(
+        stdout.contains(",'=cmd|' /C calc'!A0,"),
+        "the formula is text: {stdout}"
+    );
+    assert_eq!(stdout.matches("\r\n").count(), 3, "{stdout}");
+
+    let (ok, stdout, err) = madoguchi(&db, &["export", "inquiries", "--from", "2021-06-08"]);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains(",ami:2,佐藤,appointment_change,'+81 の番号に折り返し希望,"),
+        "{stdout}"
+    );
+
+    let (ok, _, err) = madoguchi(
+        &db,
+        &[
+            "export",
+            "calls",
+            "--from",
+            "2021-06-09",
+            "--to",
+            "2021-06-08",
+        ],
+    );
+    assert!(!ok && err.contains("after"), "{err}");
+}
