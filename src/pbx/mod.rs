@@ -9,6 +9,7 @@
 
 pub mod ami;
 pub mod ari;
+pub mod sip;
 pub mod webhook;
 
 pub use crate::domain::call::{DialStatus, LiveChannel, PbxEvent};
