@@ -1035,7 +1035,8 @@ fn build_subscribe(p: &SubscribeParts) -> Result<Vec<u8>, String> {
     Ok(rsip::SipMessage::Request(req).to_string().into_bytes())
 }
 
-/// Builds the answer to `req` with rsip: its Vias, From, To, Call-ID and CSeq, no body.
+/// Builds the answer to `req` with rsip: its Vias, From, To, Call-ID, CSeq and Timestamp
+/// (RFC 3261 §8.2.6.1), no body.
 fn build_response(req: &rsip::Request, code: u16, extra: &[rsip::Header]) -> Option<Vec<u8>> {
     let mut headers: rsip::Headers = Default::default();
     for h in req.headers.iter() {
@@ -1046,6 +1047,7 @@ fn build_response(req: &rsip::Request, code: u16, extra: &[rsip::Header]) -> Opt
                 | rsip::Header::To(_)
                 | rsip::Header::CallId(_)
                 | rsip::Header::CSeq(_)
+                | rsip::Header::Timestamp(_)
         ) {
             headers.push(h.clone());
         }
