@@ -316,6 +316,7 @@ pub async fn run(
         events: Vec::new(),
     };
     let mut was_up = false;
+    let mut feed_open = true;
     let mut buf = vec![0u8; 65_536];
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -330,13 +331,14 @@ pub async fn run(
                 }
             },
             _ = tick.tick() => link.timers(Instant::now()),
-            changed = extensions.changed() => {
+            changed = extensions.changed(), if feed_open => {
                 if changed.is_err() {
                     // The feed is gone (shutting down): keep what we have.
-                    std::future::pending::<()>().await;
+                    feed_open = false;
+                } else {
+                    let list = extensions.borrow_and_update().clone();
+                    link.set_extensions(&list, Instant::now());
                 }
-                let list = extensions.borrow_and_update().clone();
-                link.set_extensions(&list, Instant::now());
             }
             _ = shutdown.changed() => {
                 link.unsubscribe_all();
