@@ -221,6 +221,8 @@ struct Sub {
     version: Option<u64>,
     /// The last challenge, whether it came as 407, and how often its nonce was used.
     auth: Option<(Challenge, bool, u32)>,
+    /// Challenges answered since the last success.
+    auth_tries: u32,
     failures: u32,
     expires: u32,
 }
@@ -239,6 +241,7 @@ impl Sub {
             last_notify_cseq: None,
             version: None,
             auth: None,
+            auth_tries: 0,
             failures: 0,
             expires,
         }
@@ -469,6 +472,7 @@ impl Link {
                 sub.last_notify_cseq = None;
                 sub.version = None;
                 sub.auth = None;
+                sub.auth_tries = 0;
                 self.by_call_id.insert(sub.call_id.clone(), sub.ext.clone());
                 sub.phase = Phase::Subscribing;
                 let expires = sub.expires;
@@ -760,6 +764,7 @@ impl Link {
         let tx = sub.tx.take().expect("checked above");
         match code {
             200..=299 => {
+                sub.auth_tries = 0;
                 if sub.remote_tag.is_none() {
                     sub.remote_tag = resp
                         .to_header()
@@ -795,8 +800,17 @@ impl Link {
                 let challenge = header_value(&resp.headers, name)
                     .ok_or_else(|| format!("{code} without {name}"))
                     .and_then(|v| Challenge::parse(&v));
+                // Credentials answered with a new nonce (it expired, or the PBX challenges
+                // every request) are tried again, a few times; the same nonce refused again
+                // means wrong credentials.
+                let same_nonce = |c: &Challenge| {
+                    sub.auth
+                        .as_ref()
+                        .is_some_and(|(old, _, _)| old.nonce == c.nonce)
+                };
                 match challenge {
-                    Ok(c) if !tx.authed || c.stale => {
+                    Ok(c) if sub.auth_tries < 3 && (!tx.authed || c.stale || !same_nonce(&c)) => {
+                        sub.auth_tries += 1;
                         sub.auth = Some((c, proxy, 0));
                         self.send_subscribe(sub, tx.expires, now);
                     }
