@@ -1146,6 +1146,91 @@ fn run_id() -> String {
 mod tests {
     use super::*;
 
+    /// Mutated NOTIFYs of a live subscription (so they reach the state and the translator, not
+    /// only the parser) never panic, and every call they open is one the link followed.
+    #[test]
+    fn mutated_notifies_of_a_live_subscription_never_panic() {
+        let cfg = SipConfig::new(
+            "127.0.0.1:5070",
+            Some("127.0.0.1:0"),
+            String::new(),
+            String::new(),
+        )
+        .unwrap();
+        let now = Instant::now();
+        let mut link = Link {
+            cfg,
+            status: SipStatus::new(),
+            contact: "127.0.0.1:5071".into(),
+            pbx: "127.0.0.1:5070".parse().unwrap(),
+            subs: HashMap::new(),
+            by_call_id: HashMap::new(),
+            translator: Translator::new("t"),
+            out: Vec::new(),
+            events: Vec::new(),
+        };
+        let mut sub = Sub::new("2001".into(), 600, now);
+        sub.call_id = "c1".into();
+        sub.local_tag = "T1".into();
+        sub.phase = active_phase(now, 600, now);
+        link.by_call_id.insert("c1".into(), "2001".into());
+        link.subs.insert("2001".into(), sub);
+        let states = ["early", "confirmed", "terminated"];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n.max(1) as u64) as usize
+        };
+        for round in 0..3_000u32 {
+            let state = states[rnd(3)];
+            let body = format!(
+                "<dialog-info version=\"{round}\" state=\"full\"><dialog id=\"2001\" direction=\"recipient\"><remote><identity display=\"A\">sip:0773625555@pbx</identity></remote><state>{state}</state></dialog></dialog-info>"
+            );
+            let mut b = format!(
+                "NOTIFY sip:madoguchi@127.0.0.1:5071 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{round}\r\nFrom: <sip:2001@pbx>;tag=P1\r\nTo: <sip:madoguchi@pbx>;tag=T1\r\nCall-ID: c1\r\nCSeq: {} NOTIFY\r\nEvent: dialog\r\nSubscription-State: active;expires=600\r\nContent-Type: application/dialog-info+xml\r\nContent-Length: {}\r\n\r\n{body}",
+                round + 1,
+                body.len()
+            )
+            .into_bytes();
+            if round % 2 == 1 {
+                for _ in 0..=rnd(4) {
+                    if b.is_empty() {
+                        break;
+                    }
+                    let at = rnd(b.len());
+                    match rnd(3) {
+                        0 => b[at] = rnd(256) as u8,
+                        1 => {
+                            b.remove(at);
+                        }
+                        _ => b.insert(at, b"<>\r\n:;=\"&/ "[rnd(11)]),
+                    }
+                }
+            }
+            link.datagram(&b, "127.0.0.1:5070".parse().unwrap(), now);
+        }
+        let mut opened = std::collections::HashSet::new();
+        for ev in &link.events {
+            match ev {
+                PbxEvent::Channel { call, .. } => {
+                    opened.insert(call.clone());
+                }
+                PbxEvent::Answer { call, .. } | PbxEvent::Hangup { call, .. } => {
+                    assert!(opened.contains(call), "{ev:?} of a call never opened")
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            opened.len() > 10,
+            "the good NOTIFYs opened calls: {}",
+            opened.len()
+        );
+        assert!(!link.out.is_empty(), "NOTIFYs were answered");
+    }
+
     #[test]
     fn settings_and_subscription_states() {
         let c = SipConfig::new("pbx.example", None, String::new(), String::new()).unwrap();
