@@ -57,6 +57,9 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     if settings.ari_url.is_some() {
         link_names.push(crate::pbx::ari::LINK.to_string());
     }
+    if settings.sip_pbx.is_some() {
+        link_names.push(crate::pbx::sip::LINK.to_string());
+    }
     let mut tracker = Tracker::new(
         store.clone(),
         hub.clone(),
@@ -117,6 +120,35 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         ));
         links.push(Arc::new(AriHealth(status)));
         core.push(("ARI link", task));
+    }
+
+    if let Some(pbx) = &settings.sip_pbx {
+        use crate::pbx::sip::{bind, run, SipConfig, SipStatus};
+        let cfg = SipConfig::new(
+            pbx,
+            settings.sip_listen.as_deref(),
+            settings.sip_username.clone(),
+            settings.sip_password.clone(),
+        )?;
+        let socket = bind(&cfg)?;
+        let (ext_tx, ext_rx) = watch::channel(sip_extensions(&store).await?);
+        let status = SipStatus::new();
+        let task = telephony.spawn(run(
+            cfg,
+            socket,
+            ext_rx,
+            events_tx.clone(),
+            status.clone(),
+            shutdown_rx.clone(),
+        ));
+        links.push(Arc::new(SipHealth(status)));
+        core.push(("SIP link", task));
+        let feed = tokio::spawn(feed_sip_extensions(
+            store.clone(),
+            ext_tx,
+            shutdown_rx.clone(),
+        ));
+        core.push(("SIP extension list", feed));
     }
 
     // Agents added while serving (`madoguchi user add`) are picked up within seconds.
@@ -482,6 +514,66 @@ impl LinkHealth for AriHealth {
     }
     fn reconnects(&self) -> u64 {
         self.0.reconnects()
+    }
+    fn detail(&self) -> serde_json::Value {
+        self.0.detail()
+    }
+}
+
+/// The extensions the SIP link subscribes to: every user's that has one, sorted.
+async fn sip_extensions(store: &Store) -> anyhow::Result<Vec<String>> {
+    let mut exts: Vec<String> = store
+        .users()
+        .await
+        .context("reading the agents' extensions")?
+        .into_iter()
+        .filter_map(|u| u.extension)
+        .collect();
+    exts.sort();
+    exts.dedup();
+    Ok(exts)
+}
+
+/// Keeps the SIP link's extension list up to date (users added or changed while serving).
+async fn feed_sip_extensions(
+    store: Store,
+    list: watch::Sender<Vec<String>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => break,
+        }
+        match sip_extensions(&store).await {
+            Ok(exts) => {
+                list.send_if_modified(|old| {
+                    let changed = *old != exts;
+                    if changed {
+                        *old = exts;
+                    }
+                    changed
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not refresh the SIP extensions")
+            }
+        }
+    }
+}
+
+/// The SIP link as `/readyz` and `/metrics` see it.
+struct SipHealth(Arc<crate::pbx::sip::SipStatus>);
+
+impl LinkHealth for SipHealth {
+    fn name(&self) -> String {
+        crate::pbx::sip::LINK.into()
+    }
+    fn up(&self) -> bool {
+        self.0.up()
+    }
+    fn reconnects(&self) -> u64 {
+        self.0.resubscribes()
     }
     fn detail(&self) -> serde_json::Value {
         self.0.detail()

@@ -22,6 +22,9 @@ pub struct Settings {
     pub ari_app: String,
     pub sip_pbx: Option<String>,
     pub sip_listen: Option<String>,
+    /// Digest credentials for the SIP subscriptions (the user also names madoguchi in `From`).
+    pub sip_username: String,
+    pub sip_password: String,
     pub webhook_token: Option<String>,
     /// JSON log lines (for a log collector) instead of human-readable ones.
     pub log_json: bool,
@@ -67,6 +70,8 @@ impl Default for Settings {
             ari_app: "madoguchi".into(),
             sip_pbx: None,
             sip_listen: None,
+            sip_username: String::new(),
+            sip_password: String::new(),
             webhook_token: None,
             log_json: false,
             session_hours: 12,
@@ -93,6 +98,9 @@ impl std::fmt::Debug for Settings {
             .field("ari_url", &self.ari_url)
             .field("ari_password", &mask(&self.ari_password))
             .field("sip_pbx", &self.sip_pbx)
+            .field("sip_listen", &self.sip_listen)
+            .field("sip_username", &self.sip_username)
+            .field("sip_password", &mask(&self.sip_password))
             .field("webhook_token", &self.webhook_token.as_deref().map(mask))
             .field("session_hours", &self.session_hours)
             .field("public_url", &self.public_url)
@@ -162,6 +170,12 @@ impl Settings {
         }
         if let Some(v) = get("MADOGUCHI_SIP_LISTEN") {
             self.sip_listen = opt(v);
+        }
+        if let Some(v) = get("MADOGUCHI_SIP_USERNAME") {
+            self.sip_username = v;
+        }
+        if let Some(v) = get("MADOGUCHI_SIP_PASSWORD") {
+            self.sip_password = v;
         }
         if let Some(v) = get("MADOGUCHI_WEBHOOK_TOKEN") {
             self.webhook_token = opt(v);
@@ -335,12 +349,16 @@ mod tests {
         s.apply_env(|k| match k {
             "MADOGUCHI_LISTEN" => Some("127.0.0.1:1".into()),
             "MADOGUCHI_DATABASE_URL" => Some("postgres://u:pw@h/db".into()),
+            "MADOGUCHI_SIP_USERNAME" => Some("cti".into()),
+            "MADOGUCHI_SIP_PASSWORD" => Some("sippw9".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(s.listen, "127.0.0.1:1");
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("pw@"), "{dbg}");
+        assert_eq!(s.sip_username, "cti");
+        assert!(!dbg.contains("sippw9"), "{dbg}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod ami;
 pub mod ari;
+pub mod sip;
 pub mod webhook;
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod pbx;
 mod restart;
 mod resume;
 mod roles;
+mod sip;
 mod slow;
 mod tracker;
 mod webdriver;
