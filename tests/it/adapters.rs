@@ -1,13 +1,15 @@
 //! Whichever PBX speaks, the agent sees the same thing and the call log holds the same row:
-//! one server linked at once to an Asterisk over AMI, an Asterisk over ARI and a PBX over the
-//! webhook takes the same call (same caller, same agent, answered, hung up) from each, and the
-//! pops and rows must agree on everything but the call's id. Then every adapter is fed garbage
+//! one server linked at once to an Asterisk over AMI, an Asterisk over ARI, a SIP PBX by
+//! dialog-event subscriptions (sipp) and a PBX over the webhook takes the same call (same
+//! caller, same agent, answered, hung up) from each, and the pops and rows must agree on
+//! everything but the call's id. Then every adapter is fed garbage
 //! (random bytes over AMI, random and mutated JSON over ARI and the webhook): nothing panics,
 //! nothing is logged, and a real call after it still pops and logs once.
 
 use crate::ari::{channel, FakeAri};
 use crate::common::*;
 use crate::pbx::{ScriptCall, ScriptedPbx};
+use crate::sip::{free_udp_port, sipp_or_skip, Sipp};
 use madoguchi::domain::Role;
 use madoguchi::settings::Settings;
 use madoguchi::store::testing::TestDb;
@@ -24,9 +26,23 @@ struct Rig {
     agent: Client,
     ws: Ws,
     http: reqwest::Client,
+    /// sipp's path and the UDP port the SIP link subscribes to, when the rig has SIP.
+    sip: Option<(std::path::PathBuf, u16)>,
+    scratch: madoguchi::store::testing::TempDir,
 }
 
+/// A server linked to every adapter; SIP only when `with_sip` and sipp is installed.
 async fn rig(engine: &str) -> Rig {
+    rig_with(engine, false).await
+}
+
+async fn rig_with(engine: &str, with_sip: bool) -> Rig {
+    let sip = if with_sip {
+        sipp_or_skip().map(|p| (p, free_udp_port()))
+    } else {
+        None
+    };
+    let sip_pbx = sip.as_ref().map(|(_, port)| format!("127.0.0.1:{port}"));
     let mut ami = ScriptedPbx::start().await;
     let mut ari = FakeAri::start().await;
     let db = TestDb::new(engine).await.expect("test database");
@@ -41,6 +57,10 @@ async fn rig(engine: &str) -> Rig {
         s.ari_password = "s3cret".into();
         s.ari_app = "madoguchi".into();
         s.webhook_token = Some(TOKEN.into());
+        if let Some(pbx) = sip_pbx {
+            s.sip_pbx = Some(pbx);
+            s.sip_listen = Some(format!("127.0.0.1:{}", free_udp_port()));
+        }
     })
     .await;
     srv.add_user("agent201", Role::Agent, Some("201")).await;
@@ -64,6 +84,8 @@ async fn rig(engine: &str) -> Rig {
         agent,
         ws,
         http: reqwest::Client::new(),
+        sip,
+        scratch: madoguchi::store::testing::TempDir::new("adapters").unwrap(),
     }
 }
 
@@ -120,6 +142,32 @@ impl Rig {
                     self.ari.send(json!({"type": "ChannelDestroyed", "cause": 16, "cause_txt": "Normal Clearing", "channel": ch}));
                 }
                 self.update(&pop, "ended").await;
+                (pop, up)
+            }
+            "sip" => {
+                // The shared notifier scenario, for this caller and extension 201: sipp takes
+                // the link's SUBSCRIBE, then NOTIFYs early (the caller), confirmed, terminated.
+                let (sipp, port) = self.sip.clone().expect("a rig with SIP");
+                let shared = include_str!("../../testdata/sip/pbx_notifier_uas.xml");
+                let scenario = self.scratch.0.join(format!("call-{n}.xml"));
+                std::fs::write(
+                    &scenario,
+                    shared
+                        .replace("+15551234567", number)
+                        .replace("ACME Corp", "")
+                        .replace("2001", "201"),
+                )
+                .unwrap();
+                let peer = Sipp::start(&sipp, scenario.to_str().unwrap(), port, 1);
+                let pop = self
+                    .ws
+                    .pop_with_record(Duration::from_secs(20))
+                    .await
+                    .expect("sip pop");
+                let up = self.update(&pop, "answered_here").await;
+                self.update(&pop, "ended").await;
+                let (code, errors) = peer.finish(Duration::from_secs(30)).await;
+                assert_eq!(code, Some(0), "sipp: {errors}");
                 (pop, up)
             }
             "webhook" => {
@@ -189,9 +237,13 @@ impl Rig {
 const ADAPTERS: [&str; 3] = ["ami", "ari", "webhook"];
 
 async fn the_same_call_from_every_adapter(engine: &str) {
-    let mut rig = rig(engine).await;
+    let mut rig = rig_with(engine, true).await;
+    let mut adapters = ADAPTERS.to_vec();
+    if rig.sip.is_some() {
+        adapters.push("sip");
+    }
     let mut seen = Vec::new();
-    for (i, adapter) in ADAPTERS.iter().enumerate() {
+    for (i, adapter) in adapters.iter().enumerate() {
         let (pop, up) = rig.call(adapter, 10 + i as u32, "0773628888").await;
         assert_eq!(pop["type"], "screen_pop", "{adapter}: {pop}");
         assert_eq!(up["type"], "call_update", "{adapter}: {up}");
@@ -220,8 +272,8 @@ async fn the_same_call_from_every_adapter(engine: &str) {
     }
 
     // Each call is one row, and the rows agree on all but the id.
-    let calls = rig.ended(ADAPTERS.len()).await;
-    assert_eq!(calls.len(), ADAPTERS.len(), "one row per call: {calls:?}");
+    let calls = rig.ended(adapters.len()).await;
+    assert_eq!(calls.len(), adapters.len(), "one row per call: {calls:?}");
     let row = |c: &madoguchi::store::calls::CallRow| {
         json!({
             "caller_number": c.caller_number,
@@ -233,7 +285,7 @@ async fn the_same_call_from_every_adapter(engine: &str) {
     };
     let expected = json!({"caller_number": "0773628888", "outcome": "answered",
         "answered_by": "201", "resident_id": first["resident"][0], "end_estimated": false});
-    for adapter in ADAPTERS {
+    for adapter in adapters {
         let prefix = match adapter {
             "ami" => "ami:",
             other => other,

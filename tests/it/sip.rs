@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// sipp's path, or None after saying "skipped: sipp not found" (a failure under
 /// MADOGUCHI_REQUIRE_ALL=1).
-fn sipp_or_skip() -> Option<PathBuf> {
+pub(crate) fn sipp_or_skip() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join("sipp"))
@@ -34,7 +34,7 @@ fn sipp_or_skip() -> Option<PathBuf> {
 }
 
 /// A UDP port free on 127.0.0.1 a moment ago.
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("a free UDP port")
@@ -42,13 +42,13 @@ fn free_udp_port() -> u16 {
 }
 
 /// sipp playing the PBX: a UAS scenario on 127.0.0.1, for `calls` subscriptions.
-struct Sipp {
+pub(crate) struct Sipp {
     child: tokio::process::Child,
     dir: PathBuf,
 }
 
 impl Sipp {
-    fn start(sipp: &PathBuf, scenario: &str, port: u16, calls: u32) -> Sipp {
+    pub fn start(sipp: &PathBuf, scenario: &str, port: u16, calls: u32) -> Sipp {
         let path =
             PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/sip")).join(scenario);
         // sipp writes its error log beside where it runs: a folder of its own.
@@ -73,7 +73,7 @@ impl Sipp {
     }
 
     /// sipp's exit status (0: every call of the scenario went as written), after at most `wait`.
-    async fn finish(mut self, wait: Duration) -> (Option<i32>, String) {
+    pub async fn finish(mut self, wait: Duration) -> (Option<i32>, String) {
         let status = tokio::time::timeout(wait, self.child.wait()).await;
         let code = match status {
             Ok(Ok(s)) => s.code(),
