@@ -322,14 +322,15 @@ async fn edit_slot(
 /// Publishes the current state of the slots a move changed, read after the move committed and
 /// under [`AppState::slot_feed`], so messages never go out older than one already sent.
 async fn publish_slots(state: &AppState, changed: &[Slot]) {
+    let ids: Vec<i64> = changed.iter().map(|s| s.id).collect();
     let _order = state.slot_feed.lock().await;
+    // One read for all of them: the lock is held by every change's publishing, so its
+    // round trips are every change's wait.
+    let now = state.store.slots_now(&ids).await.unwrap_or_default();
     for slot in changed {
-        let now = match state.store.slot(slot.id).await {
-            Ok(Some(now)) => now,
-            // The move's own view is the best left; the next update corrects it.
-            Ok(None) | Err(_) => slot.clone(),
-        };
-        let msg = json!({"type": "slot_update", "slot": now});
+        // The change's own view is the best left; the next update corrects it.
+        let current = now.iter().find(|s| s.id == slot.id).unwrap_or(slot);
+        let msg = json!({"type": "slot_update", "slot": current});
         state.hub.publish(SLOTS_TOPIC, &msg.to_string());
     }
 }

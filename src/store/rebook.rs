@@ -641,6 +641,22 @@ impl Store {
         })
     }
 
+    /// The slots with these ids as they are now, in one read (for `slot_update`).
+    pub async fn slots_now(&self, ids: &[i64]) -> Result<Vec<Slot>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        // Integers only: inlined, one statement for any count.
+        let rows = sqlx::query(&format!(
+            "SELECT {SLOT_COLUMNS} FROM slots WHERE id IN ({}) ORDER BY id",
+            list.join(",")
+        ))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(slot_from_row).collect::<Result<_, _>>()?)
+    }
+
     /// The other members of a resident's household (same 世帯番号) with their live bookings.
     pub async fn household_of(&self, resident_id: i64) -> Result<Vec<Member>, StoreError> {
         let rows = sqlx::query(
