@@ -57,6 +57,10 @@ pub enum BenchCommand {
         /// MADOGUCHI_TEST_POSTGRES_URL and dropped afterwards).
         #[arg(long, default_value = "sqlite")]
         engine: String,
+        /// Each agent keeps one HTTP connection open for all its moves, as a browser does
+        /// (without it, every move opens a connection of its own).
+        #[arg(long)]
+        keep_alive: bool,
     },
 }
 
@@ -85,7 +89,8 @@ pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<(
             moves,
             concurrency,
             engine,
-        } => rebook::rebook(residents, moves, concurrency, &engine).await,
+            keep_alive,
+        } => rebook::rebook(residents, moves, concurrency, &engine, keep_alive).await,
     }
 }
 

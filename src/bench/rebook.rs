@@ -22,6 +22,7 @@ pub async fn rebook(
     moves: usize,
     concurrency: usize,
     engine: &str,
+    keep_alive: bool,
 ) -> anyhow::Result<()> {
     let db = TestDb::new(engine).await.with_context(|| {
         format!("a fresh {engine} database (postgres needs MADOGUCHI_TEST_POSTGRES_URL)")
@@ -104,6 +105,7 @@ pub async fn rebook(
                 (rng % m.max(1) as u64) as usize
             };
             let mut out: Vec<(u16, String, Duration)> = Vec::new();
+            let mut conn: Option<tokio::net::TcpStream> = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= moves {
@@ -115,7 +117,11 @@ pub async fn rebook(
                 };
                 let slot = slots[rand(slots.len())];
                 let t = Instant::now();
-                let (status, reason) = post_move(&addr, &cookie, booking, slot, i).await?;
+                let (status, reason) = if keep_alive {
+                    post_move_kept(&mut conn, &addr, &cookie, booking, slot, i).await?
+                } else {
+                    post_move(&addr, &cookie, booking, slot, i).await?
+                };
                 out.push((status, reason, t.elapsed()));
             }
             Ok::<_, anyhow::Error>(out)
@@ -145,8 +151,13 @@ pub async fn rebook(
     // Shutting the server down closes the store, so the checks come first.
     server.shutdown().await?;
     println!(
-        "{engine}: {} move requests by {concurrency} agents in {elapsed:.2} s",
-        results.len()
+        "{engine}: {} move requests by {concurrency} agents in {elapsed:.2} s ({})",
+        results.len(),
+        if keep_alive {
+            "one kept connection per agent"
+        } else {
+            "a connection per request"
+        }
     );
     println!(
         "  rebooks {moved} ({:.0} rebooks/s; {:.0} answers/s)",
@@ -201,6 +212,87 @@ async fn post_move(
         .and_then(|v| v["reason"].as_str().map(str::to_string))
         .unwrap_or_default();
     Ok((status, reason))
+}
+
+/// A move on the agent's kept connection (opened on first use, and again after the server
+/// closed it).
+async fn post_move_kept(
+    conn: &mut Option<tokio::net::TcpStream>,
+    addr: &str,
+    cookie: &str,
+    booking: i64,
+    slot: i64,
+    n: usize,
+) -> anyhow::Result<(u16, String)> {
+    let body = format!(r#"{{"slot_id":{slot}}}"#);
+    let req = format!(
+        "POST /api/bookings/{booking}/move HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCookie: {cookie}\r\nIdempotency-Key: bench-{n}\r\n\r\n{body}",
+        body.len()
+    );
+    for attempt in 0..2 {
+        if conn.is_none() {
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            *conn = Some(s);
+        }
+        let s = conn.as_mut().context("a connection")?;
+        match exchange(s, req.as_bytes()).await {
+            Ok((status, body)) => {
+                let reason = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["reason"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                return Ok((status, reason));
+            }
+            // The server closed an idle connection: a new one, once. The key makes the
+            // resent move harmless.
+            Err(e) if attempt == 0 => {
+                tracing::debug!("reconnecting: {e}");
+                *conn = None;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    anyhow::bail!("no answer")
+}
+
+/// Writes one request and reads its answer (by Content-Length): (status, body).
+async fn exchange(s: &mut tokio::net::TcpStream, req: &[u8]) -> anyhow::Result<(u16, String)> {
+    s.write_all(req).await?;
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("an HTTP answer without a status")?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = s.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok((
+        status,
+        String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string(),
+    ))
 }
 
 /// One HTTP/1.1 request on its own connection: (status, head, body).

@@ -1,6 +1,12 @@
 //! コマと予約: `GET /api/slots?venue=&date=`, `GET /api/bookings?slot_id=`, and
 //! `POST /api/bookings/{id}/move` (rebooking on the phone; dose 2 follows dose 1).
 //!
+//! From the agent's screen (src/store/rebook.rs): `GET /api/bookings/{id}/alternatives`,
+//! `POST /api/bookings` (book), `POST /api/bookings/{id}/cancel`, `POST
+//! /api/bookings/{id}/move-together` ("move us both"); each change is one transaction with
+//! its audit line and an inquiry against the call named by `call_id`. For planners, `PATCH
+//! /api/slots/{id}` (capacity, closed).
+//!
 //! A move that changed seat counts publishes one `slot_update` per changed slot on the hub's
 //! [`SLOTS_TOPIC`] (`/ws/slots`), so every screen showing those slots sees the new counts;
 //! the last message about a slot shows its count after the last move.
@@ -9,11 +15,12 @@ use super::error::JsonBody;
 use super::session::CurrentUser;
 use super::{ApiError, AppState};
 use crate::hub::SLOTS_TOPIC;
-use crate::store::bookings::{MoveOutcome, Slot, SlotBooking};
+use crate::store::bookings::{MoveAnswer, MoveOutcome, Slot, SlotBooking};
+use crate::store::rebook::{Alternatives, Change, ChangeBy, SlotEdit, SlotEditError};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -29,8 +36,17 @@ const KEY_MAX: usize = 200;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/slots", get(slots))
-        .route("/api/bookings", get(bookings_in_slot))
+        .route("/api/bookings", get(bookings_in_slot).post(book))
         .route("/api/bookings/{id}/move", post(move_booking))
+        .route("/api/bookings/{id}/alternatives", get(alternatives))
+        .route("/api/venues", get(venues))
+        .route("/api/bookings/{id}/cancel", post(cancel))
+        .route("/api/bookings/{id}/move-together", post(move_together))
+}
+
+/// The planners' routes: `PATCH /api/slots/{id}`.
+pub fn planning_router() -> Router<AppState> {
+    Router::new().route("/api/slots/{id}", patch(edit_slot))
 }
 
 #[derive(Deserialize)]
@@ -91,6 +107,29 @@ async fn bookings_in_slot(
 #[derive(Deserialize)]
 struct MoveBody {
     slot_id: i64,
+    /// The call the agent is on: the change's inquiry is written against it.
+    #[serde(default)]
+    call_id: Option<String>,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= KEY_MAX)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "send an Idempotency-Key header: one new value per change, the same value only \
+                 when retrying that change",
+            )
+        })?
+        .to_string())
+}
+
+fn call_id(given: &Option<String>) -> Option<&str> {
+    given.as_deref().map(str::trim).filter(|c| !c.is_empty())
 }
 
 async fn move_booking(
@@ -101,43 +140,106 @@ async fn move_booking(
     headers: HeaderMap,
     JsonBody(body): JsonBody<MoveBody>,
 ) -> Result<Response, ApiError> {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= KEY_MAX)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Idempotency-Key",
-                "send an Idempotency-Key header: one new value per move, the same value only \
-                 when retrying that move",
-            )
-        })?
-        .to_string();
-    let answer = state.store.move_booking(id, body.slot_id, &key).await?;
+    let change = Change::Move {
+        booking_id: id,
+        slot_id: body.slot_id,
+    };
+    run(&state, &change, &headers, user.id, &body.call_id, peer).await
+}
+
+#[derive(Deserialize)]
+struct TogetherBody {
+    slot_id: i64,
+    /// The household member's booking that moves with this one.
+    with_booking_id: i64,
+    #[serde(default)]
+    call_id: Option<String>,
+}
+
+async fn move_together(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<TogetherBody>,
+) -> Result<Response, ApiError> {
+    let change = Change::Together {
+        booking_id: id,
+        with_booking_id: body.with_booking_id,
+        slot_id: body.slot_id,
+    };
+    run(&state, &change, &headers, user.id, &body.call_id, peer).await
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    #[serde(default)]
+    call_id: Option<String>,
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CancelBody>,
+) -> Result<Response, ApiError> {
+    let change = Change::Cancel { booking_id: id };
+    run(&state, &change, &headers, user.id, &body.call_id, peer).await
+}
+
+#[derive(Deserialize)]
+struct BookBody {
+    resident_id: i64,
+    dose: i64,
+    slot_id: i64,
+    #[serde(default)]
+    call_id: Option<String>,
+}
+
+async fn book(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<BookBody>,
+) -> Result<Response, ApiError> {
+    if !(1..=2).contains(&body.dose) {
+        return Err(ApiError::invalid("dose", "dose is 1 or 2"));
+    }
+    let change = Change::Book {
+        resident_id: body.resident_id,
+        dose: body.dose,
+        slot_id: body.slot_id,
+    };
+    run(&state, &change, &headers, user.id, &body.call_id, peer).await
+}
+
+/// Runs one change and answers it: 200 with the bookings and slots as they are now, or 409
+/// with a sentence to read to the caller (nothing changed). Seat counts that changed go out
+/// as `slot_update`.
+async fn run(
+    state: &AppState,
+    change: &Change,
+    headers: &HeaderMap,
+    user_id: i64,
+    call: &Option<String>,
+    peer: SocketAddr,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
+    let remote = peer.to_string();
+    let by = ChangeBy {
+        user_id,
+        call_id: call_id(call),
+        remote_addr: &remote,
+    };
+    let answer: MoveAnswer = state.store.change_booking(change, &key, by).await?;
     match answer.outcome {
         MoveOutcome::Moved { bookings, slots } => {
             if !answer.replayed && !slots.is_empty() {
-                publish_slots(&state, &slots).await;
-                let detail = format!(
-                    "booking {id} to slot {}; {}",
-                    body.slot_id,
-                    bookings
-                        .iter()
-                        .map(|b| format!("dose {} in slot {}", b.dose, b.slot_id))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                state
-                    .store
-                    .audit(
-                        Some(user.id),
-                        "move_booking",
-                        None,
-                        &detail,
-                        &peer.to_string(),
-                    )
-                    .await?;
+                publish_slots(state, &slots).await;
             }
             Ok(Json(json!({
                 "moved": true,
@@ -159,17 +261,76 @@ async fn move_booking(
     }
 }
 
+async fn venues(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<crate::store::bookings::Venue>>, ApiError> {
+    Ok(Json(state.store.venues().await?))
+}
+
+async fn alternatives(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Alternatives>, ApiError> {
+    Ok(Json(
+        state.store.alternatives(id, chrono::Utc::now()).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct SlotEditBody {
+    capacity: Option<i64>,
+    closed: Option<bool>,
+}
+
+async fn edit_slot(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i64>,
+    JsonBody(body): JsonBody<SlotEditBody>,
+) -> Result<Json<Slot>, ApiError> {
+    if body.capacity.is_none() && body.closed.is_none() {
+        return Err(ApiError::invalid("capacity", "give capacity and/or closed"));
+    }
+    if body.capacity.is_some_and(|c| !(0..=100_000).contains(&c)) {
+        return Err(ApiError::invalid(
+            "capacity",
+            "capacity is 0 to 100000 seats",
+        ));
+    }
+    let edit = SlotEdit {
+        capacity: body.capacity,
+        closed: body.closed,
+    };
+    match state
+        .store
+        .edit_slot(id, &edit, user.id, &peer.to_string())
+        .await?
+    {
+        Ok(slot) => {
+            publish_slots(&state, std::slice::from_ref(&slot)).await;
+            Ok(Json(slot))
+        }
+        Err(SlotEditError::NotFound) => Err(ApiError::NotFound),
+        Err(SlotEditError::BelowBooked { booked }) => Err(ApiError::Conflict(format!(
+            "{booked} seats are booked in this slot; the capacity cannot go below that. Move \
+             bookings out first; nothing was changed."
+        ))),
+    }
+}
+
 /// Publishes the current state of the slots a move changed, read after the move committed and
 /// under [`AppState::slot_feed`], so messages never go out older than one already sent.
 async fn publish_slots(state: &AppState, changed: &[Slot]) {
+    let ids: Vec<i64> = changed.iter().map(|s| s.id).collect();
     let _order = state.slot_feed.lock().await;
+    // One read for all of them: the lock is held by every change's publishing, so its
+    // round trips are every change's wait.
+    let now = state.store.slots_now(&ids).await.unwrap_or_default();
     for slot in changed {
-        let now = match state.store.slot(slot.id).await {
-            Ok(Some(now)) => now,
-            // The move's own view is the best left; the next update corrects it.
-            Ok(None) | Err(_) => slot.clone(),
-        };
-        let msg = json!({"type": "slot_update", "slot": now});
+        // The change's own view is the best left; the next update corrects it.
+        let current = now.iter().find(|s| s.id == slot.id).unwrap_or(slot);
+        let msg = json!({"type": "slot_update", "slot": current});
         state.hub.publish(SLOTS_TOPIC, &msg.to_string());
     }
 }

@@ -76,6 +76,8 @@ pub mod roles {
     pub const LEDGER: &[Role] = &[Agent, Supervisor, Planner, Venue, Admin];
     /// Whoever sees seats and moves appointments: the phones and the planners.
     pub const BOOKINGS: &[Role] = &[Agent, Supervisor, Planner, Admin];
+    /// Whoever changes the venues' schedules: the planners.
+    pub const PLANNING: &[Role] = &[Planner, Admin];
 }
 
 /// The largest request body accepted (answered 413 above it).
@@ -116,11 +118,15 @@ pub fn app(state: AppState) -> Router {
         ))
         // LEDGER: /api/residents, /api/residents/{id}
         .merge(admit(LEDGER, residents::router()))
-        // BOOKINGS: /api/slots, /api/bookings, /api/bookings/{id}/move, /ws/slots
+        // BOOKINGS: /api/slots, /api/bookings, /api/bookings/{id}/move, /ws/slots,
+        // /api/bookings/{id}/alternatives, /api/bookings/{id}/cancel,
+        // /api/bookings/{id}/move-together, POST /api/bookings, /api/venues
         .merge(admit(
             BOOKINGS,
             bookings::router().merge(ws::slots_router()),
-        ));
+        ))
+        // PLANNING: PATCH /api/slots/{id}
+        .merge(admit(PLANNING, bookings::planning_router()));
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

@@ -101,7 +101,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 async fn openapi() -> Json<serde_json::Value> {
     let op =
         |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
-    Json(json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "madoguchi", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Ledger and screen-pop server of a municipal vaccination campaign"},
@@ -193,5 +193,57 @@ async fn openapi() -> Json<serde_json::Value> {
                 "responses": {"200": {"description": "{}"}, "401": {"description": "wrong token"}, "404": {"description": "no webhook token configured"},
                               "415": {"description": "neither JSON nor form data"}, "422": {"description": "a field is missing or wrong (named)"}}}}
         }
-    }))
+    });
+    rebook_paths(&mut doc);
+    Json(doc)
+}
+
+/// The agent screen's rebooking and the planner's slot edit (src/http/bookings.rs), added to
+/// the description apart (one `json!` for everything exceeds the macro's recursion limit).
+fn rebook_paths(doc: &mut serde_json::Value) {
+    let key = json!({"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "maxLength": 200}});
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
+    let call_id = json!({"type": "string", "description": "the call the agent is on: the change's audit line and inquiry (written in the same transaction) name it"});
+    let paths = &mut doc["paths"];
+    paths["/api/bookings/{id}/move"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["properties"]["call_id"] = call_id.clone();
+    paths["/api/bookings"]["post"] = json!({
+        "summary": "book a dose for a resident with none live (booking dose 1 books dose 2 after it, same venue and time of day, when there is none); one transaction with its audit line and an appointment_change inquiry against call_id. Idempotency-Key as for a move",
+        "parameters": [key.clone()],
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["resident_id", "dose", "slot_id"],
+            "properties": {"resident_id": {"type": "integer"}, "dose": {"type": "integer", "enum": [1, 2]}, "slot_id": {"type": "integer"}, "call_id": call_id.clone()}}}}},
+        "responses": {"200": {"description": "booked: the new bookings and the slots whose counts changed"},
+                      "409": {"description": "refused and nothing changed: `error` to read aloud, `reason` already_booked, slot_full, slot_closed, too_young, too_early, different_product, no_dose2_slot"},
+                      "422": {"description": "unknown resident or slot, bad dose, Idempotency-Key or call_id; `field` names it"}}});
+    paths["/api/bookings/{id}/alternatives"] = json!({"get": {
+        "summary": "the slots to offer instead of a booking: open, coming, allowed to the resident (age; dose 2: dose 1's product and interval); same venue nearest first, then other venues (each with venue_name, same_venue, capacity and booked); and the household's other members with their live bookings",
+        "parameters": [id.clone()],
+        "responses": {"200": {"description": "{booking, resident_id, slots, household}"}, "404": {"description": "no such booking"}}}});
+    paths["/api/bookings/{id}/cancel"] = json!({"post": {
+        "summary": "cancel a booking (dose 1 takes its live dose 2 along); one transaction with its audit line and an appointment_cancel inquiry against call_id. Idempotency-Key as for a move",
+        "parameters": [id.clone(), key.clone()],
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"call_id": call_id.clone()}}}}},
+        "responses": {"200": {"description": "cancelled: the bookings now and the slots whose counts changed"},
+                      "404": {"description": "no such booking"},
+                      "409": {"description": "refused and nothing changed: `error` to read aloud, `reason` booking_not_live"},
+                      "422": {"description": "Idempotency-Key missing or reused, or call_id unknown; `field` names it"}}}});
+    paths["/api/bookings/{id}/move-together"] = json!({"post": {
+        "summary": "move us both: this booking and a household member's (with_booking_id) into one slot, each dose 1 taking its dose 2 along, in one transaction or not at all; audited, with an appointment_change inquiry for each resident against call_id",
+        "parameters": [id.clone(), key],
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["slot_id", "with_booking_id"],
+            "properties": {"slot_id": {"type": "integer"}, "with_booking_id": {"type": "integer"}, "call_id": call_id}}}}},
+        "responses": {"200": {"description": "moved: both residents' bookings now and the slots whose counts changed"},
+                      "404": {"description": "no such booking"},
+                      "409": {"description": "refused and nothing changed: `error` to read aloud; `reason` as for a move, or not_household"},
+                      "422": {"description": "bad body, Idempotency-Key or call_id; `field` names it"}}}});
+    paths["/api/venues"] = json!({"get": {"summary": "the venues (会場): id, name, address, districts",
+        "responses": {"200": {"description": "venues by id"}}}});
+    paths["/api/slots/{id}"] = json!({"patch": {
+        "summary": "planners: change one slot's capacity (never below its live bookings) and/or close or reopen it; audited; a slot_update goes out",
+        "parameters": [id],
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object",
+            "properties": {"capacity": {"type": "integer", "minimum": 0}, "closed": {"type": "boolean"}}}}}},
+        "responses": {"200": {"description": "the slot now"}, "404": {"description": "no such slot"},
+                      "409": {"description": "capacity below the seats booked; nothing changed"},
+                      "422": {"description": "neither capacity nor closed, or a capacity out of range"}}}});
 }

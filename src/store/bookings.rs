@@ -88,7 +88,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(reason: &str, message: impl Into<String>) -> Refusal {
+    pub(super) fn new(reason: &str, message: impl Into<String>) -> Refusal {
         Refusal {
             reason: reason.to_string(),
             message: message.into(),
@@ -138,9 +138,10 @@ pub const SLOT_FULL: &str = "slots_booked_within_capacity";
 /// How far past the standard interval dose 2 is looked for when dose 1 moves.
 pub const DOSE2_SEARCH_DAYS: i64 = 42;
 
-const SLOT_COLUMNS: &str = "id, venue_id, starts_at, ends_at, product, capacity, booked, closed";
+pub(super) const SLOT_COLUMNS: &str =
+    "id, venue_id, starts_at, ends_at, product, capacity, booked, closed";
 
-fn slot_from_row(row: &AnyRow) -> Result<Slot, sqlx::Error> {
+pub(super) fn slot_from_row(row: &AnyRow) -> Result<Slot, sqlx::Error> {
     Ok(Slot {
         id: row.try_get("id")?,
         venue_id: row.try_get("venue_id")?,
@@ -153,11 +154,12 @@ fn slot_from_row(row: &AnyRow) -> Result<Slot, sqlx::Error> {
     })
 }
 
-const BOOKING_SELECT: &str = "SELECT b.id, b.dose, b.slot_id, s.venue_id, v.name AS venue_name, \
+pub(super) const BOOKING_SELECT: &str =
+    "SELECT b.id, b.dose, b.slot_id, s.venue_id, v.name AS venue_name, \
     s.starts_at, s.product, b.status FROM bookings b JOIN slots s ON s.id = b.slot_id \
     JOIN venues v ON v.id = s.venue_id";
 
-fn booking_from_row(row: &AnyRow) -> Result<BookingRow, sqlx::Error> {
+pub(super) fn booking_from_row(row: &AnyRow) -> Result<BookingRow, sqlx::Error> {
     Ok(BookingRow {
         id: row.try_get("id")?,
         dose: row.try_get("dose")?,
@@ -171,14 +173,14 @@ fn booking_from_row(row: &AnyRow) -> Result<BookingRow, sqlx::Error> {
 }
 
 /// A slot's product and JST day and time, parsed from its stored row.
-struct SlotFacts {
-    slot: Slot,
-    product: Product,
-    starts: DateTime<Utc>,
+pub(super) struct SlotFacts {
+    pub(super) slot: Slot,
+    pub(super) product: Product,
+    pub(super) starts: DateTime<Utc>,
 }
 
 impl SlotFacts {
-    fn of(slot: Slot) -> Result<SlotFacts, StoreError> {
+    pub(super) fn of(slot: Slot) -> Result<SlotFacts, StoreError> {
         let product = Product::parse(&slot.product)
             .with_context(|| format!("slot {} has product {:?}", slot.id, slot.product))?;
         let starts = parse_ts(&slot.starts_at)
@@ -189,21 +191,21 @@ impl SlotFacts {
             starts,
         })
     }
-    fn date(&self) -> NaiveDate {
+    pub(super) fn date(&self) -> NaiveDate {
         jst_date(self.starts)
     }
 }
 
 /// The booking being moved, locked for the transaction.
-struct LockedBooking {
-    id: i64,
-    resident_id: i64,
-    dose: i64,
-    slot_id: i64,
-    status: String,
+pub(super) struct LockedBooking {
+    pub(super) id: i64,
+    pub(super) resident_id: i64,
+    pub(super) dose: i64,
+    pub(super) slot_id: i64,
+    pub(super) status: String,
 }
 
-async fn lock_booking(
+pub(super) async fn lock_booking(
     tx: &mut WriteTx,
     booking_id: i64,
 ) -> Result<Option<LockedBooking>, StoreError> {
@@ -226,7 +228,7 @@ async fn lock_booking(
 }
 
 /// The live booking of a resident's dose, locked.
-async fn lock_live_dose(
+pub(super) async fn lock_live_dose(
     tx: &mut WriteTx,
     resident_id: i64,
     dose: i64,
@@ -251,7 +253,7 @@ async fn lock_live_dose(
     }))
 }
 
-async fn slot_in(tx: &mut WriteTx, slot_id: i64) -> Result<Option<Slot>, StoreError> {
+pub(super) async fn slot_in(tx: &mut WriteTx, slot_id: i64) -> Result<Option<Slot>, StoreError> {
     let row = sqlx::query(&format!("SELECT {SLOT_COLUMNS} FROM slots WHERE id = $1"))
         .bind(slot_id)
         .fetch_optional(tx.conn())
@@ -261,7 +263,7 @@ async fn slot_in(tx: &mut WriteTx, slot_id: i64) -> Result<Option<Slot>, StoreEr
 
 /// Takes one seat: the conditional UPDATE whose row count is the answer. Zero rows: the slot
 /// is full or closed, reported as a conflict with [`SLOT_FULL`].
-async fn take_seat(tx: &mut WriteTx, slot_id: i64) -> Result<(), StoreError> {
+pub(super) async fn take_seat(tx: &mut WriteTx, slot_id: i64) -> Result<(), StoreError> {
     let done = sqlx::query(
         "UPDATE slots SET booked = booked + 1 \
          WHERE id = $1 AND booked < capacity AND closed = 0",
@@ -278,7 +280,7 @@ async fn take_seat(tx: &mut WriteTx, slot_id: i64) -> Result<(), StoreError> {
     }
 }
 
-async fn release_seat(tx: &mut WriteTx, slot_id: i64) -> Result<(), StoreError> {
+pub(super) async fn release_seat(tx: &mut WriteTx, slot_id: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE slots SET booked = booked - 1 WHERE id = $1")
         .bind(slot_id)
         .execute(tx.conn())
@@ -308,7 +310,10 @@ async fn set_slot(tx: &mut WriteTx, booking_id: i64, slot_id: i64) -> Result<(),
     Ok(())
 }
 
-async fn birth_date(tx: &mut WriteTx, resident_id: i64) -> Result<Option<NaiveDate>, StoreError> {
+pub(super) async fn birth_date(
+    tx: &mut WriteTx,
+    resident_id: i64,
+) -> Result<Option<NaiveDate>, StoreError> {
     let b: Option<String> = sqlx::query_scalar("SELECT birth_date FROM residents WHERE id = $1")
         .bind(resident_id)
         .fetch_optional(tx.conn())
@@ -317,7 +322,7 @@ async fn birth_date(tx: &mut WriteTx, resident_id: i64) -> Result<Option<NaiveDa
 }
 
 /// Dose 1 as dose 2 must follow it: its product and day (a live or given dose 1).
-async fn dose1_of(
+pub(super) async fn dose1_of(
     tx: &mut WriteTx,
     resident_id: i64,
 ) -> Result<Option<(Product, NaiveDate)>, StoreError> {
@@ -340,7 +345,7 @@ async fn dose1_of(
 
 /// PostgreSQL's deadlock victim (40P01) or serialization failure (40001): it changed nothing,
 /// and the same transaction run again will most likely succeed.
-fn retryable(e: &StoreError) -> bool {
+pub(super) fn retryable(e: &StoreError) -> bool {
     let StoreError::Other(e) = e else {
         return false;
     };
@@ -528,7 +533,7 @@ impl Store {
 
     /// The rules for dose `dose` of a resident in `slot`, on this transaction's rows: the
     /// product's minimum age; for dose 2, dose 1's product and minimum interval.
-    async fn rules_for(
+    pub(super) async fn rules_for(
         &self,
         tx: &mut WriteTx,
         resident_id: i64,
@@ -630,7 +635,7 @@ impl Store {
 
     /// The move itself, on the open transaction. `Ok(Err(refusal))`: a rule refused it and the
     /// caller rolls back.
-    async fn move_in(
+    pub(super) async fn move_in(
         &self,
         tx: &mut WriteTx,
         booking: &LockedBooking,
@@ -823,7 +828,7 @@ impl Store {
     }
 }
 
-fn full(slot: &Slot) -> Refusal {
+pub(super) fn full(slot: &Slot) -> Refusal {
     Refusal::new(
         "slot_full",
         format!(
@@ -907,7 +912,10 @@ async fn follow_dose2(
     )))
 }
 
-async fn bookings_by_id(tx: &mut WriteTx, ids: &[i64]) -> Result<Vec<BookingRow>, StoreError> {
+pub(super) async fn bookings_by_id(
+    tx: &mut WriteTx,
+    ids: &[i64],
+) -> Result<Vec<BookingRow>, StoreError> {
     let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     // Integers we produced: inlining them keeps one query text for any count.
     let rows = sqlx::query(&format!(
@@ -922,7 +930,7 @@ async fn bookings_by_id(tx: &mut WriteTx, ids: &[i64]) -> Result<Vec<BookingRow>
         .collect::<Result<_, _>>()?)
 }
 
-async fn slots_by_id(tx: &mut WriteTx, ids: &[i64]) -> Result<Vec<Slot>, StoreError> {
+pub(super) async fn slots_by_id(tx: &mut WriteTx, ids: &[i64]) -> Result<Vec<Slot>, StoreError> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -937,7 +945,7 @@ async fn slots_by_id(tx: &mut WriteTx, ids: &[i64]) -> Result<Vec<Slot>, StoreEr
 }
 
 /// The stored answer to `key`, if any; the same key for another request is invalid.
-async fn stored_answer<'e, E>(
+pub(super) async fn stored_answer<'e, E>(
     executor: E,
     key: &str,
     booking_id: i64,
@@ -965,7 +973,7 @@ where
     ))
 }
 
-async fn record_answer(
+pub(super) async fn record_answer(
     tx: &mut WriteTx,
     key: &str,
     booking_id: i64,

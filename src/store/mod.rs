@@ -23,6 +23,7 @@ pub mod calls;
 pub mod error;
 pub mod inquiries;
 pub mod popjson;
+pub mod rebook;
 pub mod residents;
 pub mod survey;
 pub mod testing;

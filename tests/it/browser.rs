@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// chromedriver and Chromium, or None (and why) when this machine has none; under
 /// MADOGUCHI_REQUIRE_ALL=1 a missing browser fails the test instead.
-fn browser_or_skip() -> Option<(String, String)> {
+pub(crate) fn browser_or_skip() -> Option<(String, String)> {
     match find_browser() {
         Ok(found) => Some(found),
         Err(why) => {
@@ -33,7 +33,7 @@ fn browser_or_skip() -> Option<(String, String)> {
 }
 
 /// Logs in through the form (password = username) and waits for the live connection.
-async fn log_in(d: &Driver, url: &str, username: &str) {
+pub(crate) async fn log_in(d: &Driver, url: &str, username: &str) {
     d.goto(url).await;
     let user = d.find("#login-username", WAIT).await.expect("login form");
     d.type_into(&user, username).await;
@@ -53,7 +53,7 @@ async fn log_in(d: &Driver, url: &str, username: &str) {
 /// The captured call from 123 to extension 777 (fixture 01) while it rings, and from the
 /// agent's pick-up on (their leg going Up) to the end, under another Linkedid when `n` is not 0
 /// (so each n is a new call from the same caller). Returns (ringing, answer, call id).
-fn call_from_123(n: u32) -> (Vec<u8>, Vec<u8>, String) {
+pub(crate) fn call_from_123(n: u32) -> (Vec<u8>, Vec<u8>, String) {
     let capture = String::from_utf8_lossy(&fixture("01_"))
         .replace("1514295827.372", &format!("{}.372", 1514295827 + n * 1000))
         .replace("1514295839.373", &format!("{}.373", 1514295839 + n * 1000));
@@ -81,7 +81,7 @@ fn call_from_123(n: u32) -> (Vec<u8>, Vec<u8>, String) {
 
 /// The phase of the screen of call `id` (ringing, talking, ended…), or null when the page shows
 /// no screen for it: the active screen (#pop), or a tab for one in the background.
-async fn call_phase(d: &Driver, id: &str) -> Value {
+pub(crate) async fn call_phase(d: &Driver, id: &str) -> Value {
     d.script(
         "const id = arguments[0]; \
          const pop = document.querySelector('#pop'); \
@@ -94,7 +94,7 @@ async fn call_phase(d: &Driver, id: &str) -> Value {
 }
 
 /// Waits until call `id` shows in `phase`; returns the last phase seen.
-async fn wait_phase(d: &Driver, id: &str, phase: &str) -> Value {
+pub(crate) async fn wait_phase(d: &Driver, id: &str, phase: &str) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let now = call_phase(d, id).await;
@@ -107,7 +107,7 @@ async fn wait_phase(d: &Driver, id: &str, phase: &str) -> Value {
 
 /// Console errors from the page, leaving out failed fetches the page expects and handles (the
 /// 401 of GET /api/me before login, and a server that is down while the page reconnects).
-async fn page_errors(d: &Driver) -> Vec<String> {
+pub(crate) async fn page_errors(d: &Driver) -> Vec<String> {
     d.console_errors()
         .await
         .into_iter()

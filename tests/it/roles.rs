@@ -14,6 +14,7 @@ const STAFF: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const PHONES: &[&str] = &["agent", "supervisor", "admin"];
 const LEDGER: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const BOOKINGS: &[&str] = &["agent", "supervisor", "planner", "admin"];
+const PLANNING: &[&str] = &["planner", "admin"];
 
 const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/", NOBODY),
@@ -41,6 +42,12 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/bookings", BOOKINGS),
     ("POST", "/api/bookings/{id}/move", BOOKINGS),
     ("GET", "/ws/slots", BOOKINGS),
+    ("POST", "/api/bookings", BOOKINGS),
+    ("GET", "/api/bookings/{id}/alternatives", BOOKINGS),
+    ("POST", "/api/bookings/{id}/cancel", BOOKINGS),
+    ("POST", "/api/bookings/{id}/move-together", BOOKINGS),
+    ("PATCH", "/api/slots/{id}", PLANNING),
+    ("GET", "/api/venues", BOOKINGS),
 ];
 
 /// A concrete path for a templated one.

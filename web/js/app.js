@@ -33,6 +33,7 @@
 //              [data-testid=resident-ticket] [data-testid=resident-transport] (only when 送迎要)
 //              [data-testid=resident-intent] #search-other
 //   bookings:  #bookings [data-testid=booking-item] [data-testid=bookings-empty]
+//              [data-testid=booking-change] (opens the rebooking panel, rebook.js: #rebook …)
 //   history:   #history [data-testid=history-item] (one per row, newest first, data-kind=
 //              inquiry|call; an inquiry row contains its note text) [data-testid=history-filter]
 //              [data-testid=history-more] [data-testid=follow-ups] (data-count)
@@ -64,6 +65,7 @@ import { applyDesk, bindDesk, loadDesk, renderDesk, resetDesk } from "./desk.js"
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
+import { closeRebook } from "./rebook.js";
 import { closePickList, openResident } from "./resident.js";
 import { activeSession, forgetPersisted, isDirty, newSearch, persist, restorePersisted, state } from "./state.js";
 import { refreshResident, renderChrome, renderWorkspace, setConn } from "./workspace.js";
@@ -199,6 +201,7 @@ function toggleSound() {
 }
 
 function sessionExpired() {
+  closeRebook();
   live.stop();
   showLogin("err.session");
 }
@@ -214,6 +217,7 @@ function mayDiscardDrafts() {
 
 async function logout() {
   if (!mayDiscardDrafts()) return;
+  closeRebook();
   live.stop();
   try {
     await api("DELETE", "/api/session");

@@ -120,6 +120,21 @@ export function formatAppointment(iso) {
   return `${p.month}月${p.day}日（${WEEKDAY_JA[p.weekday] ?? ""}）${hour}:${p.minute}`;
 }
 
+/**
+ * An appointment with its year when that is not this year: 令和4年1月11日（火）09:30 (a letter's
+ * 令和) or Tue 11 Jan 2022 09:30; this year's read as formatAppointment does.
+ */
+export function formatAppointmentYear(iso, today = todayJst()) {
+  const p = zonedParts(iso);
+  if (!p) return "";
+  if (!today || Number(p.year) === today.y) return formatAppointment(iso);
+  const hour = p.hour === "24" ? "00" : p.hour;
+  if (lang() === "en") return `${p.weekday} ${p.day} ${MONTHS_EN[p.month - 1]} ${p.year} ${hour}:${p.minute}`;
+  const w = wareki({ y: Number(p.year), m: Number(p.month), d: Number(p.day) });
+  const era = w ? `${t(`era.${w.era}`)}${w.year === 1 ? "元" : w.year}年` : `${p.year}年`;
+  return `${era}${formatAppointment(iso)}`;
+}
+
 /** Seconds as m:ss, or h:mm:ss past the hour. */
 export function formatDuration(seconds) {
   const s = Math.max(0, Math.floor(seconds || 0));

@@ -6,8 +6,9 @@ import { isWithheld } from "./banner.js";
 import { $, arrowNavigate, h, icon, toast } from "./dom.js";
 import * as fmt from "./format.js";
 import { t } from "./i18n.js";
+import { changeButton, rideBadge } from "./rebook.js";
 import { buildSearchPanel } from "./search.js";
-import { state } from "./state.js";
+import { activeSession, state } from "./state.js";
 import { refreshResident, renderSessions } from "./workspace.js";
 
 /** Tell the server which resident this call was about (fire and forget). */
@@ -502,7 +503,7 @@ function buildCard(s) {
   );
 }
 
-export function buildBookings(r) {
+export function buildBookings(r, session = activeSession()) {
   const bookings = (r.bookings || []).slice().sort((a, b) => (a.dose || 0) - (b.dose || 0));
   const vaccinations = r.vaccinations || [];
   const panel = h(
@@ -521,9 +522,13 @@ export function buildBookings(r) {
           "li",
           { class: "booking", "data-testid": "booking-item", "data-status": status },
           h("span", { class: "booking-dose", text: t("book.dose", { n: b.dose }) }),
-          h("span", { class: "booking-when", text: fmt.formatAppointment(b.starts_at) }),
+          h("span", { class: "booking-when", text: fmt.formatAppointmentYear(b.starts_at) }),
           h("span", { class: "booking-venue", text: b.venue_name || t("book.venue", { id: b.venue_id ?? "" }) }),
           h("span", { class: `badge badge-${status === "cancelled" || status === "no_show" ? "muted" : "outline"}`, text: t(`book.status.${status}`) }),
+          // The ride (送迎), when transport has given the booking one: {stop_name, pickup_at}.
+          rideBadge(b),
+          // 変更: the rebooking panel (rebook.js), for a live booking or to book a cancelled dose again.
+          session && (status === "booked" || status === "checked_in" || status === "cancelled") ? changeButton(session, b) : "",
         ),
       );
     }

@@ -1,0 +1,280 @@
+//! Rebooking from the pop in a real browser: an agent's phone rings (the fake PBX), the pop
+//! shows the caller's bookings, the agent opens the alternatives and moves dose 1 (a double
+//! click), and sees both doses at their new times; a full slot answers with a sentence on the
+//! screen and changes nothing; a second agent whose screen shows the slot sees its seats drop.
+
+use crate::browser::{browser_or_skip, call_from_123, log_in, page_errors, wait_phase, WAIT};
+use crate::common::*;
+use crate::webdriver::Driver;
+use chrono::{Duration, NaiveTime};
+use madoguchi::domain::vaccine::{jst_at, jst_date};
+use madoguchi::domain::{Product, Role};
+use madoguchi::store::bookings::NewSlot;
+use madoguchi::store::rebook::appointment_ja;
+use serde_json::{json, Value};
+
+/// The seats a row of the panel shows for `slot` (data-seats), or null when not shown.
+async fn seats_shown(d: &Driver, slot: i64) -> Value {
+    d.script(
+        "const r = document.querySelector(`#rebook [data-testid=rebook-slot][data-slot-id=\"${arguments[0]}\"]`); \
+         return r ? r.dataset.seats : null;",
+        vec![json!(slot)],
+    )
+    .await
+}
+
+/// The text of the record's booking items, dose by dose.
+async fn booking_texts(d: &Driver) -> Value {
+    d.script(
+        "return [...document.querySelectorAll('#bookings [data-testid=booking-item]')].map(e => e.textContent);",
+        vec![],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_agent_moves_dose_1_from_the_pop_and_another_sees_the_seats_drop() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let mut pbx = FakeAsterisk::start().await;
+    let srv = TestServer::start("sqlite", Some(pbx.addr.clone())).await;
+    srv.add_user("sato", Role::Agent, Some("777")).await;
+    srv.add_user("suzuki", Role::Agent, Some("778")).await;
+    let s = srv.store();
+    s.insert_residents(&[
+        resident(20, "岡本 清", "オカモト　キヨシ", &["123"]),
+        resident(21, "山田 花子", "ヤマダ　ハナコ", &["0773-62-9999"]),
+    ])
+    .await
+    .unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM residents ORDER BY id")
+        .fetch_all(&s.read)
+        .await
+        .unwrap();
+    let (okamoto, yamada) = (ids[0], ids[1]);
+
+    // A venue's next 40 days at 09:30 and 14:00, three seats each.
+    let venue = s
+        .insert_venue("中総合会館", "舞鶴市字浜", &["東"])
+        .await
+        .unwrap();
+    let first = jst_date(chrono::Utc::now()) + Duration::days(2);
+    let mut new = Vec::new();
+    for day in 0..40 {
+        for (h, m) in [(9, 30), (14, 0)] {
+            let starts = jst_at(
+                first + Duration::days(day),
+                NaiveTime::from_hms_opt(h, m, 0).unwrap(),
+            );
+            new.push(NewSlot {
+                venue_id: venue,
+                starts_at: starts,
+                ends_at: starts + Duration::minutes(30),
+                product: Product::Pfizer,
+                capacity: 3,
+            });
+        }
+    }
+    let slot_ids = s.insert_slots(&new).await.unwrap();
+    let slot = |day: usize, pm: bool| slot_ids[day * 2 + usize::from(pm)];
+    let when = |day: usize, pm: bool| appointment_ja(new[day * 2 + usize::from(pm)].starts_at);
+    let d1 = s.book(okamoto, 1, slot(0, false)).await.unwrap().unwrap();
+    s.book(okamoto, 2, slot(21, false)).await.unwrap().unwrap();
+    s.book(yamada, 1, slot(1, false)).await.unwrap().unwrap();
+    let target = slot(1, true);
+
+    tokio::time::timeout(WAIT, pbx.logins.recv())
+        .await
+        .expect("AMI login");
+
+    // The second agent looks at 山田さん's booking: the alternatives show the target slot.
+    let other = Driver::start(&driver_bin, &chrome).await;
+    log_in(&other, &srv.url, "suzuki").await;
+    let api = srv.login("suzuki").await;
+    let (status, record) = api.get(&format!("/api/residents/{yamada}")).await;
+    assert_eq!(status, 200);
+    let hub = &srv.running.as_ref().expect("running").state.hub;
+    let pop = json!({"type": "screen_pop", "lookup": "ok", "candidates": [record],
+        "call": {"id": "t:yamada", "caller_number": "0773629999", "caller_name": null, "queue": "vaccine",
+                 "dialled": "0773-62-0000", "started_at": chrono::Utc::now().to_rfc3339(),
+                 "resident_id": null, "state": "talking"}});
+    hub.publish(&madoguchi::hub::agent_topic("778"), &pop.to_string());
+    let change = other
+        .find("[data-testid=booking-change]", WAIT)
+        .await
+        .expect("山田さん's booking has 変更");
+    other.click(&change).await;
+    let shown = other
+        .wait_for(
+            &format!("const r = document.querySelector('#rebook [data-testid=rebook-slot][data-slot-id=\"{target}\"]'); return r ? r.dataset.seats : null;"),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!("3"),
+        "the second screen shows the slot with 3 seats"
+    );
+
+    // 岡本さん calls: the pop on sato's screen, with both bookings.
+    let d = Driver::start(&driver_bin, &chrome).await;
+    log_in(&d, &srv.url, "sato").await;
+    let (ringing, answer, call_id) = call_from_123(0);
+    pbx.send(&ringing);
+    assert_eq!(wait_phase(&d, &call_id, "ringing").await, json!("ringing"));
+    pbx.send(&answer);
+    let name = d
+        .find("[data-testid=resident-name]", WAIT)
+        .await
+        .expect("the pop shows the caller");
+    assert_eq!(d.text(&name).await, "岡本 清");
+    let texts = booking_texts(&d).await;
+    assert!(
+        texts[0].as_str().unwrap().contains(&when(0, false)),
+        "dose 1 reads with its weekday: {texts}"
+    );
+    // The call is in the log before the change names it.
+    let sato = srv.login("sato").await;
+    for _ in 0..50 {
+        let (_, calls) = sato.get("/api/calls").await;
+        if calls
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["id"] == call_id.as_str()))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // The alternatives of dose 1.
+    let button = d
+        .find(
+            &format!("[data-testid=booking-change][data-booking-id=\"{d1}\"]"),
+            WAIT,
+        )
+        .await
+        .expect("dose 1 has 変更");
+    d.click(&button).await;
+    let listed = d
+        .wait_for(
+            &format!("return document.querySelector('#rebook [data-testid=rebook-slot][data-slot-id=\"{target}\"]') !== null;"),
+            WAIT,
+        )
+        .await;
+    assert_eq!(listed, json!(true), "the panel offers the target slot");
+    let order = d
+        .script(
+            "return [...document.querySelectorAll('#rebook [data-testid=rebook-slot]')].slice(0, 3).map(r => Number(r.dataset.slotId));",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        order,
+        json!([slot(0, true), slot(1, false), slot(1, true)]),
+        "same venue, nearest first"
+    );
+
+    // A slot that filled behind the screen's back: 409, read aloud, nothing changed.
+    let filled = slot(0, true);
+    sqlx::query("UPDATE slots SET capacity = 0 WHERE id = $1")
+        .bind(filled)
+        .execute(&s.write)
+        .await
+        .unwrap();
+    d.script(
+        "document.querySelector(`#rebook [data-testid=rebook-slot][data-slot-id=\"${arguments[0]}\"] [data-testid=rebook-choose]`).click();",
+        vec![json!(filled)],
+    )
+    .await;
+    let refused = d
+        .wait_for(
+            "const m = document.querySelector('#rebook [data-testid=rebook-message]'); return m && m.dataset.kind === 'refused' ? m.textContent : null;",
+            WAIT,
+        )
+        .await;
+    assert!(
+        refused
+            .as_str()
+            .is_some_and(|m| m.contains("fully booked") && m.contains("nothing was changed")),
+        "the refusal is on the screen: {refused}"
+    );
+    assert_eq!(
+        s.bookings_of(okamoto).await.unwrap()[0].slot_id,
+        slot(0, false)
+    );
+
+    // A double click on the target: one move, dose 2 follows to the same time 21 days on.
+    d.script(
+        "const b = document.querySelector(`#rebook [data-testid=rebook-slot][data-slot-id=\"${arguments[0]}\"] [data-testid=rebook-choose]`); b.click(); b.click();",
+        vec![json!(target)],
+    )
+    .await;
+    let done = d
+        .wait_for(
+            "const m = document.querySelector('#rebook [data-testid=rebook-message]'); return m && m.dataset.kind === 'done' ? m.textContent : null;",
+            WAIT,
+        )
+        .await;
+    assert!(done.is_string(), "the move is confirmed: {done}");
+    let (one, two) = (when(1, true), when(22, true));
+    let both = d
+        .wait_for(
+            &format!(
+                "const t = [...document.querySelectorAll('#bookings [data-testid=booking-item]')].map(e => e.textContent); \
+                 return t.length === 2 && t[0].includes({one:?}) && t[1].includes({two:?});"
+            ),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        both,
+        json!(true),
+        "both doses show their new times: {}",
+        booking_texts(&d).await
+    );
+    let booked = s.bookings_of(okamoto).await.unwrap();
+    assert_eq!(
+        (booked[0].slot_id, booked[1].slot_id),
+        (target, slot(22, true))
+    );
+    assert_eq!(
+        s.slot(target).await.unwrap().unwrap().booked,
+        1,
+        "one seat, not two"
+    );
+    let inquiries: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM inquiries WHERE call_key = $1 AND category = 'appointment_change'",
+    )
+    .bind(call_id.clone())
+    .fetch_one(&s.read)
+    .await
+    .unwrap();
+    assert_eq!(inquiries, 1, "the change is attached to the call once");
+    let noted = d
+        .wait_for(
+            "return [...document.querySelectorAll('[data-testid=history-item]')].some(e => e.textContent.includes('予約変更'));",
+            WAIT,
+        )
+        .await;
+    assert_eq!(noted, json!(true), "the change shows in the history");
+
+    // The second screen: the seats dropped while it looked.
+    let dropped = other
+        .wait_for(
+            &format!("const r = document.querySelector('#rebook [data-testid=rebook-slot][data-slot-id=\"{target}\"]'); return r && r.dataset.seats === '2';"),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        dropped,
+        json!(true),
+        "the second agent sees 2 seats left, now {}",
+        seats_shown(&other, target).await
+    );
+    assert_eq!(page_errors(&d).await, Vec::<String>::new());
+    assert_eq!(page_errors(&other).await, Vec::<String>::new());
+    d.quit().await;
+    other.quit().await;
+    srv.stop().await;
+}
