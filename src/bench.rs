@@ -7,7 +7,10 @@
 //!
 //! `bench rebook` (`src/bench/rebook.rs`) measures rebooking: agents moving bookings at once
 //! through the real server, and whether any slot ended over capacity (it must not).
+//!
+//! `bench assign` (`src/bench/assign.rs`) times the city's assignment of a synthetic city.
 
+mod assign;
 mod rebook;
 
 use crate::domain::{Extension, PhoneNumber, Role};
@@ -58,6 +61,15 @@ pub enum BenchCommand {
         #[arg(long, default_value = "sqlite")]
         engine: String,
     },
+    /// The city's assignment of a synthetic city: read, plan, write timed; a second run must
+    /// assign nobody; no slot or run over capacity.
+    Assign {
+        #[arg(long, default_value_t = 80_000)]
+        residents: usize,
+        /// `sqlite` (a temporary file) or `postgres` (through MADOGUCHI_TEST_POSTGRES_URL).
+        #[arg(long, default_value = "sqlite")]
+        engine: String,
+    },
 }
 
 pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<()> {
@@ -86,6 +98,7 @@ pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<(
             concurrency,
             engine,
         } => rebook::rebook(residents, moves, concurrency, &engine).await,
+        BenchCommand::Assign { residents, engine } => assign::assign(residents, &engine).await,
     }
 }
 

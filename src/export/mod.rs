@@ -5,9 +5,11 @@
 //! - [`import`]: `madoguchi import residents FILE`, the resident master CSV (UTF-8 or Shift_JIS),
 //!   all or nothing.
 //! - [`cdr`]: `madoguchi import cdr FILE`, Asterisk's `Master.csv`, filling in missed calls.
+//! - [`notices`]: `madoguchi export notices`, the assignment notices for mail merge.
 
 pub mod cdr;
 pub mod import;
+pub mod notices;
 
 pub use import::{
     bench_import, import_residents, parse_residents, residents_csv, ImportError, ImportReport,

@@ -91,6 +91,9 @@ async fn bookings_in_slot(
 #[derive(Deserialize)]
 struct MoveBody {
     slot_id: i64,
+    /// The resident will come without the bus: release the ride rather than require a seat.
+    #[serde(default)]
+    release_ride: bool,
 }
 
 async fn move_booking(
@@ -114,9 +117,19 @@ async fn move_booking(
             )
         })?
         .to_string();
-    let answer = state.store.move_booking(id, body.slot_id, &key).await?;
+    let opts = crate::store::bookings::MoveOptions {
+        release_ride: body.release_ride,
+    };
+    let answer = state
+        .store
+        .move_booking_with(id, body.slot_id, &key, opts)
+        .await?;
     match answer.outcome {
-        MoveOutcome::Moved { bookings, slots } => {
+        MoveOutcome::Moved {
+            bookings,
+            slots,
+            rides,
+        } => {
             if !answer.replayed && !slots.is_empty() {
                 publish_slots(&state, &slots).await;
                 let detail = format!(
@@ -144,6 +157,7 @@ async fn move_booking(
                 "replayed": answer.replayed,
                 "bookings": bookings,
                 "slots": slots,
+                "rides": rides,
             }))
             .into_response())
         }
@@ -161,7 +175,7 @@ async fn move_booking(
 
 /// Publishes the current state of the slots a move changed, read after the move committed and
 /// under [`AppState::slot_feed`], so messages never go out older than one already sent.
-async fn publish_slots(state: &AppState, changed: &[Slot]) {
+pub(crate) async fn publish_slots(state: &AppState, changed: &[Slot]) {
     let _order = state.slot_feed.lock().await;
     for slot in changed {
         let now = match state.store.slot(slot.id).await {

@@ -101,7 +101,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 async fn openapi() -> Json<serde_json::Value> {
     let op =
         |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
-    Json(json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "madoguchi", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Ledger and screen-pop server of a municipal vaccination campaign"},
@@ -159,10 +159,10 @@ async fn openapi() -> Json<serde_json::Value> {
                     {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
                     {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "maxLength": 200}}],
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["slot_id"],
-                    "properties": {"slot_id": {"type": "integer"}}}}}},
+                    "properties": {"slot_id": {"type": "integer"}, "release_ride": {"type": "boolean", "description": "the resident comes without the bus: release the ride instead of requiring a seat on a run serving the new slot"}}}}}},
                 "responses": {"200": {"description": "moved: the bookings now and the slots whose counts changed"},
                               "404": {"description": "no such booking"},
-                              "409": {"description": "refused and nothing changed: `error` is a sentence to read to the caller, `reason` one of slot_full, slot_closed, booking_not_live, different_product, too_early, too_young, no_dose2_slot"},
+                              "409": {"description": "refused and nothing changed: `error` is a sentence to read to the caller, `reason` one of slot_full, slot_closed, booking_not_live, different_product, too_early, too_young, no_dose2_slot, no_bus_seat"},
                               "422": {"description": "slot_id unknown, or Idempotency-Key missing or reused for another move; `field` names it"}}}},
             "/api/residents/{id}/phones": {"post": {"summary": "keep the number a caller rang from: {number, kind (home, mobile, family, other), call_id?}; audited",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
@@ -193,5 +193,12 @@ async fn openapi() -> Json<serde_json::Value> {
                 "responses": {"200": {"description": "{}"}, "401": {"description": "wrong token"}, "404": {"description": "no webhook token configured"},
                               "415": {"description": "neither JSON nor form data"}, "422": {"description": "a field is missing or wrong (named)"}}}}
         }
-    }))
+    });
+    if let (Some(paths), serde_json::Value::Object(more)) = (
+        doc["paths"].as_object_mut(),
+        super::planning::openapi_paths(),
+    ) {
+        paths.extend(more);
+    }
+    Json(doc)
 }

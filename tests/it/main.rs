@@ -4,6 +4,7 @@
 mod ami;
 mod api;
 mod ari;
+mod assign;
 mod bookings;
 mod browser;
 mod cli;

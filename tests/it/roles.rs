@@ -14,6 +14,7 @@ const STAFF: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const PHONES: &[&str] = &["agent", "supervisor", "admin"];
 const LEDGER: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const BOOKINGS: &[&str] = &["agent", "supervisor", "planner", "admin"];
+const PLANNING: &[&str] = &["planner", "admin"];
 
 const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/", NOBODY),
@@ -41,6 +42,16 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/bookings", BOOKINGS),
     ("POST", "/api/bookings/{id}/move", BOOKINGS),
     ("GET", "/ws/slots", BOOKINGS),
+    ("GET", "/api/venues", BOOKINGS),
+    ("GET", "/api/runs", BOOKINGS),
+    ("POST", "/api/venues/{id}/slots", PLANNING),
+    ("PATCH", "/api/slots/{id}", PLANNING),
+    ("POST", "/api/assign", PLANNING),
+    ("POST", "/api/reshuffle", PLANNING),
+    ("POST", "/api/transport/plan", PLANNING),
+    ("GET", "/api/runs/{id}/manifest", PLANNING),
+    ("GET", "/api/runs/{id}/manifest.csv", PLANNING),
+    ("GET", "/api/notices.csv", PLANNING),
 ];
 
 /// A concrete path for a templated one.
