@@ -158,6 +158,9 @@ fn priority(
     )
 }
 
+/// A run (index) and the stop each rider boards at; `usize::MAX` when nobody rides.
+type Ride = (usize, Vec<i64>);
+
 struct Index<'a> {
     input: &'a AssignInput,
     free: Vec<i64>,
@@ -265,7 +268,7 @@ impl<'a> Index<'a> {
     }
 
     /// Dose 2 for dose 1 in slot `s1`: the standard day, else the nearest legal day with seats.
-    fn dose2_for(&self, s1: usize, group: &Group) -> Option<(usize, Option<(usize, Vec<i64>)>)> {
+    fn dose2_for(&self, s1: usize, group: &Group) -> Option<(usize, Option<Ride>)> {
         let slot = &self.input.slots[s1];
         let n = group.members.len() as i64;
         let window = dose2_window(slot.date, slot.product);
@@ -273,7 +276,7 @@ impl<'a> Index<'a> {
             .by_time
             .get(&(slot.venue_id, slot.product, slot.time))?;
         let last = window.standard + Duration::days(DOSE2_LATE_DAYS);
-        let mut best: Option<(i64, NaiveDate, usize, Option<(usize, Vec<i64>)>)> = None;
+        let mut best: Option<(i64, NaiveDate, usize, Option<Ride>)> = None;
         for (date, &i) in dates.range(window.earliest..=last) {
             if self.free[i] < n {
                 continue;

@@ -207,7 +207,9 @@ async fn counters_hold(s: &Store, engine: &str) {
     );
 }
 
-fn priority(r: &Resident, on: NaiveDate, order: &[String]) -> (bool, i64, usize, NaiveDate) {
+type Priority = (bool, i64, usize, NaiveDate);
+
+fn priority(r: &Resident, on: NaiveDate, order: &[String]) -> Priority {
     let age = age_on(r.birth, on) as i64;
     let rank = order
         .iter()
@@ -357,8 +359,7 @@ async fn assign_keeps_every_rule_over_the_whole_demo_population(engine: &str) {
             *members.entry(h.clone()).or_default() += 1;
         }
     }
-    let mut alone: BTreeMap<i64, Vec<((bool, i64, usize, NaiveDate), DateTime<Utc>)>> =
-        BTreeMap::new();
+    let mut alone: BTreeMap<i64, Vec<(Priority, DateTime<Utc>)>> = BTreeMap::new();
     for p in &report.placements {
         let r = &f.residents[&p.resident_id];
         let shared = r.household.as_ref().is_some_and(|h| members[h] > 1);

@@ -247,9 +247,7 @@ impl Store {
         let mut order: HashMap<i64, Vec<usize>> = HashMap::new();
         for unit in units {
             let src = source[&unit[0].slot];
-            if !order.contains_key(&src.id) {
-                order.insert(src.id, rank(src, &cands));
-            }
+            order.entry(src.id).or_insert_with(|| rank(src, &cands));
             let ranked = &order[&src.id];
             let together = unit.len() > 1;
             let mut groups = vec![unit.clone()];

@@ -581,7 +581,8 @@ impl Store {
             ..Default::default()
         };
         // (venue, starts) → [(stop, booking, resident, slot)]
-        let mut groups: BTreeMap<(i64, String), Vec<(i64, i64, i64, i64)>> = BTreeMap::new();
+        type Rider = (i64, i64, i64, i64);
+        let mut groups: BTreeMap<(i64, String), Vec<Rider>> = BTreeMap::new();
         for r in &rows {
             let (booking, resident, town, slot, venue, starts): (
                 i64,
