@@ -7,7 +7,10 @@
 //!
 //! `bench rebook` (`src/bench/rebook.rs`) measures rebooking: agents moving bookings at once
 //! through the real server, and whether any slot ended over capacity (it must not).
+//!
+//! `bench assign` (`src/bench/assign.rs`) times the city's assignment of a synthetic city.
 
+mod assign;
 mod rebook;
 
 use crate::domain::{Extension, PhoneNumber, Role};
@@ -62,6 +65,15 @@ pub enum BenchCommand {
         #[arg(long)]
         keep_alive: bool,
     },
+    /// The city's assignment of a synthetic city: read, plan, write timed; a second run must
+    /// assign nobody; no slot or run over capacity.
+    Assign {
+        #[arg(long, default_value_t = 80_000)]
+        residents: usize,
+        /// `sqlite` (a temporary file) or `postgres` (through MADOGUCHI_TEST_POSTGRES_URL).
+        #[arg(long, default_value = "sqlite")]
+        engine: String,
+    },
 }
 
 pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<()> {
@@ -91,6 +103,7 @@ pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<(
             engine,
             keep_alive,
         } => rebook::rebook(residents, moves, concurrency, &engine, keep_alive).await,
+        BenchCommand::Assign { residents, engine } => assign::assign(residents, &engine).await,
     }
 }
 

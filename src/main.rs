@@ -38,7 +38,17 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
-    /// Write files out of the ledger.
+    /// The city's assignment: both doses for every resident who wants one and has no booking.
+    Assign(AssignArgs),
+    /// 送迎: bus runs for the day's riders, and drivers' manifests.
+    Transport {
+        #[command(subcommand)]
+        command: TransportCommand,
+    },
+    /// 予約の組み換え: close a slot, a venue's day or a whole venue and move its bookings to
+    /// the nearest legal slots (all or nothing).
+    Reshuffle(ReshuffleArgs),
+    /// Files out of the ledger.
     Export {
         #[command(subcommand)]
         command: ExportCommand,
@@ -92,14 +102,6 @@ enum ImportCommand {
     Survey { file: PathBuf },
 }
 
-#[derive(Subcommand)]
-enum ExportCommand {
-    /// The call log of the days FROM..=TO (Japan's dates) as CSV for Excel.
-    Calls(LogExport),
-    /// The inquiry log of the days FROM..=TO (Japan's dates) as CSV for Excel.
-    Inquiries(LogExport),
-}
-
 #[derive(clap::Args)]
 struct LogExport {
     /// First day, YYYY-MM-DD.
@@ -137,6 +139,99 @@ fn write_export(
         );
     }
     Ok(())
+}
+
+#[derive(clap::Args)]
+struct AssignArgs {
+    /// The first day dose 1 may fall on (YYYY-MM-DD, Japan).
+    #[arg(long)]
+    from: chrono::NaiveDate,
+    /// The last day dose 1 may fall on; dose 2 follows at the product's interval.
+    #[arg(long)]
+    to: chrono::NaiveDate,
+    /// Plan and report, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// 地区 in the order they are served among residents of the same age, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    district_order: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum TransportCommand {
+    /// Seats on runs for the day's riders who have none: group by stop and slot, fill runs,
+    /// add runs while a slot time has fewer than --max-runs; list riders not placed.
+    Plan {
+        #[arg(long)]
+        date: chrono::NaiveDate,
+        /// Seats of a run this adds.
+        #[arg(long, default_value_t = 20)]
+        seats: i64,
+        #[arg(long, default_value_t = 2)]
+        max_runs: usize,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// A run's manifest for its driver, as CSV (UTF-8 with BOM).
+    Manifest {
+        #[arg(long)]
+        run: i64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReshuffleArgs {
+    /// Close this slot.
+    #[arg(long, conflicts_with_all = ["venue", "date"])]
+    slot: Option<i64>,
+    /// Close this venue (from now on), or with --date its day.
+    #[arg(long)]
+    venue: Option<i64>,
+    #[arg(long, requires = "venue")]
+    date: Option<chrono::NaiveDate>,
+    /// Show the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// The call log of the days FROM..=TO (Japan's dates) as CSV for Excel.
+    Calls(LogExport),
+    /// The inquiry log of the days FROM..=TO (Japan's dates) as CSV for Excel.
+    Inquiries(LogExport),
+    /// Assignment notices for mail merge: name, address, each dose's venue, date with weekday,
+    /// time, pickup stop and time.
+    Notices {
+        /// Only residents whose first dose falls from this day.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// utf8 (with BOM, for Excel) or sjis (Shift_JIS).
+        #[arg(long, default_value = "utf8")]
+        encoding: String,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn write_out(out: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    match out {
+        Some(p) => {
+            std::fs::write(p, bytes).with_context(|| format!("{}: cannot write", p.display()))
+        }
+        None => Ok(std::io::stdout().write_all(bytes)?),
+    }
 }
 
 /// `default` is the filter when `MADOGUCHI_LOG` is unset (a benchmark logs warnings only: a
@@ -311,29 +406,183 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{}", result?);
             Ok(())
         }
-        Command::Export { command } => {
+        Command::Export {
+            command: ExportCommand::Calls(a),
+        } => {
             let store = Store::open(&settings.database_url).await?;
-            let result = match &command {
-                ExportCommand::Calls(a) => madoguchi::export::logs::calls_file(
-                    &store,
-                    a.from,
-                    a.to.unwrap_or(a.from),
-                    a.encoding,
-                )
-                .await
-                .map(|f| ("calls", f, a.out.clone())),
-                ExportCommand::Inquiries(a) => madoguchi::export::logs::inquiries_file(
-                    &store,
-                    a.from,
-                    a.to.unwrap_or(a.from),
-                    a.encoding,
-                )
-                .await
-                .map(|f| ("inquiries", f, a.out.clone())),
-            };
+            let to = a.to.unwrap_or(a.from);
+            let result = madoguchi::export::logs::calls_file(&store, a.from, to, a.encoding).await;
             store.close().await;
-            let (what, file, out) = result?;
-            write_export(what, file, out.as_deref())
+            write_export("calls", result?, a.out.as_deref())
+        }
+        Command::Export {
+            command: ExportCommand::Inquiries(a),
+        } => {
+            let store = Store::open(&settings.database_url).await?;
+            let to = a.to.unwrap_or(a.from);
+            let result =
+                madoguchi::export::logs::inquiries_file(&store, a.from, to, a.encoding).await;
+            store.close().await;
+            write_export("inquiries", result?, a.out.as_deref())
+        }
+        Command::Assign(a) => {
+            if a.to < a.from {
+                anyhow::bail!("--to is before --from");
+            }
+            let store = Store::open(&settings.database_url).await?;
+            let opts = madoguchi::store::bookings::assign::AssignOptions {
+                from: a.from,
+                to: a.to,
+                dry_run: a.dry_run,
+                district_order: a.district_order,
+            };
+            let report = store.assign(&opts).await;
+            store.close().await;
+            let report = report?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Command::Transport {
+            command:
+                TransportCommand::Plan {
+                    date,
+                    seats,
+                    max_runs,
+                    dry_run,
+                },
+        } => {
+            if !(1..=100).contains(&seats) {
+                anyhow::bail!("--seats is 1 to 100");
+            }
+            let store = Store::open(&settings.database_url).await?;
+            let plan = store
+                .plan_transport(date, seats, max_runs.clamp(1, 50), dry_run)
+                .await;
+            store.close().await;
+            let plan = plan?;
+            println!(
+                "transport {date}{}: {} riders placed, {} runs added, {} not placed",
+                if dry_run {
+                    " (dry run: nothing written)"
+                } else {
+                    ""
+                },
+                plan.placed.len(),
+                plan.runs_created.len(),
+                plan.unplaced.len()
+            );
+            for u in &plan.unplaced {
+                println!(
+                    "  not placed: booking {} (resident {}, slot {}): {}",
+                    u.booking_id, u.resident_id, u.slot_id, u.reason
+                );
+            }
+            Ok(())
+        }
+        Command::Transport {
+            command: TransportCommand::Manifest { run, out },
+        } => {
+            let store = Store::open(&settings.database_url).await?;
+            let manifest = store.manifest(run).await;
+            store.close().await;
+            let (info, rows) = match manifest {
+                Err(madoguchi::store::StoreError::NotFound) => anyhow::bail!("--run: no run {run}"),
+                other => other?,
+            };
+            let csv = madoguchi::store::bookings::transport::manifest_csv(&info, &rows);
+            write_out(out.as_deref(), csv.as_bytes())
+        }
+        Command::Reshuffle(r) => {
+            use madoguchi::store::bookings::reshuffle::Scope;
+            let scope = match (r.slot, r.venue, r.date) {
+                (Some(s), None, None) => Scope::Slot(s),
+                (None, Some(v), Some(d)) => Scope::VenueDay(v, d),
+                (None, Some(v), None) => Scope::Venue(v),
+                _ => anyhow::bail!("give --slot ID, or --venue ID (with --date for one day)"),
+            };
+            let store = Store::open(&settings.database_url).await?;
+            let report = store.reshuffle(scope, r.dry_run, chrono::Utc::now()).await;
+            store.close().await;
+            let report = match report {
+                Err(madoguchi::store::StoreError::NotFound) => {
+                    anyhow::bail!("{scope}: no such slot, or the venue has no slots there")
+                }
+                other => other?,
+            };
+            if r.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            println!(
+                "reshuffle {}{}: {} slots closed, {} bookings moved, {} not moved",
+                report.scope,
+                if report.dry_run {
+                    " (dry run: nothing written)"
+                } else {
+                    ""
+                },
+                report.closed_slots.len(),
+                report.moved.len(),
+                report.not_moved.len()
+            );
+            for m in &report.moved {
+                println!(
+                    "  moved: booking {} (resident {}, dose {}) slot {} -> {} ({}){}{}",
+                    m.booking_id,
+                    m.resident_id,
+                    m.dose,
+                    m.from_slot,
+                    m.to_slot,
+                    m.starts_at,
+                    if m.with_household {
+                        ", with household"
+                    } else {
+                        ""
+                    },
+                    match &m.ride {
+                        Some(r) => format!(", ride {} on run {}", r.status, r.run_id),
+                        None => String::new(),
+                    }
+                );
+            }
+            for n in &report.not_moved {
+                println!(
+                    "  not moved: booking {} (resident {}, dose {}) in slot {}: {}: {}",
+                    n.booking_id, n.resident_id, n.dose, n.slot_id, n.reason, n.why
+                );
+            }
+            Ok(())
+        }
+        Command::Export {
+            command:
+                ExportCommand::Notices {
+                    from,
+                    to,
+                    encoding,
+                    out,
+                },
+        } => {
+            use madoguchi::export::notices::{export_notices, Encoding};
+            let enc = Encoding::parse(&encoding)
+                .ok_or_else(|| anyhow::anyhow!("--encoding is utf8 or sjis, got {encoding:?}"))?;
+            let store = Store::open(&settings.database_url).await?;
+            let result = export_notices(&store, from, to, enc).await;
+            store.close().await;
+            let (bytes, rows, replaced) = result?;
+            write_out(out.as_deref(), &bytes)?;
+            eprintln!(
+                "{rows} notices written{}",
+                if replaced > 0 {
+                    format!("; {replaced} characters Shift_JIS lacks written as 〓")
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
         }
         Command::Bench { command } => madoguchi::bench::run(command, settings).await,
     }

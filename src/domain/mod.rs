@@ -7,13 +7,16 @@
 //! `domain` imports nothing else of the crate (`src/layering.rs` checks it).
 
 pub mod address;
+pub mod assign;
 pub mod birth;
 pub mod call;
 pub mod device;
 pub mod inquiry;
 pub mod kana;
+pub mod notice;
 pub mod phone;
 pub mod resident;
+pub mod template;
 pub mod text;
 pub mod ticket;
 pub mod vaccine;

@@ -8,11 +8,13 @@
 //! - [`survey`]: `madoguchi import survey FILE`, the intent survey (意向調査), all or nothing.
 //! - [`logs`]: `madoguchi export calls` and `export inquiries`, for Excel ([`excel`]: UTF-8 with
 //!   BOM or Shift_JIS, formulas neutralised).
+//! - [`notices`]: `madoguchi export notices`, the assignment notices for mail merge.
 
 pub mod cdr;
 pub mod excel;
 pub mod import;
 pub mod logs;
+pub mod notices;
 pub mod survey;
 
 pub use import::{

@@ -16,11 +16,11 @@ use super::session::CurrentUser;
 use super::{ApiError, AppState};
 use crate::hub::SLOTS_TOPIC;
 use crate::store::bookings::{MoveAnswer, MoveOutcome, Slot, SlotBooking};
-use crate::store::rebook::{Alternatives, Change, ChangeBy, SlotEdit, SlotEditError};
+use crate::store::rebook::{Alternatives, Change, ChangeBy};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -39,14 +39,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/bookings", get(bookings_in_slot).post(book))
         .route("/api/bookings/{id}/move", post(move_booking))
         .route("/api/bookings/{id}/alternatives", get(alternatives))
-        .route("/api/venues", get(venues))
         .route("/api/bookings/{id}/cancel", post(cancel))
         .route("/api/bookings/{id}/move-together", post(move_together))
-}
-
-/// The planners' routes: `PATCH /api/slots/{id}`.
-pub fn planning_router() -> Router<AppState> {
-    Router::new().route("/api/slots/{id}", patch(edit_slot))
 }
 
 #[derive(Deserialize)]
@@ -110,6 +104,9 @@ struct MoveBody {
     /// The call the agent is on: the change's inquiry is written against it.
     #[serde(default)]
     call_id: Option<String>,
+    /// The resident will come without the bus: release the ride rather than require a seat.
+    #[serde(default)]
+    release_ride: bool,
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
@@ -143,6 +140,7 @@ async fn move_booking(
     let change = Change::Move {
         booking_id: id,
         slot_id: body.slot_id,
+        release_ride: body.release_ride,
     };
     run(&state, &change, &headers, user.id, &body.call_id, peer).await
 }
@@ -237,7 +235,11 @@ async fn run(
     };
     let answer: MoveAnswer = state.store.change_booking(change, &key, by).await?;
     match answer.outcome {
-        MoveOutcome::Moved { bookings, slots } => {
+        MoveOutcome::Moved {
+            bookings,
+            slots,
+            rides,
+        } => {
             if !answer.replayed && !slots.is_empty() {
                 publish_slots(state, &slots).await;
             }
@@ -246,6 +248,7 @@ async fn run(
                 "replayed": answer.replayed,
                 "bookings": bookings,
                 "slots": slots,
+                "rides": rides,
             }))
             .into_response())
         }
@@ -261,12 +264,6 @@ async fn run(
     }
 }
 
-async fn venues(
-    State(state): State<AppState>,
-) -> Result<Json<Vec<crate::store::bookings::Venue>>, ApiError> {
-    Ok(Json(state.store.venues().await?))
-}
-
 async fn alternatives(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -276,52 +273,9 @@ async fn alternatives(
     ))
 }
 
-#[derive(Deserialize)]
-struct SlotEditBody {
-    capacity: Option<i64>,
-    closed: Option<bool>,
-}
-
-async fn edit_slot(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<i64>,
-    JsonBody(body): JsonBody<SlotEditBody>,
-) -> Result<Json<Slot>, ApiError> {
-    if body.capacity.is_none() && body.closed.is_none() {
-        return Err(ApiError::invalid("capacity", "give capacity and/or closed"));
-    }
-    if body.capacity.is_some_and(|c| !(0..=100_000).contains(&c)) {
-        return Err(ApiError::invalid(
-            "capacity",
-            "capacity is 0 to 100000 seats",
-        ));
-    }
-    let edit = SlotEdit {
-        capacity: body.capacity,
-        closed: body.closed,
-    };
-    match state
-        .store
-        .edit_slot(id, &edit, user.id, &peer.to_string())
-        .await?
-    {
-        Ok(slot) => {
-            publish_slots(&state, std::slice::from_ref(&slot)).await;
-            Ok(Json(slot))
-        }
-        Err(SlotEditError::NotFound) => Err(ApiError::NotFound),
-        Err(SlotEditError::BelowBooked { booked }) => Err(ApiError::Conflict(format!(
-            "{booked} seats are booked in this slot; the capacity cannot go below that. Move \
-             bookings out first; nothing was changed."
-        ))),
-    }
-}
-
 /// Publishes the current state of the slots a move changed, read after the move committed and
 /// under [`AppState::slot_feed`], so messages never go out older than one already sent.
-async fn publish_slots(state: &AppState, changed: &[Slot]) {
+pub(crate) async fn publish_slots(state: &AppState, changed: &[Slot]) {
     let ids: Vec<i64> = changed.iter().map(|s| s.id).collect();
     let _order = state.slot_feed.lock().await;
     // One read for all of them: the lock is held by every change's publishing, so its

@@ -8,6 +8,7 @@ pub mod calls;
 pub mod error;
 pub mod inquiries;
 pub mod ops;
+pub mod planning;
 pub mod queues;
 pub mod residents;
 pub mod session;
@@ -76,7 +77,7 @@ pub mod roles {
     pub const LEDGER: &[Role] = &[Agent, Supervisor, Planner, Venue, Admin];
     /// Whoever sees seats and moves appointments: the phones and the planners.
     pub const BOOKINGS: &[Role] = &[Agent, Supervisor, Planner, Admin];
-    /// Whoever changes the venues' schedules: the planners.
+    /// Whoever plans venues, slots, the assignment and the buses.
     pub const PLANNING: &[Role] = &[Planner, Admin];
 }
 
@@ -125,8 +126,11 @@ pub fn app(state: AppState) -> Router {
             BOOKINGS,
             bookings::router().merge(ws::slots_router()),
         ))
-        // PLANNING: PATCH /api/slots/{id}
-        .merge(admit(PLANNING, bookings::planning_router()));
+        // BOOKINGS: /api/venues, /api/runs
+        .merge(admit(BOOKINGS, planning::bookings_router()))
+        // PLANNING: /api/venues/{id}/slots, /api/slots/{id} (PATCH), /api/assign,
+        // /api/reshuffle, /api/transport/plan, /api/runs/{id}/manifest[.csv], /api/notices.csv
+        .merge(admit(PLANNING, planning::router()));
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

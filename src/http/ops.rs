@@ -159,10 +159,10 @@ async fn openapi() -> Json<serde_json::Value> {
                     {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
                     {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "maxLength": 200}}],
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["slot_id"],
-                    "properties": {"slot_id": {"type": "integer"}}}}}},
+                    "properties": {"slot_id": {"type": "integer"}, "release_ride": {"type": "boolean", "description": "the resident comes without the bus: release the ride instead of requiring a seat on a run serving the new slot"}}}}}},
                 "responses": {"200": {"description": "moved: the bookings now and the slots whose counts changed"},
                               "404": {"description": "no such booking"},
-                              "409": {"description": "refused and nothing changed: `error` is a sentence to read to the caller, `reason` one of slot_full, slot_closed, booking_not_live, different_product, too_early, too_young, no_dose2_slot"},
+                              "409": {"description": "refused and nothing changed: `error` is a sentence to read to the caller, `reason` one of slot_full, slot_closed, booking_not_live, different_product, too_early, too_young, no_dose2_slot, no_bus_seat"},
                               "422": {"description": "slot_id unknown, or Idempotency-Key missing or reused for another move; `field` names it"}}}},
             "/api/residents/{id}/phones": {"post": {"summary": "keep the number a caller rang from: {number, kind (home, mobile, family, other), call_id?}; audited",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
@@ -195,6 +195,12 @@ async fn openapi() -> Json<serde_json::Value> {
         }
     });
     rebook_paths(&mut doc);
+    if let (Some(paths), serde_json::Value::Object(more)) = (
+        doc["paths"].as_object_mut(),
+        super::planning::openapi_paths(),
+    ) {
+        paths.extend(more);
+    }
     Json(doc)
 }
 
@@ -236,14 +242,4 @@ fn rebook_paths(doc: &mut serde_json::Value) {
                       "404": {"description": "no such booking"},
                       "409": {"description": "refused and nothing changed: `error` to read aloud; `reason` as for a move, or not_household"},
                       "422": {"description": "bad body, Idempotency-Key or call_id; `field` names it"}}}});
-    paths["/api/venues"] = json!({"get": {"summary": "the venues (会場): id, name, address, districts",
-        "responses": {"200": {"description": "venues by id"}}}});
-    paths["/api/slots/{id}"] = json!({"patch": {
-        "summary": "planners: change one slot's capacity (never below its live bookings) and/or close or reopen it; audited; a slot_update goes out",
-        "parameters": [id],
-        "requestBody": {"content": {"application/json": {"schema": {"type": "object",
-            "properties": {"capacity": {"type": "integer", "minimum": 0}, "closed": {"type": "boolean"}}}}}},
-        "responses": {"200": {"description": "the slot now"}, "404": {"description": "no such slot"},
-                      "409": {"description": "capacity below the seats booked; nothing changed"},
-                      "422": {"description": "neither capacity nor closed, or a capacity out of range"}}}});
 }

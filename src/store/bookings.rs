@@ -14,6 +14,12 @@
 //! in id order — and retried where they cannot (dose 2's slots), since a deadlock victim has
 //! changed nothing.
 
+pub mod assign;
+pub mod notices;
+pub mod reshuffle;
+pub mod templates;
+pub mod transport;
+
 use super::{now, parse_ts, ts, Store, StoreError, WriteTx};
 use crate::domain::vaccine::{
     check_age, check_next_dose, dose2_window, jst_date, jst_midnight, jst_time, DoseRuleError,
@@ -46,6 +52,9 @@ pub struct Slot {
     pub capacity: i64,
     pub booked: i64,
     pub closed: bool,
+    /// Seats held back for the call center: the city's assignment leaves them free.
+    #[serde(default)]
+    pub held: i64,
 }
 
 /// A slot to create.
@@ -120,8 +129,19 @@ pub enum MoveOutcome {
     Moved {
         bookings: Vec<BookingRow>,
         slots: Vec<Slot>,
+        /// Rides (送迎) that followed the move or were released by it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rides: Vec<transport::RideChange>,
     },
     Refused(Refusal),
+}
+
+/// How a move treats the booking's bus ride.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveOptions {
+    /// The resident will come without the bus: release the ride instead of requiring a seat
+    /// on a run that serves the new slot.
+    pub release_ride: bool,
 }
 
 /// A move's answer, and whether it is the stored answer to an earlier request with the same
@@ -139,7 +159,7 @@ pub const SLOT_FULL: &str = "slots_booked_within_capacity";
 pub const DOSE2_SEARCH_DAYS: i64 = 42;
 
 pub(super) const SLOT_COLUMNS: &str =
-    "id, venue_id, starts_at, ends_at, product, capacity, booked, closed";
+    "id, venue_id, starts_at, ends_at, product, capacity, booked, closed, held";
 
 pub(super) fn slot_from_row(row: &AnyRow) -> Result<Slot, sqlx::Error> {
     Ok(Slot {
@@ -151,6 +171,7 @@ pub(super) fn slot_from_row(row: &AnyRow) -> Result<Slot, sqlx::Error> {
         capacity: row.try_get("capacity")?,
         booked: row.try_get("booked")?,
         closed: row.try_get::<i64, _>("closed")? != 0,
+        held: row.try_get("held")?,
     })
 }
 
@@ -568,6 +589,19 @@ impl Store {
         slot_id: i64,
         idempotency_key: &str,
     ) -> Result<MoveAnswer, StoreError> {
+        self.move_booking_with(booking_id, slot_id, idempotency_key, MoveOptions::default())
+            .await
+    }
+
+    /// [`Store::move_booking`] with options: a rider's ride follows to a run serving the new
+    /// slot (refused with `no_bus_seat` when none has a seat) unless `release_ride`.
+    pub async fn move_booking_with(
+        &self,
+        booking_id: i64,
+        slot_id: i64,
+        idempotency_key: &str,
+        opts: MoveOptions,
+    ) -> Result<MoveAnswer, StoreError> {
         if let Some(outcome) =
             stored_answer(&self.read, idempotency_key, booking_id, slot_id).await?
         {
@@ -579,7 +613,10 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_move(booking_id, slot_id, idempotency_key).await {
+            match self
+                .try_move(booking_id, slot_id, idempotency_key, opts)
+                .await
+            {
                 Ok(answer) => return Ok(answer),
                 Err(e) if retryable(&e) && attempt < 5 => {
                     tracing::debug!(booking_id, attempt, "move retried after a deadlock");
@@ -604,6 +641,7 @@ impl Store {
         booking_id: i64,
         slot_id: i64,
         key: &str,
+        opts: MoveOptions,
     ) -> Result<MoveAnswer, StoreError> {
         let mut tx = self.begin_write().await?;
         let booking = lock_booking(&mut tx, booking_id)
@@ -618,7 +656,7 @@ impl Store {
                 replayed: true,
             });
         }
-        let outcome = match self.move_in(&mut tx, &booking, slot_id).await? {
+        let outcome = match self.move_in(&mut tx, &booking, slot_id, opts).await? {
             Ok(outcome) => outcome,
             Err(refusal) => {
                 tx.rollback().await?;
@@ -640,6 +678,7 @@ impl Store {
         tx: &mut WriteTx,
         booking: &LockedBooking,
         slot_id: i64,
+        opts: MoveOptions,
     ) -> Result<Result<MoveOutcome, Refusal>, StoreError> {
         let status = BookingStatus::parse(&booking.status);
         if !status.is_some_and(BookingStatus::is_live) {
@@ -661,6 +700,7 @@ impl Store {
             return Ok(Ok(MoveOutcome::Moved {
                 bookings,
                 slots: Vec::new(),
+                rides: Vec::new(),
             }));
         }
         if target.slot.closed {
@@ -687,10 +727,15 @@ impl Store {
         set_slot(tx, booking.id, slot_id).await?;
         let mut changed = vec![booking.slot_id, slot_id];
         let mut moved = vec![booking.id];
+        let mut rides = Vec::new();
+        match transport::follow_ride(tx, booking.id, &target.slot, opts.release_ride).await? {
+            Ok(change) => rides.extend(change),
+            Err(refusal) => return Ok(Err(refusal)),
+        }
 
         if booking.dose == 1 {
             if let Some(dose2) = lock_live_dose(tx, booking.resident_id, 2).await? {
-                match follow_dose2(tx, &target, &dose2).await? {
+                match follow_dose2(tx, &target, &dose2, opts.release_ride, &mut rides).await? {
                     Ok(Some(new_slot)) => {
                         changed.extend([dose2.slot_id, new_slot]);
                         moved.push(dose2.id);
@@ -704,7 +749,11 @@ impl Store {
         // moves.
         let bookings = bookings_by_id(tx, &moved).await?;
         let slots = slots_by_id(tx, &changed).await?;
-        Ok(Ok(MoveOutcome::Moved { bookings, slots }))
+        Ok(Ok(MoveOutcome::Moved {
+            bookings,
+            slots,
+            rides,
+        }))
     }
 
     /// Records a refusal as the answer to its key (a transaction of its own, after the move
@@ -846,6 +895,8 @@ async fn follow_dose2(
     tx: &mut WriteTx,
     dose1: &SlotFacts,
     dose2: &LockedBooking,
+    release_ride: bool,
+    rides: &mut Vec<transport::RideChange>,
 ) -> Result<Result<Option<i64>, Refusal>, StoreError> {
     let window = dose2_window(dose1.date(), dose1.product);
     let time = jst_time(dose1.starts);
@@ -863,8 +914,15 @@ async fn follow_dose2(
     .fetch_all(tx.conn())
     .await?;
     let mut candidates: Vec<(i64, NaiveDate, i64)> = Vec::new();
+    let mut facts: std::collections::HashMap<i64, Slot> = std::collections::HashMap::new();
+    let ride_stop = if release_ride {
+        None
+    } else {
+        transport::live_ride_stop(tx, dose2.id).await?
+    };
     for row in &rows {
         let slot = slot_from_row(row)?;
+        facts.insert(slot.id, slot.clone());
         let Some(starts) = parse_ts(&slot.starts_at) else {
             continue;
         };
@@ -877,6 +935,15 @@ async fn follow_dose2(
     }
     candidates.sort();
     for (_, _, slot_id) in candidates {
+        let Some(slot) = facts.get(&slot_id) else {
+            continue;
+        };
+        // A rider's dose 2 goes only where a run from their stop has a seat.
+        if let Some(stop) = ride_stop {
+            if !transport::run_has_seat(tx, slot, stop).await? {
+                continue;
+            }
+        }
         if slot_id == dose2.slot_id {
             return Ok(Ok(None));
         }
@@ -887,6 +954,10 @@ async fn follow_dose2(
             Ok(()) => {
                 release_seat(tx, dose2.slot_id).await?;
                 set_slot(tx, dose2.id, slot_id).await?;
+                match transport::follow_ride(tx, dose2.id, slot, release_ride).await? {
+                    Ok(change) => rides.extend(change),
+                    Err(refusal) => return Ok(Err(refusal)),
+                }
                 return Ok(Ok(Some(slot_id)));
             }
             Err(StoreError::Conflict { constraint }) if constraint == SLOT_FULL => continue,
@@ -1067,7 +1138,10 @@ mod tests {
 
         // Dose 1 to day 3 at 14:00: dose 2 to day 24 at 14:00.
         let a = s.move_booking(d1, cal[3][1], "k1").await.unwrap();
-        let MoveOutcome::Moved { bookings, slots } = &a.outcome else {
+        let MoveOutcome::Moved {
+            bookings, slots, ..
+        } = &a.outcome
+        else {
             panic!("{engine}: {a:?}")
         };
         assert_eq!(bookings.len(), 2, "{engine}");

@@ -21,13 +21,12 @@
 use super::bookings::{
     booking_from_row, bookings_by_id, full, lock_booking, lock_live_dose, record_answer,
     release_seat, retryable, slot_from_row, slot_in, slots_by_id, stored_answer, take_seat,
-    BookingRow, LockedBooking, MoveAnswer, MoveOutcome, Refusal, Slot, SlotFacts, BOOKING_SELECT,
-    DOSE2_SEARCH_DAYS, SLOT_COLUMNS, SLOT_FULL,
+    transport, BookingRow, LockedBooking, MoveAnswer, MoveOptions, MoveOutcome, Refusal, Slot,
+    SlotFacts, BOOKING_SELECT, DOSE2_SEARCH_DAYS, SLOT_COLUMNS, SLOT_FULL,
 };
 use super::{now, parse_ts, ts, Store, StoreError, WriteTx};
 use crate::domain::vaccine::{check_age, dose2_window, jst_date, jst_midnight, jst_time};
 use crate::domain::{BookingStatus, Product};
-use anyhow::Context;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -44,8 +43,13 @@ pub struct ChangeBy<'a> {
 /// One change an agent asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// Into another slot; dose 1 takes dose 2 along.
-    Move { booking_id: i64, slot_id: i64 },
+    /// Into another slot; dose 1 takes dose 2 along, and a ride follows (or is released when
+    /// `release_ride`: the resident comes without the bus).
+    Move {
+        booking_id: i64,
+        slot_id: i64,
+        release_ride: bool,
+    },
     /// "Move us both": two residents of one household into the same slot, or neither.
     Together {
         booking_id: i64,
@@ -79,6 +83,7 @@ impl Change {
             Change::Move {
                 booking_id,
                 slot_id,
+                ..
             }
             | Change::Together {
                 booking_id,
@@ -142,23 +147,6 @@ pub struct Alternatives {
     pub slots: Vec<Alternative>,
     /// The other members of the resident's household and their live bookings.
     pub household: Vec<Member>,
-}
-
-/// A planner's change to one slot.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SlotEdit {
-    pub capacity: Option<i64>,
-    pub closed: Option<bool>,
-}
-
-/// Why a slot edit was refused (nothing changed).
-#[derive(Debug, Clone, PartialEq)]
-pub enum SlotEditError {
-    NotFound,
-    /// Fewer seats than live bookings: `booked` must move first.
-    BelowBooked {
-        booked: i64,
-    },
 }
 
 const WEEKDAY_JA: [&str; 7] = ["月", "火", "水", "木", "金", "土", "日"];
@@ -275,7 +263,14 @@ impl Store {
         }
         sqlx::query("SAVEPOINT change").execute(tx.conn()).await?;
         let result = match (change, &locked) {
-            (Change::Move { slot_id, .. }, Some(b)) => self.do_move(&mut tx, b, *slot_id).await?,
+            (
+                Change::Move {
+                    slot_id,
+                    release_ride,
+                    ..
+                },
+                Some(b),
+            ) => self.do_move(&mut tx, b, *slot_id, *release_ride).await?,
             (
                 Change::Together {
                     with_booking_id,
@@ -358,9 +353,11 @@ impl Store {
         tx: &mut WriteTx,
         booking: &LockedBooking,
         slot_id: i64,
+        release_ride: bool,
     ) -> Result<Result<Done, Refusal>, StoreError> {
         let before = live_bookings_of(tx, booking.resident_id).await?;
-        let outcome = match self.move_in(tx, booking, slot_id).await? {
+        let opts = MoveOptions { release_ride };
+        let outcome = match self.move_in(tx, booking, slot_id, opts).await? {
             Ok(outcome) => outcome,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -414,12 +411,15 @@ impl Store {
         before.extend(live_bookings_of(tx, second.resident_id).await?);
         let mut bookings = Vec::new();
         let mut changed = Vec::new();
+        let mut rides = Vec::new();
         for (i, b) in [first, &second].into_iter().enumerate() {
-            match self.move_in(tx, b, slot_id).await? {
+            match self.move_in(tx, b, slot_id, MoveOptions::default()).await? {
                 Ok(MoveOutcome::Moved {
                     bookings: bs,
                     slots,
+                    rides: rs,
                 }) => {
+                    rides.extend(rs);
                     bookings.extend(bs);
                     changed.extend(slots.iter().map(|s| s.id));
                 }
@@ -442,7 +442,11 @@ impl Store {
         } else {
             slots_by_id(tx, &changed).await?
         };
-        let outcome = MoveOutcome::Moved { bookings, slots };
+        let outcome = MoveOutcome::Moved {
+            bookings,
+            slots,
+            rides,
+        };
         let note = format!("一緒に変更: {}", change_note(&before, &outcome));
         Ok(Ok(Done {
             outcome,
@@ -513,7 +517,11 @@ impl Store {
                 .join("、")
         );
         Ok(Ok(Done {
-            outcome: MoveOutcome::Moved { bookings, slots },
+            outcome: MoveOutcome::Moved {
+                bookings,
+                slots,
+                rides: Vec::new(),
+            },
             residents: vec![resident_id],
             note,
             category: "appointment_change",
@@ -690,68 +698,6 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// A planner's edit of one slot: its capacity (never below the live bookings it holds)
-    /// and whether it is closed to new bookings. Audited in the same transaction. Returns the
-    /// slot as it is now.
-    pub async fn edit_slot(
-        &self,
-        slot_id: i64,
-        edit: &SlotEdit,
-        user_id: i64,
-        remote_addr: &str,
-    ) -> Result<Result<Slot, SlotEditError>, StoreError> {
-        if edit.capacity.is_some_and(|c| c < 0) {
-            return Err(StoreError::Invalid { field: "capacity" });
-        }
-        let mut tx = self.begin_write().await?;
-        let sql = format!(
-            "SELECT {SLOT_COLUMNS} FROM slots WHERE id = $1{}",
-            tx.for_update()
-        );
-        let Some(row) = sqlx::query(&sql)
-            .bind(slot_id)
-            .fetch_optional(tx.conn())
-            .await?
-        else {
-            return Ok(Err(SlotEditError::NotFound));
-        };
-        let before = slot_from_row(&row)?;
-        let capacity = edit.capacity.unwrap_or(before.capacity);
-        let closed = edit.closed.unwrap_or(before.closed);
-        // The same rule as the CHECK, asked first so the answer can say how many are booked.
-        let done = sqlx::query(
-            "UPDATE slots SET capacity = $1, closed = $2 WHERE id = $3 AND booked <= $1",
-        )
-        .bind(capacity)
-        .bind(i64::from(closed))
-        .bind(slot_id)
-        .execute(tx.conn())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(Err(SlotEditError::BelowBooked {
-                booked: before.booked,
-            }));
-        }
-        let detail = format!(
-            "slot {slot_id}: capacity {} -> {capacity}, closed {} -> {closed}",
-            before.capacity, before.closed
-        );
-        crate::store::Store::audit_in(
-            &mut tx,
-            Some(user_id),
-            "edit_slot",
-            None,
-            &detail,
-            remote_addr,
-        )
-        .await?;
-        let after = slot_in(&mut tx, slot_id)
-            .await?
-            .context("the slot vanished under its lock")?;
-        tx.commit().await?;
-        Ok(Ok(after))
-    }
 }
 
 fn closed() -> Refusal {
@@ -841,6 +787,20 @@ async fn do_cancel(
     for slot in &slots {
         release_seat(tx, *slot).await?;
     }
+    // A cancelled booking's bus seat comes free too.
+    let mut rides = Vec::new();
+    for id in &ids {
+        let live =
+            sqlx::query("SELECT id, run_id FROM rides WHERE booking_id = $1 AND status = 'booked'")
+                .bind(*id)
+                .fetch_all(tx.conn())
+                .await?;
+        for r in &live {
+            let (ride, run): (i64, i64) = (r.try_get("id")?, r.try_get("run_id")?);
+            transport::release_ride(tx, ride, run).await?;
+            rides.push(transport::ride_change(tx, ride).await?);
+        }
+    }
     let bookings = bookings_by_id(tx, &ids).await?;
     let changed = slots_by_id(tx, &slots).await?;
     let note = format!(
@@ -855,6 +815,7 @@ async fn do_cancel(
         outcome: MoveOutcome::Moved {
             bookings,
             slots: changed,
+            rides,
         },
         residents: vec![booking.resident_id],
         note,
@@ -1060,6 +1021,7 @@ mod tests {
         let change = Change::Move {
             booking_id: d1,
             slot_id: t.cal[3][1],
+            release_ride: false,
         };
         let a = s.change_booking(&change, "k1", by(t.user)).await.unwrap();
         assert_eq!(moved(&a).len(), 2, "{engine}: dose 2 followed");
@@ -1105,6 +1067,7 @@ mod tests {
         let full = Change::Move {
             booking_id: d1,
             slot_id: t.cal[5][0],
+            release_ride: false,
         };
         let no = s.change_booking(&full, "k2", by(t.user)).await.unwrap();
         assert_eq!(refused(&no).reason, "slot_full", "{engine}");
@@ -1123,6 +1086,7 @@ mod tests {
                 &Change::Move {
                     booking_id: other,
                     slot_id: t.cal[6][0],
+                    release_ride: false,
                 },
                 "k3",
                 ChangeBy {
@@ -1343,54 +1307,10 @@ mod tests {
         t.db.cleanup().await;
     }
 
-    /// The planner's edit: never below the seats booked; closing stops new bookings.
-    async fn slot_edits_keep_the_rule(engine: &str) {
-        let t = setup(engine, 2).await;
-        let s = &t.db.store;
-        let slot = t.cal[0][0];
-        s.book(t.residents[0], 1, slot).await.unwrap().unwrap();
-        s.book(t.residents[1], 1, slot).await.unwrap().unwrap();
-        let low = SlotEdit {
-            capacity: Some(1),
-            closed: None,
-        };
-        let r = s.edit_slot(slot, &low, t.user, "x").await.unwrap();
-        assert_eq!(r, Err(SlotEditError::BelowBooked { booked: 2 }), "{engine}");
-        let up = SlotEdit {
-            capacity: Some(5),
-            closed: Some(true),
-        };
-        let now = s.edit_slot(slot, &up, t.user, "x").await.unwrap().unwrap();
-        assert_eq!(
-            (now.capacity, now.closed, now.booked),
-            (5, true, 2),
-            "{engine}"
-        );
-        let refused = s.book(t.residents[2], 1, slot).await.unwrap().unwrap_err();
-        assert_eq!(
-            refused.reason, "slot_full",
-            "closed: the conditional UPDATE refuses"
-        );
-        assert_eq!(
-            s.edit_slot(-1, &up, t.user, "x").await.unwrap(),
-            Err(SlotEditError::NotFound)
-        );
-        assert_eq!(
-            count(
-                s,
-                "SELECT COUNT(*) FROM audit_entries WHERE action = 'edit_slot'"
-            )
-            .await,
-            1
-        );
-        t.db.cleanup().await;
-    }
-
     crate::on_each_engine!(
         a_move_is_audited_and_attached_to_the_call,
         cancel_and_book_again,
         move_us_both,
         alternatives_same_venue_nearest_first,
-        slot_edits_keep_the_rule,
     );
 }

@@ -5,6 +5,7 @@ mod adapters;
 mod ami;
 mod api;
 mod ari;
+mod assign;
 mod bookings;
 mod browser;
 mod browser_rebook;

@@ -46,8 +46,16 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/bookings/{id}/alternatives", BOOKINGS),
     ("POST", "/api/bookings/{id}/cancel", BOOKINGS),
     ("POST", "/api/bookings/{id}/move-together", BOOKINGS),
-    ("PATCH", "/api/slots/{id}", PLANNING),
     ("GET", "/api/venues", BOOKINGS),
+    ("GET", "/api/runs", BOOKINGS),
+    ("POST", "/api/venues/{id}/slots", PLANNING),
+    ("PATCH", "/api/slots/{id}", PLANNING),
+    ("POST", "/api/assign", PLANNING),
+    ("POST", "/api/reshuffle", PLANNING),
+    ("POST", "/api/transport/plan", PLANNING),
+    ("GET", "/api/runs/{id}/manifest", PLANNING),
+    ("GET", "/api/runs/{id}/manifest.csv", PLANNING),
+    ("GET", "/api/notices.csv", PLANNING),
 ];
 
 /// A concrete path for a templated one.
