@@ -11,6 +11,7 @@ pub mod ops;
 pub mod queues;
 pub mod residents;
 pub mod session;
+pub mod supervisor;
 pub mod webhook;
 pub mod ws;
 
@@ -76,6 +77,8 @@ pub mod roles {
     pub const LEDGER: &[Role] = &[Agent, Supervisor, Planner, Venue, Admin];
     /// Whoever sees seats and moves appointments: the phones and the planners.
     pub const BOOKINGS: &[Role] = &[Agent, Supervisor, Planner, Admin];
+    /// Whoever supervises the phones: the live board, the reports.
+    pub const SUPERVISORS: &[Role] = &[Supervisor, Admin];
 }
 
 /// The largest request body accepted (answered 413 above it).
@@ -120,7 +123,9 @@ pub fn app(state: AppState) -> Router {
         .merge(admit(
             BOOKINGS,
             bookings::router().merge(ws::slots_router()),
-        ));
+        ))
+        // SUPERVISORS: /ws/supervisor
+        .merge(admit(SUPERVISORS, supervisor::router()));
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

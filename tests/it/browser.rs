@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// chromedriver and Chromium, or None (and why) when this machine has none; under
 /// MADOGUCHI_REQUIRE_ALL=1 a missing browser fails the test instead.
-fn browser_or_skip() -> Option<(String, String)> {
+pub(crate) fn browser_or_skip() -> Option<(String, String)> {
     match find_browser() {
         Ok(found) => Some(found),
         Err(why) => {

@@ -14,6 +14,7 @@ const STAFF: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const PHONES: &[&str] = &["agent", "supervisor", "admin"];
 const LEDGER: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const BOOKINGS: &[&str] = &["agent", "supervisor", "planner", "admin"];
+const SUPERVISORS: &[&str] = &["supervisor", "admin"];
 
 const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/", NOBODY),
@@ -41,6 +42,8 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/bookings", BOOKINGS),
     ("POST", "/api/bookings/{id}/move", BOOKINGS),
     ("GET", "/ws/slots", BOOKINGS),
+    ("GET", "/supervisor", NOBODY),
+    ("GET", "/ws/supervisor", SUPERVISORS),
 ];
 
 /// A concrete path for a templated one.
