@@ -185,6 +185,8 @@ pub struct Tracker {
     board: super::Board,
     /// Calls that left their queue unanswered without abandoning it (the queue's timeout).
     timed_out: HashSet<String>,
+    /// Missed callers become callbacks; answered ones clear theirs.
+    callbacks: super::callbacks::Writer,
 }
 
 /// How many PBX events may wait for the tracker. The tracker never waits on the database or a
@@ -200,6 +202,7 @@ impl Tracker {
         directory: AgentDirectory,
     ) -> Tracker {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let callbacks = super::callbacks::Writer::spawn(store.clone());
         Tracker {
             store,
             hub,
@@ -220,6 +223,7 @@ impl Tracker {
             unresolved: HashMap::new(),
             board: super::Board::default(),
             timed_out: HashSet::new(),
+            callbacks,
         }
     }
 
@@ -1237,6 +1241,7 @@ impl Tracker {
             .and_then(crate::store::parse_ts)
             .map(|t| (at - t).num_seconds());
         self.timed_out.remove(key);
+        self.callbacks.note(&c.row);
         self.board.closed(
             c.row.queue.as_deref(),
             key,

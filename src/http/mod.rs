@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod assets;
 pub mod bookings;
+pub mod callbacks;
 pub mod calls;
 pub mod error;
 pub mod inquiries;
@@ -115,7 +116,8 @@ pub fn app(state: AppState) -> Router {
                 .merge(residents::phones_router())
                 .merge(agent::router())
                 .merge(inquiries::router())
-                .merge(queues::router()),
+                .merge(queues::router())
+                .merge(callbacks::router()),
         ))
         // LEDGER: /api/residents, /api/residents/{id}
         .merge(admit(LEDGER, residents::router()))

@@ -197,6 +197,7 @@ async fn openapi() -> Json<serde_json::Value> {
     // Each route group's own paths, added beside the ones above.
     if let Some(paths) = doc["paths"].as_object_mut() {
         paths.extend(crate::http::supervisor::openapi_paths());
+        paths.extend(crate::http::callbacks::openapi_paths());
     }
     Json(doc)
 }

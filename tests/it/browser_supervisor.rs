@@ -63,7 +63,10 @@ async fn the_board_shows_a_caller_waiting_then_answered() {
             Duration::from_secs(5),
         )
         .await;
-    assert!(ticked.as_str().is_some_and(|t| t.starts_with("0:0")), "{ticked}");
+    assert!(
+        ticked.as_str().is_some_and(|t| t.starts_with("0:0")),
+        "{ticked}"
+    );
 
     // Agent 201 answers after 4 s: nobody waits, answered 1, service level 100 %, the agent
     // talking.

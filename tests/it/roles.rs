@@ -43,6 +43,9 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("POST", "/api/bookings/{id}/move", BOOKINGS),
     ("GET", "/ws/slots", BOOKINGS),
     ("GET", "/supervisor", NOBODY),
+    ("GET", "/api/callbacks", PHONES),
+    ("POST", "/api/callbacks/{id}/take", PHONES),
+    ("POST", "/api/callbacks/{id}/done", PHONES),
     ("GET", "/ws/supervisor", SUPERVISORS),
 ];
 

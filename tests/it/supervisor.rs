@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// A fake Asterisk for the board: like the scripted one, plus a `QueueStatus` listing the test
-/// sets, a record of every action received, and a way to drop the link.
+/// sets and a way to drop the link.
 pub struct SupPbx {
     pub addr: String,
     current: Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
@@ -21,7 +21,6 @@ pub struct SupPbx {
     listing: Arc<Mutex<Vec<String>>>,
     /// `QueueStatus` items: whole packets without ActionID (`Event: QueueEntry\r\n…`).
     queue_items: Arc<Mutex<Vec<String>>>,
-    pub actions: Arc<Mutex<Vec<Vec<(String, String)>>>>,
     logins: mpsc::UnboundedReceiver<()>,
 }
 
@@ -33,14 +32,12 @@ impl SupPbx {
         let conn: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let listing: Arc<Mutex<Vec<String>>> = Arc::default();
         let queue_items: Arc<Mutex<Vec<String>>> = Arc::default();
-        let actions: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
         let (login_tx, logins) = mpsc::unbounded_channel();
-        let (cur, cn, list, qi, acts) = (
+        let (cur, cn, list, qi) = (
             current.clone(),
             conn.clone(),
             listing.clone(),
             queue_items.clone(),
-            actions.clone(),
         );
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -55,13 +52,8 @@ impl SupPbx {
                         }
                     }
                 });
-                let (cur, list, qi, acts, login_tx) = (
-                    cur.clone(),
-                    list.clone(),
-                    qi.clone(),
-                    acts.clone(),
-                    login_tx.clone(),
-                );
+                let (cur, list, qi, login_tx) =
+                    (cur.clone(), list.clone(), qi.clone(), login_tx.clone());
                 let reader = tokio::spawn(async move {
                     let mut lines = BufReader::new(read).lines();
                     let mut action = Vec::<(String, String)>::new();
@@ -83,9 +75,6 @@ impl SupPbx {
                             .map(|i| format!("ActionID: {i}\r\n"))
                             .unwrap_or_default();
                         let name = get("action").unwrap_or_default().to_ascii_lowercase();
-                        if name != "ping" {
-                            acts.lock().unwrap().push(action.clone());
-                        }
                         let reply = match name.as_str() {
                             "login" => {
                                 *cur.lock().unwrap() = Some(tx.clone());
@@ -128,7 +117,6 @@ impl SupPbx {
             conn,
             listing,
             queue_items,
-            actions,
             logins,
         }
     }
@@ -163,23 +151,9 @@ impl SupPbx {
             .expect("the server logs in to the PBX")
             .expect("pbx running");
     }
-
-    /// The actions named `name` received so far.
-    pub fn actions_named(&self, name: &str) -> Vec<Vec<(String, String)>> {
-        self.actions
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| {
-                a.iter()
-                    .any(|(k, v)| k.eq_ignore_ascii_case("action") && v.eq_ignore_ascii_case(name))
-            })
-            .cloned()
-            .collect()
-    }
 }
 
-/// The packets of a capture from `marker` on (dropping what precedes, e.g. a banner).
+/// A capture's bytes, as Asterisk sent them (the wire files start after login).
 fn events_of(name: &str) -> Vec<u8> {
     fixture(name)
 }
@@ -564,5 +538,130 @@ async fn after_a_reconnect_the_same_two_callers_wait_with_their_real_wait() {
         "each caller counted once across the reconnect"
     );
     assert_eq!(q["abandoned"], 0, "nobody ended");
+    srv.stop().await;
+}
+
+/// Abandoned and timed-out callers become callbacks, one per number per day; the number that
+/// calls again and is answered is cleared; an agent takes one and marks it done.
+#[tokio::test]
+async fn missed_callers_become_callbacks_sqlite() {
+    callbacks("sqlite").await;
+}
+
+#[tokio::test]
+async fn missed_callers_become_callbacks_postgres() {
+    if require_postgres() {
+        callbacks("postgres").await;
+    }
+}
+
+async fn callbacks(engine: &str) {
+    let (srv, pbx, _boss) = server(engine).await;
+    srv.add_user("a201", Role::Agent, Some("201")).await;
+    srv.add_user("a202", Role::Agent, Some("202")).await;
+    srv.store()
+        .insert_residents(&[resident(
+            31,
+            "舞鶴 一郎",
+            "マイヅル　イチロウ",
+            &["0773620031"],
+        )])
+        .await
+        .unwrap();
+    let agent = srv.login("a201").await;
+    let other = srv.login("a202").await;
+    let ids: Vec<String> = (1..=5).map(|i| format!("1700000400.{i}")).collect();
+    // c1 and c2 from 0773620031 both abandon: one entry, missed twice, matched to 舞鶴 一郎.
+    // c3 from 0773620032 times out: a second entry.
+    // c4 from 0773620033 abandons, then c5 from the same number is answered: cleared.
+    let numbers = [
+        "0773620031",
+        "0773620031",
+        "0773620032",
+        "0773620033",
+        "0773620033",
+    ];
+    for (id, n) in ids.iter().zip(numbers) {
+        pbx.send(join(id, n));
+    }
+    pbx.send(abandon(&ids[0], 30));
+    pbx.send(hangup(&ids[0], &[]));
+    pbx.send(abandon(&ids[1], 12));
+    pbx.send(hangup(&ids[1], &[]));
+    pbx.send(timeout(&ids[2]));
+    pbx.send(hangup(&ids[2], &[]));
+    pbx.send(abandon(&ids[3], 9));
+    pbx.send(hangup(&ids[3], &[]));
+    // The answer comes a moment later, so the miss is written before it clears.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pbx.send(answer(&ids[4], "201", 2));
+    pbx.send(hangup(&ids[4], &[format!("{}9", ids[4])]));
+
+    let mut list = Value::Null;
+    for _ in 0..100 {
+        let (status, v) = agent.get("/api/callbacks").await;
+        assert_eq!(status, 200, "{v}");
+        list = v;
+        let done = srv
+            .store()
+            .callbacks(Some("cleared"), "2000-01-01", 10)
+            .await
+            .unwrap();
+        if list.as_array().is_some_and(|a| a.len() == 2) && done.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = list.as_array().expect("a list").clone();
+    assert_eq!(list.len(), 2, "0773620031 once, 0773620032 once: {list:#?}");
+    let first = list.iter().find(|c| c["number"] == "0773620031").unwrap();
+    assert_eq!(first["missed"], 2, "two abandoned calls, one entry");
+    assert_eq!(
+        first["call_id"],
+        format!("ami:{}", ids[1]),
+        "the last missed call"
+    );
+    assert!(first["resident_id"].is_i64(), "matched to the one resident");
+    let second = list.iter().find(|c| c["number"] == "0773620032").unwrap();
+    assert_eq!(second["missed"], 1);
+    assert_eq!(second["status"], "open");
+
+    // a201 takes the first; a202 cannot, nor mark it done.
+    let id = first["id"].as_i64().unwrap();
+    let (s, v) = agent
+        .post(&format!("/api/callbacks/{id}/take"), serde_json::json!({}))
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("taken")), "{v}");
+    let (s, _) = other
+        .post(&format!("/api/callbacks/{id}/take"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 409, "another agent holds it");
+    let (s, _) = other
+        .post(
+            &format!("/api/callbacks/{id}/done"),
+            serde_json::json!({"outcome": "reached"}),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (s, v) = agent
+        .post(
+            &format!("/api/callbacks/{id}/done"),
+            serde_json::json!({"outcome": "maybe"}),
+        )
+        .await;
+    assert_eq!(s, 422, "an outcome not on the list: {v}");
+    let (s, v) = agent
+        .post(
+            &format!("/api/callbacks/{id}/done"),
+            serde_json::json!({"outcome": "reached", "note": "2回目を予約"}),
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("done")), "{v}");
+    let (_, v) = agent.get("/api/callbacks").await;
+    assert_eq!(v.as_array().unwrap().len(), 1, "only 0773620032 is left");
+    let (s, _) = agent
+        .post("/api/callbacks/999999/take", serde_json::json!({}))
+        .await;
+    assert_eq!(s, 404);
     srv.stop().await;
 }
