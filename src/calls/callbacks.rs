@@ -28,7 +28,7 @@ pub fn effect(row: &CallRow) -> Option<bool> {
 /// Writes the calls' effects on the callbacks in the order the calls ended.
 #[derive(Clone)]
 pub struct Writer {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<(bool, CallRow)>>,
+    tx: Option<tokio::sync::mpsc::UnboundedSender<(Option<bool>, CallRow)>>,
 }
 
 impl Writer {
@@ -37,13 +37,33 @@ impl Writer {
         if tokio::runtime::Handle::try_current().is_err() {
             return Writer { tx: None };
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, CallRow)>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Option<bool>, CallRow)>();
         tokio::spawn(async move {
             while let Some((missed, row)) = rx.recv().await {
-                write(&store, missed, &row).await;
+                match missed {
+                    Some(missed) => write(&store, missed, &row).await,
+                    None => {
+                        if let Err(e) = store
+                            .callback_resident(&row.id, row.resident_id, row.candidates)
+                            .await
+                        {
+                            tracing::warn!(call = %row.id, error = %e, "callback resident not written");
+                        }
+                    }
+                }
             }
         });
         Writer { tx: Some(tx) }
+    }
+
+    /// A missed call's resident lookup finished after the call ended: its entry learns who.
+    pub fn resident_known(&self, row: &CallRow) {
+        if effect(row) != Some(true) {
+            return;
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((None, row.clone()));
+        }
     }
 
     /// Notes the call's effect on the callbacks, in the background.
@@ -51,7 +71,7 @@ impl Writer {
         let (Some(missed), Some(tx)) = (effect(row), &self.tx) else {
             return;
         };
-        let _ = tx.send((missed, row.clone()));
+        let _ = tx.send((Some(missed), row.clone()));
     }
 }
 

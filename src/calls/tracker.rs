@@ -903,6 +903,7 @@ impl Tracker {
                 if g == generation {
                     row.candidates = ids.len() as i64;
                     row.resident_id = (ids.len() == 1).then(|| ids[0]);
+                    self.callbacks.resident_known(&row);
                     self.log.put(row);
                 }
             }

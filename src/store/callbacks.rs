@@ -103,6 +103,26 @@ impl Store {
         Ok(())
     }
 
+    /// The resident lookup of a missed call finished after the call ended: its entry learns
+    /// who called (if it still names that call and knows nobody yet).
+    pub async fn callback_resident(
+        &self,
+        call_key: &str,
+        resident_id: Option<i64>,
+        candidates: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE callbacks SET resident_id = COALESCE(resident_id, $2), candidates = $3 \
+             WHERE call_key = $1",
+        )
+        .bind(call_key.to_string())
+        .bind(resident_id)
+        .bind(candidates)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     /// `number` called again and was answered: its open or taken entries are cleared.
     pub async fn clear_callbacks(&self, number: &str, at: &str) -> Result<u64, StoreError> {
         let r = sqlx::query(
