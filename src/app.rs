@@ -46,7 +46,8 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
 
     let (call_log, log_task) = writer::spawn(store.clone(), metrics.clone(), settings.spool_path());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let board = crate::calls::Board::with_acw(settings.acw());
+    let board =
+        crate::calls::Board::with_acw(settings.acw()).with_thresholds(settings.queue_thresholds());
     let mut link_names = Vec::new();
     if settings.ami_address.is_some() {
         link_names.push("ami".to_string());
@@ -198,9 +199,15 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         shutdown_rx.clone(),
     ));
     let sweep = tokio::spawn(sweep_expired(store.clone(), shutdown_rx.clone()));
+    // The supervisors' board, pushed as it changes (at most twice a second).
+    let board_feed = tokio::spawn(crate::http::supervisor::publish_board(
+        state.clone(),
+        shutdown_rx.clone(),
+    ));
     core.push(("call tracker", tracker_task));
     core.push(("agent directory", refresh));
     core.push(("session sweep", sweep));
+    core.push(("supervisor board", board_feed));
     tracing::info!(%addr, database = %crate::store::mask_url(&settings.database_url), "madoguchi serving");
     Ok(Running {
         addr,

@@ -12,6 +12,7 @@
 
 mod assign;
 mod rebook;
+mod supervisors;
 
 use crate::domain::{Extension, PhoneNumber, Role};
 use crate::pbx::ami::{SimCall, SimOutcome, Simulator};
@@ -74,6 +75,17 @@ pub enum BenchCommand {
         #[arg(long, default_value = "sqlite")]
         engine: String,
     },
+    /// Supervisor screens: `clients` supervisor WebSockets receiving the live board while
+    /// calls flow through the AMI simulator; prints board delivery p50/p99/max.
+    Supervisors {
+        #[arg(long, default_value_t = 1_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 1_000)]
+        calls: usize,
+        /// Calls per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+    },
 }
 
 pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<()> {
@@ -104,6 +116,11 @@ pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<(
             keep_alive,
         } => rebook::rebook(residents, moves, concurrency, &engine, keep_alive).await,
         BenchCommand::Assign { residents, engine } => assign::assign(residents, &engine).await,
+        BenchCommand::Supervisors {
+            clients,
+            calls,
+            rate,
+        } => supervisors::supervisors(clients, calls, rate).await,
     }
 }
 

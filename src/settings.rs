@@ -53,6 +53,10 @@ pub struct Settings {
     /// 後処理: seconds of after-call work after a call an agent answered ends, before they are
     /// ready again (0: none).
     pub acw_seconds: u64,
+    /// Queue figures: answered within this many seconds counts toward the service level.
+    pub service_level_s: u64,
+    /// Queue figures: callers who give up within fewer seconds than this are short abandons.
+    pub short_abandon_s: u64,
 }
 
 impl Default for Settings {
@@ -82,6 +86,8 @@ impl Default for Settings {
             max_connections: None,
             spool_dir: None,
             acw_seconds: 60,
+            service_level_s: 20,
+            short_abandon_s: 5,
         }
     }
 }
@@ -196,6 +202,16 @@ impl Settings {
                 .parse()
                 .context("MADOGUCHI_ACW_SECONDS must be a whole number of seconds")?;
         }
+        if let Some(v) = get("MADOGUCHI_SERVICE_LEVEL_S") {
+            self.service_level_s = v
+                .parse()
+                .context("MADOGUCHI_SERVICE_LEVEL_S must be a whole number of seconds")?;
+        }
+        if let Some(v) = get("MADOGUCHI_SHORT_ABANDON_S") {
+            self.short_abandon_s = v
+                .parse()
+                .context("MADOGUCHI_SHORT_ABANDON_S must be a whole number of seconds")?;
+        }
         if let Some(v) = get("MADOGUCHI_PUBLIC_URL") {
             self.public_url = opt(v);
         }
@@ -286,6 +302,14 @@ impl Settings {
     /// How long after-call work lasts.
     pub fn acw(&self) -> Duration {
         Duration::from_secs(self.acw_seconds)
+    }
+
+    /// The queue figures' thresholds.
+    pub fn queue_thresholds(&self) -> crate::calls::board::Thresholds {
+        crate::calls::board::Thresholds {
+            service_level_s: self.service_level_s.min(86_400) as i64,
+            short_abandon_s: self.short_abandon_s.min(86_400) as i64,
+        }
     }
 
     pub fn ami_ping(&self) -> Duration {

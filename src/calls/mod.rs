@@ -6,6 +6,7 @@
 //! call log is written by a second task ([`writer`]) so the tracker never waits on a write.
 
 pub mod board;
+pub mod callbacks;
 pub mod tracker;
 pub mod writer;
 

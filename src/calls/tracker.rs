@@ -183,6 +183,10 @@ pub struct Tracker {
     unresolved: HashMap<String, (u64, CallRow, tokio::task::AbortHandle)>,
     /// The supervisors' live queue board.
     board: super::Board,
+    /// Calls that left their queue unanswered without abandoning it (the queue's timeout).
+    timed_out: HashSet<String>,
+    /// Missed callers become callbacks; answered ones clear theirs.
+    callbacks: super::callbacks::Writer,
 }
 
 /// How many PBX events may wait for the tracker. The tracker never waits on the database or a
@@ -198,6 +202,7 @@ impl Tracker {
         directory: AgentDirectory,
     ) -> Tracker {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let callbacks = super::callbacks::Writer::spawn(store.clone());
         Tracker {
             store,
             hub,
@@ -217,6 +222,8 @@ impl Tracker {
             internal_rx: Some(internal_rx),
             unresolved: HashMap::new(),
             board: super::Board::default(),
+            timed_out: HashSet::new(),
+            callbacks,
         }
     }
 
@@ -512,6 +519,7 @@ impl Tracker {
                         c.row.queued_at = Some(ts(since));
                     }
                     c.abandoned = true;
+                    self.board.abandoned(&queue, &key, hold_s);
                     c.row.queue.get_or_insert(queue);
                     if hold_s.is_some() {
                         c.row.hold_s = hold_s;
@@ -547,6 +555,48 @@ impl Tracker {
                 }
             }
             PbxEvent::Resync { link, channels, at } => self.resync(link, channels, at).await,
+            PbxEvent::QueueLeave {
+                link,
+                call,
+                channel,
+                queue,
+                at,
+            } => {
+                let Some(key) = self.find(&link, &call, Some(&channel)) else {
+                    return;
+                };
+                self.touch(&key);
+                if let Some(c) = self.calls.get(&key) {
+                    if c.row.answered_by.is_none() && !c.abandoned {
+                        // Answered after all, or an abandon, overrides this at the end.
+                        self.timed_out.insert(key.clone());
+                    }
+                }
+                self.board.left(&queue, &key, at);
+            }
+            PbxEvent::Member {
+                queue,
+                device,
+                status,
+                paused,
+                reason,
+                removed,
+                at,
+                ..
+            } => self.board.member(
+                &super::board::MemberReport {
+                    queue,
+                    device,
+                    status,
+                    paused,
+                    reason,
+                    removed,
+                },
+                at,
+            ),
+            PbxEvent::DeviceState {
+                device, state, at, ..
+            } => self.board.device_state(&device, &state, at),
         }
     }
 
@@ -853,6 +903,7 @@ impl Tracker {
                 if g == generation {
                     row.candidates = ids.len() as i64;
                     row.resident_id = (ids.len() == 1).then(|| ids[0]);
+                    self.callbacks.resident_known(&row);
                     self.log.put(row);
                 }
             }
@@ -868,6 +919,7 @@ impl Tracker {
         c.lookup_task = None;
         c.row.candidates = ids.len() as i64;
         c.row.resident_id = (ids.len() == 1).then(|| ids[0]);
+        self.board.matched(key, &ids, &json);
         c.candidates_json = json;
         // Screens that got the pop without the record get it now.
         let late = std::mem::take(&mut c.popped_pending);
@@ -1129,7 +1181,10 @@ impl Tracker {
             return;
         };
         let ends: Vec<DialStatus> = c.offer_ends.values().copied().collect();
-        let o = outcome(c.row.answered_by.is_some(), c.abandoned, &ends, cause);
+        let mut o = outcome(c.row.answered_by.is_some(), c.abandoned, &ends, cause);
+        if self.timed_out.contains(key) && c.row.answered_by.is_none() && !c.abandoned {
+            o = Outcome::Timeout;
+        }
         self.finish(key, at, o, false);
     }
 
@@ -1186,7 +1241,15 @@ impl Tracker {
             .as_deref()
             .and_then(crate::store::parse_ts)
             .map(|t| (at - t).num_seconds());
-        self.board.ended(c.row.queue.as_deref(), key, talk_s, at);
+        self.timed_out.remove(key);
+        self.callbacks.note(&c.row);
+        self.board.closed(
+            c.row.queue.as_deref(),
+            key,
+            talk_s,
+            Some(outcome.code()),
+            at,
+        );
         let call = Self::call_json(&c, "ended");
         let mut told: Vec<&String> = c.offered.iter().collect();
         if let Some(a) = c

@@ -114,6 +114,37 @@ pub enum PbxEvent {
         cause: Option<u16>,
         at: DateTime<Utc>,
     },
+    /// The caller left a queue (QueueCallerLeave), answered or not. Unanswered and not
+    /// abandoned, the queue gave up on them (its timeout).
+    QueueLeave {
+        link: String,
+        call: String,
+        channel: String,
+        queue: String,
+        at: DateTime<Utc>,
+    },
+    /// What the PBX says of a queue member (QueueMember in a QueueStatus listing,
+    /// QueueMemberStatus, QueueMemberPause, QueueMemberAdded/Removed). `device` is the member's
+    /// state interface (`PJSIP/201`, `Local/201@from-queue/n`); `status` Asterisk's device
+    /// status number (1 not in use, 2 in use, 4 invalid, 5 unavailable, 6 ringing…).
+    Member {
+        link: String,
+        queue: Option<String>,
+        device: String,
+        status: Option<u8>,
+        paused: Option<bool>,
+        reason: Option<String>,
+        removed: bool,
+        at: DateTime<Utc>,
+    },
+    /// A device changed state (DeviceStateChange): `NOT_INUSE`, `INUSE`, `RINGING`,
+    /// `UNAVAILABLE`, `INVALID`….
+    DeviceState {
+        link: String,
+        device: String,
+        state: String,
+        at: DateTime<Utc>,
+    },
     /// Live state after a (re)connect (CoreShowChannels): the channels that exist now. Calls the
     /// tracker holds for this link whose channels are all absent ended while the link was down.
     Resync {
@@ -148,6 +179,9 @@ impl PbxEvent {
             | PbxEvent::Answer { link, .. }
             | PbxEvent::Abandon { link, .. }
             | PbxEvent::Hangup { link, .. }
+            | PbxEvent::QueueLeave { link, .. }
+            | PbxEvent::Member { link, .. }
+            | PbxEvent::DeviceState { link, .. }
             | PbxEvent::Resync { link, .. } => link,
         }
     }

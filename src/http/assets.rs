@@ -14,6 +14,7 @@ include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { serve("index.html") }))
+        .route("/supervisor", get(|| async { serve("supervisor.html") }))
         .route(
             "/assets/{*path}",
             get(|Path(path): Path<String>| async move { serve(&path) }),

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod assets;
 pub mod bookings;
+pub mod callbacks;
 pub mod calls;
 pub mod error;
 pub mod inquiries;
@@ -12,6 +13,7 @@ pub mod planning;
 pub mod queues;
 pub mod residents;
 pub mod session;
+pub mod supervisor;
 pub mod webhook;
 pub mod ws;
 
@@ -79,6 +81,8 @@ pub mod roles {
     pub const BOOKINGS: &[Role] = &[Agent, Supervisor, Planner, Admin];
     /// Whoever plans venues, slots, the assignment and the buses.
     pub const PLANNING: &[Role] = &[Planner, Admin];
+    /// Whoever supervises the phones: the live board, the reports.
+    pub const SUPERVISORS: &[Role] = &[Supervisor, Admin];
 }
 
 /// The largest request body accepted (answered 413 above it).
@@ -115,13 +119,14 @@ pub fn app(state: AppState) -> Router {
                 .merge(residents::phones_router())
                 .merge(agent::router())
                 .merge(inquiries::router())
-                .merge(queues::router()),
+                .merge(queues::router())
+                .merge(callbacks::router()),
         ))
         // LEDGER: /api/residents, /api/residents/{id}
         .merge(admit(LEDGER, residents::router()))
         // BOOKINGS: /api/slots, /api/bookings, /api/bookings/{id}/move, /ws/slots,
         // /api/bookings/{id}/alternatives, /api/bookings/{id}/cancel,
-        // /api/bookings/{id}/move-together, POST /api/bookings, /api/venues
+        // /api/bookings/{id}/move-together, POST /api/bookings
         .merge(admit(
             BOOKINGS,
             bookings::router().merge(ws::slots_router()),
@@ -130,7 +135,9 @@ pub fn app(state: AppState) -> Router {
         .merge(admit(BOOKINGS, planning::bookings_router()))
         // PLANNING: /api/venues/{id}/slots, /api/slots/{id} (PATCH), /api/assign,
         // /api/reshuffle, /api/transport/plan, /api/runs/{id}/manifest[.csv], /api/notices.csv
-        .merge(admit(PLANNING, planning::router()));
+        .merge(admit(PLANNING, planning::router()))
+        // SUPERVISORS: /ws/supervisor
+        .merge(admit(SUPERVISORS, supervisor::router()));
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

@@ -181,7 +181,7 @@ async fn openapi() -> Json<serde_json::Value> {
             "/api/inquiries": {"post": {"summary": "save an inquiry against a resident and/or call",
                 "responses": {"201": {"description": "saved"}, "422": {"description": "a field is wrong; `field` names it"}}}},
             "/api/inquiry-categories": {"get": op("the inquiry categories")},
-            "/api/queues": {"get": op("per queue: waiting (caller_number, wait_s), offered, answered, abandoned, service_level, asa_s, aht_s today; agents with state (the phone), availability (ready / break with reason / acw, since, until) and connection")},
+            "/api/queues": {"get": op("per queue: waiting (caller_number, wait_s, since, resident), offered, answered, abandoned, short_abandoned, timeouts, service_level, abandon_rate, asa_s, aht_s, longest_wait_s today and last_hour; overall (today, last_hour); slices (calls per 15 min today); agents with state (the phone), live (idle / ringing / talking / wrap_up / paused with reason / logged_out, since, in_state_s), availability (ready / break with reason / acw, since, until) and connection")},
             "/api/agent/state": {
                 "get": op("the logged-in agent's availability: {state: ready|break|acw, reason, since, until}"),
                 "post": {"summary": "set the logged-in agent's availability: {state: ready|break|acw, reason?}; after-call work ends by itself after MADOGUCHI_ACW_SECONDS",
@@ -200,6 +200,11 @@ async fn openapi() -> Json<serde_json::Value> {
         super::planning::openapi_paths(),
     ) {
         paths.extend(more);
+    }
+    // Each route group's own paths, added beside the ones above.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(crate::http::supervisor::openapi_paths());
+        paths.extend(crate::http::callbacks::openapi_paths());
     }
     Json(doc)
 }

@@ -1,6 +1,9 @@
 //! `GET /api/queues`: the live queue for supervisors (and agents' wall screen): per queue who
-//! waits and how long, today's offered / answered / abandoned, service level, ASA and AHT; and
-//! every agent with their phone's state, their availability (ready, break with its reason,
+//! waits and how long (and who they probably are), today's and the last hour's figures
+//! (offered, answered, abandoned with short abandons apart, timeouts, service level, ASA, AHT,
+//! abandon rate, longest wait now), the same over all queues; and every agent with their
+//! phone's state, their composite state (idle, ringing, talking, wrap-up, paused with its
+//! reason, logged out) with time in state, their availability (ready, break with its reason,
 //! after-call work, and since when) and whether their screen is connected.
 
 use super::{ApiError, AppState};
@@ -15,9 +18,22 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn queues(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = chrono::Utc::now();
+    Ok(Json(snapshot(&state).await?))
+}
+
+/// The board as `/api/queues` and the supervisors' topic show it.
+pub(crate) async fn snapshot(state: &AppState) -> Result<serde_json::Value, ApiError> {
     let users = state.store.users().await?;
-    let agents: Vec<_> = users
+    Ok(snapshot_with(state, &users, chrono::Utc::now()))
+}
+
+pub(crate) fn snapshot_with(
+    state: &AppState,
+    users: &[crate::store::users::User],
+    now: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let board = &state.board;
+    let mut agents: Vec<serde_json::Value> = users
         .iter()
         .filter_map(|u| u.extension.as_ref().map(|e| (u, e)))
         .map(|(u, ext)| {
@@ -26,15 +42,38 @@ async fn queues(State(state): State<AppState>) -> Result<Json<serde_json::Value>
                 "username": u.username,
                 "display_name": u.display_name,
                 "extension": ext,
-                "state": state.board.agent_state(ext),
-                "availability": state.board.availability(ext, now),
+                "state": board.agent_state(ext),
+                "live": board.agent_live(ext, now),
+                "availability": board.availability(ext, now),
                 "connected": state.hub.listeners(&agent_topic(ext)) > 0,
             })
         })
         .collect();
-    Ok(Json(json!({
-        "queues": state.board.queues(now),
+    // Queue members the PBX lists that have no login here still show.
+    for ext in board.member_extensions() {
+        if users.iter().any(|u| u.extension.as_deref() == Some(&ext)) {
+            continue;
+        }
+        agents.push(json!({
+            "user_id": null,
+            "username": null,
+            "display_name": null,
+            "extension": ext,
+            "state": board.agent_state(&ext),
+            "live": board.agent_live(&ext, now),
+            "availability": board.availability(&ext, now),
+            "connected": false,
+        }));
+    }
+    let (today, last_hour) = board.overall(now);
+    let t = board.thresholds();
+    json!({
+        "queues": board.queues(now),
+        "overall": {"today": today, "last_hour": last_hour},
         "agents": agents,
-        "service_level_threshold_s": crate::calls::board::SERVICE_LEVEL_S,
-    })))
+        "slices": board.slices(now),
+        "service_level_threshold_s": t.service_level_s,
+        "short_abandon_threshold_s": t.short_abandon_s,
+        "at": crate::store::ts(now),
+    })
 }

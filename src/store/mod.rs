@@ -19,6 +19,7 @@
 
 pub mod bookings;
 pub mod bulk;
+pub mod callbacks;
 pub mod calls;
 pub mod error;
 pub mod inquiries;

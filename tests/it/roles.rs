@@ -15,6 +15,7 @@ const PHONES: &[&str] = &["agent", "supervisor", "admin"];
 const LEDGER: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const BOOKINGS: &[&str] = &["agent", "supervisor", "planner", "admin"];
 const PLANNING: &[&str] = &["planner", "admin"];
+const SUPERVISORS: &[&str] = &["supervisor", "admin"];
 
 const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/", NOBODY),
@@ -56,6 +57,11 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/runs/{id}/manifest", PLANNING),
     ("GET", "/api/runs/{id}/manifest.csv", PLANNING),
     ("GET", "/api/notices.csv", PLANNING),
+    ("GET", "/supervisor", NOBODY),
+    ("GET", "/api/callbacks", PHONES),
+    ("POST", "/api/callbacks/{id}/take", PHONES),
+    ("POST", "/api/callbacks/{id}/done", PHONES),
+    ("GET", "/ws/supervisor", SUPERVISORS),
 ];
 
 /// A concrete path for a templated one.

@@ -754,17 +754,25 @@ impl<'a> Session<'a> {
         if let Some(reason) = resync.queues_failed {
             warn!(%reason, "QueueStatus refused; waiting callers not resynced");
         }
-        for (queue, channel) in resync.entries {
+        for mut member in resync.members {
+            if let PbxEvent::Member { link: l, .. } = &mut member {
+                l.clone_from(&link);
+            }
+            deliver(self.tx, member, &mut *self.shutdown).await?;
+        }
+        for (queue, channel, wait) in resync.entries {
             let call = linked
                 .get(&channel)
                 .cloned()
                 .unwrap_or_else(|| channel.clone());
+            // Joined when the PBX says: a caller who waited 40 s before the link came back
+            // shows 40 s, not 0.
             let event = PbxEvent::QueueJoin {
                 link: link.clone(),
                 call,
                 channel,
                 queue,
-                at,
+                at: at - chrono::Duration::seconds(wait),
             };
             deliver(self.tx, event, &mut *self.shutdown).await?;
         }
@@ -839,8 +847,10 @@ struct Resync {
     channels: Vec<LiveChannel>,
     channels_done: bool,
     channels_failed: Option<String>,
-    /// (queue, caller channel Uniqueid) of each waiting caller.
-    entries: Vec<(String, String)>,
+    /// (queue, caller channel Uniqueid, seconds waited so far) of each waiting caller.
+    entries: Vec<(String, String, i64)>,
+    /// The queue members listed (QueueMember items), as events.
+    members: Vec<PbxEvent>,
     queues_done: bool,
     queues_failed: Option<String>,
     buffered: Vec<PbxEvent>,
@@ -856,6 +866,7 @@ impl Resync {
             channels_done: false,
             channels_failed: None,
             entries: Vec::new(),
+            members: Vec::new(),
             queues_done: false,
             queues_failed: None,
             buffered: Vec::new(),
@@ -923,7 +934,18 @@ impl Resync {
                     if let (Some(queue), Some(channel)) =
                         (p.get_nonempty("Queue"), p.get_nonempty("Uniqueid"))
                     {
-                        self.entries.push((queue.to_string(), channel.to_string()));
+                        let wait = p
+                            .get("Wait")
+                            .and_then(|w| w.trim().parse::<i64>().ok())
+                            .unwrap_or(0)
+                            .max(0);
+                        self.entries
+                            .push((queue.to_string(), channel.to_string(), wait));
+                    }
+                } else if event.eq_ignore_ascii_case("QueueMember") {
+                    let link = String::new();
+                    if let Some(m) = super::translate::member(link, p, false, Utc::now()) {
+                        self.members.push(m);
                     }
                 }
             }

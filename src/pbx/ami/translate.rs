@@ -159,6 +159,45 @@ impl Translator {
                 at,
             }];
         }
+        if is("QueueCallerLeave") || is("Leave") {
+            let (Some(call), Some(channel), Some(queue)) = (
+                call_id(p),
+                p.get_nonempty("Uniqueid"),
+                p.get_nonempty("Queue"),
+            ) else {
+                return Vec::new();
+            };
+            return vec![PbxEvent::QueueLeave {
+                link,
+                call,
+                channel: channel.to_string(),
+                queue: queue.to_string(),
+                at,
+            }];
+        }
+        if is("QueueMemberStatus")
+            || is("QueueMemberPause")
+            || is("QueueMemberPaused")
+            || is("QueueMemberAdded")
+            || is("QueueMemberRemoved")
+            || is("QueueMember")
+        {
+            return member(link, p, is("QueueMemberRemoved"), at)
+                .into_iter()
+                .collect();
+        }
+        if is("DeviceStateChange") {
+            let (Some(device), Some(state)) = (p.get_nonempty("Device"), p.get_nonempty("State"))
+            else {
+                return Vec::new();
+            };
+            return vec![PbxEvent::DeviceState {
+                link,
+                device: device.trim().to_string(),
+                state: state.trim().to_string(),
+                at,
+            }];
+        }
         if is("Hangup") {
             let (Some(call), Some(channel)) = (call_id(p), p.get_nonempty("Uniqueid")) else {
                 return Vec::new();
@@ -248,6 +287,43 @@ fn channel(link: String, p: &Packet, at: DateTime<Utc>) -> Option<PbxEvent> {
         caller_number: p.get("CallerIDNum").unwrap_or("").to_string(),
         caller_name: p.get("CallerIDName").unwrap_or("").to_string(),
         dialled: first(p, &["Exten", "Extension"]).unwrap_or("").to_string(),
+        at,
+    })
+}
+
+/// A queue member's state (QueueMember items of QueueStatus, QueueMemberStatus,
+/// QueueMemberPause, QueueMemberAdded/Removed). The device is the member's state interface,
+/// else its interface (`Location` in QueueStatus items), else its name.
+pub(crate) fn member(
+    link: String,
+    p: &Packet,
+    removed: bool,
+    at: DateTime<Utc>,
+) -> Option<PbxEvent> {
+    let device = first(
+        p,
+        &[
+            "StateInterface",
+            "Interface",
+            "Location",
+            "MemberName",
+            "Name",
+        ],
+    )?;
+    let paused = p
+        .get_nonempty("Paused")
+        .map(|v| matches!(v.trim(), "1" | "true" | "yes"));
+    let reason = first(p, &["PausedReason", "Reason"])
+        .filter(|r| !r.eq_ignore_ascii_case("<nil>"))
+        .map(str::to_string);
+    Some(PbxEvent::Member {
+        link,
+        queue: p.get_nonempty("Queue").map(|q| q.trim().to_string()),
+        device: device.to_string(),
+        status: p.get("Status").and_then(|v| v.trim().parse().ok()),
+        paused,
+        reason,
+        removed,
         at,
     })
 }

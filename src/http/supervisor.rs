@@ -1,0 +1,182 @@
+//! `GET /ws/supervisor`: the supervisors' live board, pushed. The socket's `hello` carries the
+//! whole board (as `/api/queues` shows it, plus bookings per venue today); after it, a `board`
+//! message whenever something changed, coalesced to at most two a second: the first change
+//! after a quiet spell goes out at once, later ones wait for the end of its half second and go
+//! out together. Every message is the whole board, so a screen that reconnects (or misses one)
+//! needs no replay: the next message, or the `hello`, is the truth.
+
+use super::{ApiError, AppState};
+use crate::http::session::CurrentUser;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+use std::time::Duration;
+
+/// The hub topic every supervisor screen listens on.
+pub const SUPERVISOR_TOPIC: &str = "supervisors";
+/// At most this often a board goes out (two a second).
+pub const COALESCE: Duration = Duration::from_millis(500);
+/// Bookings per venue change slowly; they are read at most this often.
+const VENUES_EVERY: Duration = Duration::from_secs(10);
+
+/// The routes of this module (and the supervisor page) as `/api/openapi.json` lists them.
+pub fn openapi_paths() -> serde_json::Map<String, serde_json::Value> {
+    let ok = |summary: &str| json!({"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}});
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "/supervisor".into(),
+        ok("the supervisors' wall screen (supervisor.html)"),
+    );
+    m.insert(
+        "/ws/supervisor".into(),
+        json!({"get": {"summary": "WebSocket of the supervisors' board: hello, then board (the /api/queues document with bookings_today), at most twice a second while anything changes",
+            "responses": {"101": {"description": "switching protocols"}}}}),
+    );
+    m
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws/supervisor", get(upgrade))
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    Ok(ws
+        .max_message_size(super::ws::MAX_MESSAGE)
+        .on_upgrade(move |socket| serve(socket, state, user)))
+}
+
+/// Bookings per venue for the JST day of `now`: seats booked and offered in its slots.
+pub(crate) async fn venues_today(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<serde_json::Value, ApiError> {
+    let today = now
+        .with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("JST"))
+        .date_naive();
+    let venues = state.store.venues().await?;
+    let slots = state.store.slots(None, Some(today), now, 100_000).await?;
+    let rows: Vec<serde_json::Value> = venues
+        .iter()
+        .map(|v| {
+            let (mut booked, mut capacity, mut n) = (0i64, 0i64, 0usize);
+            for s in slots.iter().filter(|s| s.venue_id == v.id) {
+                booked += s.booked;
+                capacity += s.capacity;
+                n += 1;
+            }
+            json!({"venue_id": v.id, "name": v.name, "slots": n, "booked": booked, "capacity": capacity})
+        })
+        .collect();
+    Ok(json!({"date": today.to_string(), "venues": rows}))
+}
+
+async fn board_message(
+    state: &AppState,
+    kind: &str,
+    venues: &serde_json::Value,
+) -> Result<String, ApiError> {
+    let mut board = super::queues::snapshot(state).await?;
+    if let Some(o) = board.as_object_mut() {
+        o.insert("type".into(), json!(kind));
+        o.insert("bookings_today".into(), venues.clone());
+    }
+    Ok(board.to_string())
+}
+
+/// Publishes the board on [`SUPERVISOR_TOPIC`] as it changes, at most every [`COALESCE`], while
+/// at least one supervisor screen listens. Runs until `stop` changes.
+pub async fn publish_board(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut venues = json!({"date": null, "venues": []});
+    let mut venues_read: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = state.board.changed() => {}
+            // The ACW timers and bookings change without a board event.
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+        if state.hub.listeners(SUPERVISOR_TOPIC) == 0 {
+            continue;
+        }
+        if venues_read.is_none_or(|t| t.elapsed() >= VENUES_EVERY) {
+            match venues_today(&state, chrono::Utc::now()).await {
+                Ok(v) => venues = v,
+                Err(e) => tracing::debug!(error = ?e, "bookings per venue not read"),
+            }
+            venues_read = Some(tokio::time::Instant::now());
+        }
+        // Woken by a change, or by the tick (after-call work runs out, bookings move).
+        match board_message(&state, "board", &venues).await {
+            Ok(text) => {
+                state.hub.publish(SUPERVISOR_TOPIC, &text);
+            }
+            Err(e) => tracing::warn!(error = ?e, "supervisor board not published"),
+        }
+        // Changes in the next half second wait for the next message.
+        tokio::select! {
+            _ = tokio::time::sleep(COALESCE) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users::User) {
+    let mut sub = state.hub.subscribe(SUPERVISOR_TOPIC, None, None);
+    let venues = venues_today(&state, chrono::Utc::now())
+        .await
+        .unwrap_or_else(|_| json!({"date": null, "venues": []}));
+    let hello = match board_message(&state, "hello", &venues).await {
+        Ok(h) => h,
+        Err(_) => {
+            state.hub.unsubscribe(SUPERVISOR_TOPIC, sub.id);
+            return;
+        }
+    };
+    let mut ok = socket.send(Message::Text(hello.into())).await.is_ok();
+    let mut keepalive = tokio::time::interval(Duration::from_secs(30));
+    keepalive.tick().await;
+    while ok {
+        tokio::select! {
+            frame = sub.rx.recv() => match frame {
+                Some(frame) => {
+                    ok = matches!(
+                        tokio::time::timeout(super::ws::WRITE_TIMEOUT, socket.send(Message::Text(frame.text.to_string().into()))).await,
+                        Ok(Ok(()))
+                    );
+                }
+                None => {
+                    let close = CloseFrame { code: 4008, reason: "too slow; reconnect".into() };
+                    let _ = tokio::time::timeout(super::ws::WRITE_TIMEOUT, socket.send(Message::Close(Some(close)))).await;
+                    ok = false;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(t))) => {
+                    if t.contains("\"ping\"") {
+                        ok = socket.send(Message::Text(r#"{"type":"pong"}"#.into())).await.is_ok();
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => ok = false,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::info!(user = %user.username, error = %e, "supervisor websocket closed with an error");
+                    ok = false;
+                }
+            },
+            _ = keepalive.tick() => {
+                ok = matches!(
+                    tokio::time::timeout(super::ws::WRITE_TIMEOUT, socket.send(Message::Ping(Vec::new().into()))).await,
+                    Ok(Ok(()))
+                );
+            }
+        }
+    }
+    state.hub.unsubscribe(SUPERVISOR_TOPIC, sub.id);
+}
