@@ -5,9 +5,12 @@
 //! - [`import`]: `madoguchi import residents FILE`, the resident master CSV (UTF-8 or Shift_JIS),
 //!   all or nothing.
 //! - [`cdr`]: `madoguchi import cdr FILE`, Asterisk's `Master.csv`, filling in missed calls.
+//! - [`vrs`]: `madoguchi export vrs` (the VRS upload, in batches) and `madoguchi export ledger`
+//!   (the 予防接種台帳 layout).
 
 pub mod cdr;
 pub mod import;
+pub mod vrs;
 
 pub use import::{
     bench_import, import_residents, parse_residents, residents_csv, ImportError, ImportReport,

@@ -6,11 +6,14 @@ pub mod assets;
 pub mod bookings;
 pub mod calls;
 pub mod error;
+pub mod exports;
 pub mod inquiries;
 pub mod ops;
 pub mod queues;
 pub mod residents;
 pub mod session;
+pub mod vaccinations;
+pub mod venue;
 pub mod webhook;
 pub mod ws;
 
@@ -76,6 +79,12 @@ pub mod roles {
     pub const LEDGER: &[Role] = &[Agent, Supervisor, Planner, Venue, Admin];
     /// Whoever sees seats and moves appointments: the phones and the planners.
     pub const BOOKINGS: &[Role] = &[Agent, Supervisor, Planner, Admin];
+    /// Whoever works at a venue: reception, check-ins, 予診票, doses, vials.
+    pub const VENUE: &[Role] = &[Venue, Admin];
+    /// Whoever watches the venues' day: their progress, doses and vials.
+    pub const VENUE_WATCH: &[Role] = &[Venue, Supervisor, Planner, Admin];
+    /// Whoever sends the records to VRS and the city's systems (the records clerk's page).
+    pub const RECORDS: &[Role] = &[Supervisor, Planner, Admin];
 }
 
 /// The largest request body accepted (answered 413 above it).
@@ -120,7 +129,18 @@ pub fn app(state: AppState) -> Router {
         .merge(admit(
             BOOKINGS,
             bookings::router().merge(ws::slots_router()),
-        ));
+        ))
+        // VENUE: /api/venue/reception, /api/venue/checkins, /api/venue/questionnaires,
+        // POST /api/venue/vials…, POST /api/vaccinations…
+        .merge(admit(VENUE, venue::router().merge(vaccinations::router())))
+        // VENUE_WATCH: /api/venue/progress, GET /api/venue/vials, GET /api/vaccinations,
+        // /ws/venues
+        .merge(admit(
+            VENUE_WATCH,
+            venue::progress_router().merge(vaccinations::read_router()),
+        ))
+        // RECORDS: /api/exports/vrs, /api/exports/vrs/{id}, /api/exports/ledger
+        .merge(admit(RECORDS, exports::router()));
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

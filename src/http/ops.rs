@@ -99,9 +99,20 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// A hand-written description of every route (kept beside the routes it describes).
 async fn openapi() -> Json<serde_json::Value> {
+    let mut doc = base_openapi();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        // The venue day's routes (src/http/venue.rs), described beside them.
+        for (path, ops) in super::venue::openapi_paths() {
+            paths.insert(path, ops);
+        }
+    }
+    Json(doc)
+}
+
+fn base_openapi() -> serde_json::Value {
     let op =
         |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
-    Json(json!({
+    json!({
         "openapi": "3.0.3",
         "info": {"title": "madoguchi", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Ledger and screen-pop server of a municipal vaccination campaign"},
@@ -193,5 +204,5 @@ async fn openapi() -> Json<serde_json::Value> {
                 "responses": {"200": {"description": "{}"}, "401": {"description": "wrong token"}, "404": {"description": "no webhook token configured"},
                               "415": {"description": "neither JSON nor form data"}, "422": {"description": "a field is missing or wrong (named)"}}}}
         }
-    }))
+    })
 }

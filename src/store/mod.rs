@@ -21,12 +21,16 @@ pub mod bookings;
 pub mod bulk;
 pub mod calls;
 pub mod error;
+pub mod exports;
 pub mod inquiries;
 pub mod popjson;
 pub mod residents;
 pub mod testing;
 pub mod tx;
 pub mod users;
+pub mod vaccinations;
+pub mod venue;
+pub mod vials;
 
 pub use error::StoreError;
 pub use tx::WriteTx;

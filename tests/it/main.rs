@@ -18,5 +18,6 @@ mod resume;
 mod roles;
 mod slow;
 mod tracker;
+mod venue;
 mod webdriver;
 mod webhook;

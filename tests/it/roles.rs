@@ -14,6 +14,9 @@ const STAFF: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const PHONES: &[&str] = &["agent", "supervisor", "admin"];
 const LEDGER: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const BOOKINGS: &[&str] = &["agent", "supervisor", "planner", "admin"];
+const VENUE: &[&str] = &["venue", "admin"];
+const VENUE_WATCH: &[&str] = &["venue", "supervisor", "planner", "admin"];
+const RECORDS: &[&str] = &["supervisor", "planner", "admin"];
 
 const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/", NOBODY),
@@ -41,6 +44,22 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/bookings", BOOKINGS),
     ("POST", "/api/bookings/{id}/move", BOOKINGS),
     ("GET", "/ws/slots", BOOKINGS),
+    ("POST", "/api/vaccinations", VENUE),
+    ("POST", "/api/vaccinations/{id}/correction", VENUE),
+    ("GET", "/api/vaccinations", VENUE_WATCH),
+    ("GET", "/api/venue/reception", VENUE),
+    ("POST", "/api/venue/checkins", VENUE),
+    ("POST", "/api/venue/questionnaires", VENUE),
+    ("GET", "/api/venue/vials", VENUE_WATCH),
+    ("POST", "/api/venue/vials", VENUE),
+    ("POST", "/api/venue/vials/{id}/open", VENUE),
+    ("POST", "/api/venue/vials/{id}/discard", VENUE),
+    ("GET", "/api/venue/progress", VENUE_WATCH),
+    ("GET", "/ws/venues", VENUE_WATCH),
+    ("GET", "/api/exports/vrs", RECORDS),
+    ("POST", "/api/exports/vrs", RECORDS),
+    ("GET", "/api/exports/vrs/{id}", RECORDS),
+    ("GET", "/api/exports/ledger", RECORDS),
 ];
 
 /// A concrete path for a templated one.
