@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// chromedriver and Chromium, or None (and why) when this machine has none; under
 /// MADOGUCHI_REQUIRE_ALL=1 a missing browser fails the test instead.
-fn browser_or_skip() -> Option<(String, String)> {
+pub(crate) fn browser_or_skip() -> Option<(String, String)> {
     match find_browser() {
         Ok(found) => Some(found),
         Err(why) => {
@@ -107,7 +107,7 @@ async fn wait_phase(d: &Driver, id: &str, phase: &str) -> Value {
 
 /// Console errors from the page, leaving out failed fetches the page expects and handles (the
 /// 401 of GET /api/me before login, and a server that is down while the page reconnects).
-async fn page_errors(d: &Driver) -> Vec<String> {
+pub(crate) async fn page_errors(d: &Driver) -> Vec<String> {
     d.console_errors()
         .await
         .into_iter()

@@ -6,6 +6,7 @@ mod api;
 mod ari;
 mod bookings;
 mod browser;
+mod browser_venue;
 mod cli;
 mod common;
 mod desk;

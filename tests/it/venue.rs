@@ -370,3 +370,116 @@ async fn screens_recording_one_dose_at_once(engine: &str) {
     assert_eq!(n, 2, "{engine}: one record per resident");
     d.srv.stop().await;
 }
+
+#[tokio::test]
+async fn vrs_export_by_command_and_by_http_sqlite() {
+    vrs_export_by_command_and_by_http("sqlite").await;
+}
+
+#[tokio::test]
+async fn vrs_export_by_command_and_by_http_postgres() {
+    if require_postgres() {
+        vrs_export_by_command_and_by_http("postgres").await;
+    }
+}
+
+/// `madoguchi export vrs --date` makes a batch and writes it; `--batch ID` and
+/// `GET /api/exports/vrs/{id}` give the same bytes; a second export has nothing new.
+async fn vrs_export_by_command_and_by_http(engine: &str) {
+    let d = venue_day(engine).await;
+    let venue = d.srv.login("venue1").await;
+    let (status, given) = venue
+        .post("/api/vaccinations", dose_body(&d, 1, "FA4597"))
+        .await;
+    assert_eq!(status, 201, "{given}");
+    let url = d.srv.db.as_ref().unwrap().url.clone();
+    let dir = madoguchi::store::testing::TempDir::new("vrs").unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+            .args(args)
+            .env("MADOGUCHI_DATABASE_URL", &url)
+            .env("MADOGUCHI_LOG", "warn")
+            .output()
+            .expect("run madoguchi");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let today = jst_date(Utc::now()).format("%Y-%m-%d").to_string();
+    let first = dir.0.join("first.csv");
+    let (ok, err) = run(&[
+        "export",
+        "vrs",
+        "--date",
+        &today,
+        "--out",
+        first.to_str().unwrap(),
+    ]);
+    assert!(ok, "{engine}: {err}");
+    assert!(err.contains("1 doses"), "{err}");
+    let written = std::fs::read(&first).unwrap();
+    let text = String::from_utf8(written.clone()).unwrap();
+    assert!(text.starts_with("自治体コード,券番号,接種回数,"), "{text}");
+    assert!(text.contains(&format!("262021,{},1,", d.ticket)), "{text}");
+    assert!(text.contains(",ファイザー,FA4597,"), "{text}");
+    let id: i64 = sqlx::query_scalar("SELECT id FROM export_batches")
+        .fetch_one(&d.srv.store().read)
+        .await
+        .unwrap();
+    let again = dir.0.join("again.csv");
+    let (ok, err) = run(&[
+        "export",
+        "vrs",
+        "--batch",
+        &id.to_string(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        written,
+        "{engine}: byte-identical"
+    );
+    // The records clerk's download is the same bytes.
+    let clerk = d.srv.login("super1").await;
+    let res = clerk
+        .http
+        .get(format!("{}/api/exports/vrs/{id}", d.srv.url))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().to_vec(), written, "{engine}");
+    // Nothing new: no batch, the header alone.
+    let (ok, err) = run(&[
+        "export",
+        "vrs",
+        "--date",
+        &today,
+        "--out",
+        first.to_str().unwrap(),
+    ]);
+    assert!(ok && err.contains("nothing new"), "{err}");
+    assert_eq!(std::fs::read_to_string(&first).unwrap().lines().count(), 1);
+    let (status, pending) = clerk.get(&format!("/api/exports/vrs?date={today}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(pending["unexported"].as_array().unwrap().len(), 0);
+    assert_eq!(pending["batches"].as_array().unwrap().len(), 1);
+    // A bad date says which flag.
+    let (ok, err) = run(&["export", "vrs", "--date", "2021-13-01"]);
+    assert!(!ok && err.contains("--date"), "{err}");
+    // The ledger: a header and the resident's row.
+    let ledger = dir.0.join("ledger.csv");
+    let (ok, err) = run(&["export", "ledger", "--out", ledger.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let ledger = std::fs::read_to_string(&ledger).unwrap();
+    assert!(
+        ledger.starts_with("個別宛名番号,1回目接種履歴登録日時,"),
+        "{ledger}"
+    );
+    assert_eq!(ledger.split("\r\n").filter(|l| !l.is_empty()).count(), 2);
+    d.srv.stop().await;
+}
