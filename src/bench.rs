@@ -7,8 +7,12 @@
 //!
 //! `bench rebook` (`src/bench/rebook.rs`) measures rebooking: agents moving bookings at once
 //! through the real server, and whether any slot ended over capacity (it must not).
+//!
+//! `bench venue` (`src/bench/venue.rs`) measures recording doses: venue screens each recording
+//! a dose every 2 s through the real server while supervisors watch `/ws/venues`.
 
 mod rebook;
+mod venue;
 
 use crate::domain::{Extension, PhoneNumber, Role};
 use crate::pbx::ami::{SimCall, SimOutcome, Simulator};
@@ -58,6 +62,23 @@ pub enum BenchCommand {
         #[arg(long, default_value = "sqlite")]
         engine: String,
     },
+    /// Venue screens recording doses (each one every --every-ms) through the real server
+    /// while supervisors watch /ws/venues; prints the p99 of a recording.
+    Venue {
+        #[arg(long, default_value_t = 100)]
+        screens: usize,
+        /// Doses each screen records.
+        #[arg(long, default_value_t = 10)]
+        doses: usize,
+        #[arg(long, default_value_t = 2000)]
+        every_ms: u64,
+        /// Supervisor screens on /ws/venues.
+        #[arg(long, default_value_t = 5)]
+        supervisors: usize,
+        /// `sqlite` (a temporary file) or `postgres` (through MADOGUCHI_TEST_POSTGRES_URL).
+        #[arg(long, default_value = "sqlite")]
+        engine: String,
+    },
 }
 
 pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<()> {
@@ -86,6 +107,13 @@ pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<(
             concurrency,
             engine,
         } => rebook::rebook(residents, moves, concurrency, &engine).await,
+        BenchCommand::Venue {
+            screens,
+            doses,
+            every_ms,
+            supervisors,
+            engine,
+        } => venue::venue(screens, doses, every_ms, supervisors, &engine).await,
     }
 }
 
