@@ -9,10 +9,13 @@
 //! through the real server, and whether any slot ended over capacity (it must not).
 //!
 //! `bench assign` (`src/bench/assign.rs`) times the city's assignment of a synthetic city.
+//! `bench venue` (`src/bench/venue.rs`) measures recording doses: venue screens each recording
+//! a dose every 2 s through the real server while supervisors watch `/ws/venues`.
 
 mod assign;
 mod rebook;
 mod supervisors;
+mod venue;
 
 use crate::domain::{Extension, PhoneNumber, Role};
 use crate::pbx::ami::{SimCall, SimOutcome, Simulator};
@@ -86,6 +89,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50.0)]
         rate: f64,
     },
+    /// Venue screens recording doses (each one every --every-ms) through the real server
+    /// while supervisors watch /ws/venues; prints the p99 of a recording.
+    Venue {
+        #[arg(long, default_value_t = 100)]
+        screens: usize,
+        /// Doses each screen records.
+        #[arg(long, default_value_t = 10)]
+        doses: usize,
+        #[arg(long, default_value_t = 2000)]
+        every_ms: u64,
+        /// Supervisor screens on /ws/venues.
+        #[arg(long, default_value_t = 5)]
+        supervisors: usize,
+        /// `sqlite` (a temporary file) or `postgres` (through MADOGUCHI_TEST_POSTGRES_URL).
+        #[arg(long, default_value = "sqlite")]
+        engine: String,
+    },
 }
 
 pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<()> {
@@ -121,6 +141,13 @@ pub async fn run(command: BenchCommand, _settings: Settings) -> anyhow::Result<(
             calls,
             rate,
         } => supervisors::supervisors(clients, calls, rate).await,
+        BenchCommand::Venue {
+            screens,
+            doses,
+            every_ms,
+            supervisors,
+            engine,
+        } => venue::venue(screens, doses, every_ms, supervisors, &engine).await,
     }
 }
 

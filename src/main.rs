@@ -203,6 +203,25 @@ struct ReshuffleArgs {
 
 #[derive(Subcommand)]
 enum ExportCommand {
+    /// The VRS upload CSV (VACCINATION.md §1.5) of a day's doses not yet exported: a new batch,
+    /// kept so it can be written again byte for byte with --batch.
+    Vrs {
+        /// The day (in Japan) of the doses, YYYY-MM-DD.
+        #[arg(long, required_unless_present = "batch")]
+        date: Option<String>,
+        /// Write an earlier batch again, exactly as it was first written, instead.
+        #[arg(long, conflicts_with = "date")]
+        batch: Option<i64>,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The 予防接種台帳 CSV (VACCINATION.md §1.4) of every dose on record.
+    Ledger {
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The call log of the days FROM..=TO (Japan's dates) as CSV for Excel.
     Calls(LogExport),
     /// The inquiry log of the days FROM..=TO (Japan's dates) as CSV for Excel.
@@ -584,6 +603,65 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Export {
+            command: ExportCommand::Vrs { date, batch, out },
+        } => {
+            let store = Store::open(&settings.database_url).await?;
+            let result = export_vrs(&store, date, batch, out.as_deref()).await;
+            store.close().await;
+            result
+        }
+        Command::Export {
+            command: ExportCommand::Ledger { out },
+        } => {
+            let store = Store::open(&settings.database_url).await?;
+            let result = madoguchi::export::vrs::export_ledger(&store).await;
+            store.close().await;
+            write_out(out.as_deref(), result?.as_bytes())
+        }
         Command::Bench { command } => madoguchi::bench::run(command, settings).await,
     }
+}
+
+/// `madoguchi export vrs`: a new batch of a day's doses, or an earlier batch again.
+async fn export_vrs(
+    store: &Store,
+    date: Option<String>,
+    batch: Option<i64>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use madoguchi::export::vrs;
+    if let Some(id) = batch {
+        let found = vrs::batch_file(store, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("--batch: no export batch {id}"))?;
+        write_out(out, found.content.as_bytes())?;
+        eprintln!(
+            "batch {id} ({} doses of {}) written again",
+            found.info.row_count, found.info.for_date
+        );
+        return Ok(());
+    }
+    let date = date.unwrap_or_default();
+    let day = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+        .map_err(|_| anyhow::anyhow!("--date must be YYYY-MM-DD, got {date:?}"))?;
+    let actor = madoguchi::store::vaccinations::Actor {
+        user_id: None,
+        remote_addr: "cli",
+    };
+    match vrs::export_vrs(store, day, actor).await? {
+        Some(b) => {
+            write_out(out, b.content.as_bytes())?;
+            eprintln!(
+                "batch {}: {} doses of {day} exported (write it again with --batch {})",
+                b.info.id, b.info.row_count, b.info.id
+            );
+        }
+        None => {
+            // The header alone, so a script that uploads the file finds an empty upload.
+            write_out(out, vrs::vrs_csv(&[]).as_bytes())?;
+            eprintln!("nothing new to export for {day}: no batch made");
+        }
+    }
+    Ok(())
 }

@@ -9,6 +9,8 @@
 //! - [`logs`]: `madoguchi export calls` and `export inquiries`, for Excel ([`excel`]: UTF-8 with
 //!   BOM or Shift_JIS, formulas neutralised).
 //! - [`notices`]: `madoguchi export notices`, the assignment notices for mail merge.
+//! - [`vrs`]: `madoguchi export vrs` (the VRS upload, in batches) and `madoguchi export ledger`
+//!   (the 予防接種台帳 layout).
 
 pub mod cdr;
 pub mod excel;
@@ -16,6 +18,7 @@ pub mod import;
 pub mod logs;
 pub mod notices;
 pub mod survey;
+pub mod vrs;
 
 pub use import::{
     bench_import, import_residents, parse_residents, residents_csv, ImportError, ImportReport,

@@ -7,6 +7,7 @@ pub mod bookings;
 pub mod callbacks;
 pub mod calls;
 pub mod error;
+pub mod exports;
 pub mod inquiries;
 pub mod ops;
 pub mod planning;
@@ -14,6 +15,8 @@ pub mod queues;
 pub mod residents;
 pub mod session;
 pub mod supervisor;
+pub mod vaccinations;
+pub mod venue;
 pub mod webhook;
 pub mod ws;
 
@@ -83,6 +86,12 @@ pub mod roles {
     pub const PLANNING: &[Role] = &[Planner, Admin];
     /// Whoever supervises the phones: the live board, the reports.
     pub const SUPERVISORS: &[Role] = &[Supervisor, Admin];
+    /// Whoever works at a venue: reception, check-ins, 予診票, doses, vials.
+    pub const VENUE: &[Role] = &[Venue, Admin];
+    /// Whoever watches the venues' day: their progress, doses and vials.
+    pub const VENUE_WATCH: &[Role] = &[Venue, Supervisor, Planner, Admin];
+    /// Whoever sends the records to VRS and the city's systems (the records clerk's page).
+    pub const RECORDS: &[Role] = &[Supervisor, Planner, Admin];
 }
 
 /// The largest request body accepted (answered 413 above it).
@@ -137,7 +146,18 @@ pub fn app(state: AppState) -> Router {
         // /api/reshuffle, /api/transport/plan, /api/runs/{id}/manifest[.csv], /api/notices.csv
         .merge(admit(PLANNING, planning::router()))
         // SUPERVISORS: /ws/supervisor
-        .merge(admit(SUPERVISORS, supervisor::router()));
+        .merge(admit(SUPERVISORS, supervisor::router()))
+        // VENUE: /api/venue/reception, /api/venue/checkins, /api/venue/questionnaires,
+        // POST /api/venue/vials…, POST /api/vaccinations…
+        .merge(admit(VENUE, venue::router().merge(vaccinations::router())))
+        // VENUE_WATCH: /api/venue/progress, GET /api/venue/vials, GET /api/vaccinations,
+        // /ws/venues
+        .merge(admit(
+            VENUE_WATCH,
+            venue::progress_router().merge(vaccinations::read_router()),
+        ))
+        // RECORDS: /api/exports/vrs, /api/exports/vrs/{id}, /api/exports/ledger
+        .merge(admit(RECORDS, exports::router()));
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

@@ -99,6 +99,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// A hand-written description of every route (kept beside the routes it describes).
 async fn openapi() -> Json<serde_json::Value> {
+    let mut doc = base_openapi();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        // The venue day's routes (src/http/venue.rs), described beside them.
+        for (path, ops) in super::venue::openapi_paths() {
+            paths.insert(path, ops);
+        }
+    }
+    Json(doc)
+}
+
+fn base_openapi() -> serde_json::Value {
     let op =
         |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
     let mut doc = json!({
@@ -206,7 +217,7 @@ async fn openapi() -> Json<serde_json::Value> {
         paths.extend(crate::http::supervisor::openapi_paths());
         paths.extend(crate::http::callbacks::openapi_paths());
     }
-    Json(doc)
+    doc
 }
 
 /// The agent screen's rebooking and the planner's slot edit (src/http/bookings.rs), added to

@@ -36,7 +36,7 @@ pub fn slots_router() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
-struct WsQuery {
+pub(super) struct WsQuery {
     since: Option<u64>,
     /// The server epoch `since` belongs to (from the last `hello`).
     epoch: Option<String>,
@@ -67,7 +67,8 @@ async fn upgrade_slots(
     Ok(open(ws, state, user, SLOTS_TOPIC.to_string(), q))
 }
 
-fn open(
+/// Opens a socket on `topic` (also for the venue screens' `/ws/venues`).
+pub(super) fn open(
     ws: WebSocketUpgrade,
     state: AppState,
     user: crate::store::users::User,

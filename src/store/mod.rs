@@ -22,6 +22,7 @@ pub mod bulk;
 pub mod callbacks;
 pub mod calls;
 pub mod error;
+pub mod exports;
 pub mod inquiries;
 pub mod popjson;
 pub mod rebook;
@@ -30,6 +31,9 @@ pub mod survey;
 pub mod testing;
 pub mod tx;
 pub mod users;
+pub mod vaccinations;
+pub mod venue;
+pub mod vials;
 
 pub use error::StoreError;
 pub use tx::WriteTx;

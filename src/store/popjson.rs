@@ -35,7 +35,18 @@ SELECT r.id, json_object(
                             s.product, b.status
                      FROM bookings b JOIN slots s ON s.id = b.slot_id JOIN venues v ON v.id = s.venue_id
                      WHERE b.resident_id = r.id ORDER BY b.dose, b.id) b),
-  'vaccinations', json('[]'),
+  'vaccinations', (SELECT json_group_array(json_object(
+                 'id', x.id, 'resident_id', x.resident_id, 'dose', x.dose, 'product', x.product,
+                 'lot', x.lot, 'vial_id', x.vial_id, 'venue_id', x.venue_id,
+                 'venue_name', x.venue_name, 'vaccinator', x.vaccinator,
+                 'injection_site', x.injection_site, 'given_at', x.given_at,
+                 'given_on', x.given_on, 'municipality_code', x.municipality_code,
+                 'ticket_no', x.ticket_no, 'recorded_at', x.recorded_at,
+                 'recorded_by', x.recorded_by, 'corrects_id', x.corrects_id,
+                 'correction_reason', x.correction_reason, 'superseded_at', x.superseded_at,
+                 'export_batch_id', x.export_batch_id))
+               FROM (SELECT x.*, v.name AS venue_name FROM vaccinations x JOIN venues v ON v.id = x.venue_id
+                     WHERE x.resident_id = r.id ORDER BY x.dose, x.id) x),
   'inquiries', (SELECT json_group_array(json_object(
                   'id', i.id, 'resident_id', i.resident_id, 'call_id', i.call_key, 'user_id', i.user_id,
                   'username', i.username, 'user_name', i.user_name, 'category', i.category, 'note', i.note,
@@ -81,7 +92,17 @@ SELECT r.id, json_build_object(
                  'status', b.status) ORDER BY b.dose, b.id)
                FROM bookings b JOIN slots s ON s.id = b.slot_id JOIN venues v ON v.id = s.venue_id
                WHERE b.resident_id = r.id), '[]'::json),
-  'vaccinations', '[]'::json,
+  'vaccinations', COALESCE((SELECT json_agg(json_build_object(
+                 'id', x.id, 'resident_id', x.resident_id, 'dose', x.dose, 'product', x.product,
+                 'lot', x.lot, 'vial_id', x.vial_id, 'venue_id', x.venue_id, 'venue_name', v.name,
+                 'vaccinator', x.vaccinator, 'injection_site', x.injection_site,
+                 'given_at', x.given_at, 'given_on', x.given_on,
+                 'municipality_code', x.municipality_code, 'ticket_no', x.ticket_no,
+                 'recorded_at', x.recorded_at, 'recorded_by', x.recorded_by,
+                 'corrects_id', x.corrects_id, 'correction_reason', x.correction_reason,
+                 'superseded_at', x.superseded_at, 'export_batch_id', x.export_batch_id) ORDER BY x.dose, x.id)
+               FROM vaccinations x JOIN venues v ON v.id = x.venue_id
+               WHERE x.resident_id = r.id), '[]'::json),
   'inquiries', COALESCE((SELECT json_agg(s.j ORDER BY s.created_at DESC, s.id DESC) FROM (
                   SELECT i.id, i.created_at, json_build_object(
                     'id', i.id, 'resident_id', i.resident_id, 'call_id', i.call_key, 'user_id', i.user_id,
@@ -315,6 +336,43 @@ mod tests {
                 .unwrap();
             s.book(first, 1, slots[0]).await.unwrap().unwrap();
             s.book(first, 2, slots[1]).await.unwrap().unwrap();
+            // Dose 1 given, then corrected: the pop carries both records.
+            let actor = crate::store::vaccinations::Actor {
+                user_id: Some(uid),
+                remote_addr: "test",
+            };
+            let lot = crate::domain::dose::LotNo::parse("FA4597").unwrap();
+            let opened = at("2021-06-03T00:00:00Z");
+            let vial = s
+                .receive_vials(
+                    venue,
+                    crate::domain::Product::Pfizer,
+                    &lot,
+                    1,
+                    6,
+                    opened,
+                    actor,
+                )
+                .await
+                .unwrap()[0];
+            s.open_vial(vial, opened, actor).await.unwrap().unwrap();
+            let mut dose = crate::store::vaccinations::NewVaccination {
+                resident_id: first,
+                dose: 1,
+                product: crate::domain::Product::Pfizer,
+                lot,
+                vaccinator: "医師\u{3000}一".into(),
+                injection_site: crate::domain::dose::InjectionSite::LeftArm,
+                given_at: at("2021-06-03T00:35:00Z"),
+                venue_id: None,
+            };
+            let given = s.record_vaccination(&dose, actor).await.unwrap().unwrap();
+            dose.venue_id = Some(venue);
+            dose.injection_site = crate::domain::dose::InjectionSite::RightArm;
+            s.correct_vaccination(given.id, &dose, "部位の誤り", actor)
+                .await
+                .unwrap()
+                .unwrap();
             for phone in [shared.clone(), PhoneNumber::parse("0120-000-000").unwrap()] {
                 let (json, ids) = s.pop_candidates(&phone).await.unwrap();
                 let fast: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -346,6 +404,10 @@ mod tests {
             assert_eq!(bookings.len(), 2, "{engine}: bookings present");
             assert_eq!(bookings[1]["dose"], 2);
             assert_eq!(bookings[1]["starts_at"], "2021-06-24T00:30:00.000Z");
+            let doses = v[0]["vaccinations"].as_array().unwrap();
+            assert_eq!(doses.len(), 2, "{engine}: vaccinations present");
+            assert_eq!(doses[1]["corrects_id"], doses[0]["id"]);
+            assert_eq!(doses[1]["injection_site"], "right_arm");
             db.cleanup().await;
         }
     }

@@ -47,8 +47,9 @@ pub struct ResidentRecord {
     pub resident: Resident,
     /// 予約: every booking of the resident, by dose (see [`super::bookings`]).
     pub bookings: Vec<super::bookings::BookingRow>,
-    /// 接種記録: filled once the venue module lands.
-    pub vaccinations: Vec<serde_json::Value>,
+    /// 接種記録: every record of the resident by dose, corrected ones included (with
+    /// `superseded_at`; see [`super::vaccinations`]).
+    pub vaccinations: Vec<super::vaccinations::VaccinationRow>,
     pub inquiries: Vec<InquiryRow>,
     pub calls: Vec<CallRow>,
 }
@@ -188,10 +189,11 @@ impl Store {
         let inquiries = self.inquiries_of(resident.id, HISTORY_LIMIT).await?;
         let calls = self.calls_of(resident.id, HISTORY_LIMIT).await?;
         let bookings = self.bookings_of(resident.id).await?;
+        let vaccinations = self.vaccinations_of(resident.id).await?;
         Ok(ResidentRecord {
             resident,
             bookings,
-            vaccinations: Vec::new(),
+            vaccinations,
             inquiries,
             calls,
         })

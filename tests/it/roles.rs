@@ -16,6 +16,9 @@ const LEDGER: &[&str] = &["agent", "supervisor", "planner", "venue", "admin"];
 const BOOKINGS: &[&str] = &["agent", "supervisor", "planner", "admin"];
 const PLANNING: &[&str] = &["planner", "admin"];
 const SUPERVISORS: &[&str] = &["supervisor", "admin"];
+const VENUE: &[&str] = &["venue", "admin"];
+const VENUE_WATCH: &[&str] = &["venue", "supervisor", "planner", "admin"];
+const RECORDS: &[&str] = &["supervisor", "planner", "admin"];
 
 const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/", NOBODY),
@@ -62,6 +65,22 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("POST", "/api/callbacks/{id}/take", PHONES),
     ("POST", "/api/callbacks/{id}/done", PHONES),
     ("GET", "/ws/supervisor", SUPERVISORS),
+    ("POST", "/api/vaccinations", VENUE),
+    ("POST", "/api/vaccinations/{id}/correction", VENUE),
+    ("GET", "/api/vaccinations", VENUE_WATCH),
+    ("GET", "/api/venue/reception", VENUE),
+    ("POST", "/api/venue/checkins", VENUE),
+    ("POST", "/api/venue/questionnaires", VENUE),
+    ("GET", "/api/venue/vials", VENUE_WATCH),
+    ("POST", "/api/venue/vials", VENUE),
+    ("POST", "/api/venue/vials/{id}/open", VENUE),
+    ("POST", "/api/venue/vials/{id}/discard", VENUE),
+    ("GET", "/api/venue/progress", VENUE_WATCH),
+    ("GET", "/ws/venues", VENUE_WATCH),
+    ("GET", "/api/exports/vrs", RECORDS),
+    ("POST", "/api/exports/vrs", RECORDS),
+    ("GET", "/api/exports/vrs/{id}", RECORDS),
+    ("GET", "/api/exports/ledger", RECORDS),
 ];
 
 /// A concrete path for a templated one.

@@ -245,6 +245,19 @@ impl Driver {
         }
     }
 
+    /// Prints the page to PDF (WebDriver `POST /session/{id}/print`, Chrome's
+    /// `Page.printToPDF`): A4, backgrounds off, as the page's print styles lay it out.
+    pub async fn print_pdf(&self) -> Vec<u8> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/print",
+                Some(json!({"page": {"width": 21.0, "height": 29.7}, "background": false})),
+            )
+            .await;
+        v.as_str().and_then(base64_decode).unwrap_or_default()
+    }
+
     pub async fn quit(mut self) {
         let _ = self
             .http

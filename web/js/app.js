@@ -145,6 +145,11 @@ async function submitLogin(event) {
 }
 
 function startApp(user) {
+  // Venue staff work on their own screen (venue.html).
+  if (user.role === "venue") {
+    location.replace("/assets/venue.html");
+    return;
+  }
   // Same person signing back in after an expired session keeps the open screens and drafts.
   if (!state.user || state.user.id !== user.id) {
     state.sessions = [];
