@@ -46,8 +46,12 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
 
     let (call_log, log_task) = writer::spawn(store.clone(), metrics.clone(), settings.spool_path());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let board =
-        crate::calls::Board::with_acw(settings.acw()).with_thresholds(settings.queue_thresholds());
+    let board = crate::calls::Board::with_acw(settings.acw()).with_thresholds(
+        crate::calls::board::Thresholds {
+            service_level_s: settings.service_level_s.min(86_400) as i64,
+            short_abandon_s: settings.short_abandon_s.min(86_400) as i64,
+        },
+    );
     let mut link_names = Vec::new();
     if settings.ami_address.is_some() {
         link_names.push("ami".to_string());

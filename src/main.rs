@@ -235,8 +235,8 @@ enum ExportCommand {
         #[arg(long)]
         to: Option<chrono::NaiveDate>,
         /// utf8 (with BOM, for Excel) or sjis (Shift_JIS).
-        #[arg(long, default_value = "utf8")]
-        encoding: String,
+        #[arg(long, value_enum, default_value = "utf8")]
+        encoding: madoguchi::export::excel::Encoding,
         /// The file to write (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -585,22 +585,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     out,
                 },
         } => {
-            use madoguchi::export::notices::{export_notices, Encoding};
-            let enc = Encoding::parse(&encoding)
-                .ok_or_else(|| anyhow::anyhow!("--encoding is utf8 or sjis, got {encoding:?}"))?;
             let store = Store::open(&settings.database_url).await?;
-            let result = export_notices(&store, from, to, enc).await;
+            let result =
+                madoguchi::export::notices::export_notices(&store, from, to, encoding).await;
             store.close().await;
-            let (bytes, rows, replaced) = result?;
-            write_out(out.as_deref(), &bytes)?;
-            eprintln!(
-                "{rows} notices written{}",
-                if replaced > 0 {
-                    format!("; {replaced} characters Shift_JIS lacks written as 〓")
-                } else {
-                    String::new()
-                }
-            );
+            write_export("notices", result?, out.as_deref())?;
             Ok(())
         }
         Command::Export {

@@ -304,14 +304,6 @@ impl Settings {
         Duration::from_secs(self.acw_seconds)
     }
 
-    /// The queue figures' thresholds.
-    pub fn queue_thresholds(&self) -> crate::calls::board::Thresholds {
-        crate::calls::board::Thresholds {
-            service_level_s: self.service_level_s.min(86_400) as i64,
-            short_abandon_s: self.short_abandon_s.min(86_400) as i64,
-        }
-    }
-
     pub fn ami_ping(&self) -> Duration {
         Duration::from_secs(self.ami_ping_secs.max(1))
     }

@@ -22,6 +22,31 @@ pub enum Encoding {
     ShiftJis,
 }
 
+impl Encoding {
+    /// `utf8` or `sjis` (also `utf-8`, `shift_jis`, `cp932`, `windows-31j`), as a query or a
+    /// setting names it.
+    pub fn parse(s: &str) -> Option<Encoding> {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "")
+            .as_str()
+        {
+            "utf8" | "utf8bom" => Some(Encoding::Utf8Bom),
+            "sjis" | "shiftjis" | "cp932" | "windows31j" => Some(Encoding::ShiftJis),
+            _ => None,
+        }
+    }
+
+    /// The `Content-Type` of a CSV download in this encoding.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Utf8Bom => "text/csv; charset=utf-8",
+            Encoding::ShiftJis => "text/csv; charset=Shift_JIS",
+        }
+    }
+}
+
 /// A cell as Excel will read it: text that would start a formula gets a leading `'`.
 pub fn neutralise(cell: &str) -> Cow<'_, str> {
     match cell.chars().next() {

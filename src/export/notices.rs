@@ -4,33 +4,12 @@
 //! code, address, and for each dose the venue, the date with weekday (`6月8日（火）`), the time,
 //! and the pickup stop and time when they ride the bus.
 
-use crate::domain::notice::{hm, md_weekday, to_shift_jis};
+use super::excel::{Encoding, ExcelCsv, ExcelFile};
+use crate::domain::notice::{hm, md_weekday};
 use crate::domain::vaccine::{jst_date, jst_time};
 use crate::store::bookings::notices::{NoticeDose, NoticeRow};
-use crate::store::bookings::transport::csv_field;
 use crate::store::{parse_ts, Store};
 use chrono::NaiveDate;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Utf8Bom,
-    ShiftJis,
-}
-
-impl Encoding {
-    pub fn parse(s: &str) -> Option<Encoding> {
-        match s
-            .trim()
-            .to_ascii_lowercase()
-            .replace(['-', '_'], "")
-            .as_str()
-        {
-            "utf8" | "utf8bom" => Some(Encoding::Utf8Bom),
-            "sjis" | "shiftjis" | "cp932" | "windows31j" => Some(Encoding::ShiftJis),
-            _ => None,
-        }
-    }
-}
 
 pub const HEADER: &[&str] = &[
     "宛名番号",
@@ -65,10 +44,9 @@ fn dose_fields(d: Option<&NoticeDose>) -> [String; 5] {
     ]
 }
 
-/// The CSV text (CRLF lines, as Excel writes them).
-pub fn notices_text(rows: &[NoticeRow]) -> String {
-    let mut out = HEADER.join(",");
-    out.push_str("\r\n");
+/// The notices file: CRLF lines, every cell safe to open in Excel (see [`super::excel`]).
+pub fn notices_file(rows: &[NoticeRow], encoding: Encoding) -> ExcelFile {
+    let mut csv = ExcelCsv::new(HEADER);
     for r in rows {
         let mut fields = vec![
             r.address_no.clone(),
@@ -79,41 +57,20 @@ pub fn notices_text(rows: &[NoticeRow]) -> String {
         ];
         fields.extend(dose_fields(r.dose1.as_ref()));
         fields.extend(dose_fields(r.dose2.as_ref()));
-        out.push_str(
-            &fields
-                .iter()
-                .map(|f| csv_field(f))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push_str("\r\n");
+        csv.row(&fields);
     }
-    out
+    csv.finish(encoding)
 }
 
-/// The file's bytes in `encoding`, and how many characters Shift_JIS could not carry (written
-/// as 〓).
-pub fn encode(text: &str, encoding: Encoding) -> (Vec<u8>, usize) {
-    match encoding {
-        Encoding::Utf8Bom => {
-            let mut b = "\u{feff}".as_bytes().to_vec();
-            b.extend_from_slice(text.as_bytes());
-            (b, 0)
-        }
-        Encoding::ShiftJis => to_shift_jis(text),
-    }
-}
-
-/// Writes the notices of residents whose first dose falls in `from`–`to` (all, without them).
+/// The notices of residents whose first dose falls in `from`–`to` (all, without them).
 pub async fn export_notices(
     store: &Store,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
     encoding: Encoding,
-) -> anyhow::Result<(Vec<u8>, usize, usize)> {
+) -> anyhow::Result<ExcelFile> {
     let rows = store.notices(from, to).await?;
-    let (bytes, replaced) = encode(&notices_text(&rows), encoding);
-    Ok((bytes, rows.len(), replaced))
+    Ok(notices_file(&rows, encoding))
 }
 
 #[cfg(test)]
@@ -138,16 +95,16 @@ mod tests {
             }),
             dose2: None,
         };
-        let text = notices_text(&[row]);
-        let line = text.lines().nth(1).unwrap();
+        let utf8 = notices_file(std::slice::from_ref(&row), Encoding::Utf8Bom);
+        assert_eq!(&utf8.bytes[..3], b"\xef\xbb\xbf");
+        let text = std::str::from_utf8(&utf8.bytes[3..]).unwrap();
+        let line = text.split("\r\n").nth(1).unwrap();
         assert!(
             line.contains("総合文化会館,6月8日（火）,14:30,浜公民館前,13:55"),
             "{line}"
         );
-        let (sjis, bad) = encode(&text, Encoding::ShiftJis);
-        assert_eq!(bad, 0);
-        assert_eq!(encoding_rs::SHIFT_JIS.decode(&sjis).0, text);
-        let (utf8, _) = encode(&text, Encoding::Utf8Bom);
-        assert_eq!(&utf8[..3], b"\xef\xbb\xbf");
+        let sjis = notices_file(&[row], Encoding::ShiftJis);
+        assert_eq!(sjis.replaced, 0);
+        assert_eq!(encoding_rs::SHIFT_JIS.decode(&sjis.bytes).0, text);
     }
 }

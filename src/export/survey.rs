@@ -16,37 +16,12 @@ use super::import::{decode, header_key, rejected, ImportError, Problem};
 use crate::domain::resident::{bounded_text, needs_transport_from_register, Intent};
 use crate::domain::text::fold_trimmed;
 use crate::domain::{AddressNo, TicketNo};
+pub use crate::store::survey::{ResidentKey, SurveyAnswer};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Who a row is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ResidentKey {
-    AddressNo(String),
-    TicketNo(String),
-}
-
-impl fmt::Display for ResidentKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ResidentKey::AddressNo(a) => write!(f, "宛名番号 {a}"),
-            ResidentKey::TicketNo(t) => write!(f, "券番号 {t}"),
-        }
-    }
-}
-
-/// One resident's answers. `None` keeps what the ledger has.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SurveyAnswer {
-    pub row: usize,
-    pub key: ResidentKey,
-    pub intent: Intent,
-    pub needs_transport: Option<bool>,
-    pub pickup: Option<String>,
-}
 
 /// What a survey import did.
 #[derive(Debug, Clone)]

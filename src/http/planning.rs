@@ -12,7 +12,8 @@ use super::error::JsonBody;
 use super::session::CurrentUser;
 use super::{ApiError, AppState};
 use crate::domain::template::TemplateForm;
-use crate::export::notices::{encode, notices_text, Encoding};
+use crate::export::excel::Encoding;
+use crate::export::notices::notices_file;
 use crate::store::bookings::assign::{AssignOptions, AssignReport};
 use crate::store::bookings::reshuffle::{ReshuffleReport, Scope};
 use crate::store::bookings::templates::{Generated, SlotEdit};
@@ -356,11 +357,8 @@ async fn notices(
             .ok_or_else(|| ApiError::invalid("encoding", "encoding is utf8 or sjis"))?,
     };
     let rows = state.store.notices(from, to).await?;
-    let (bytes, _) = encode(&notices_text(&rows), encoding);
-    let ctype = match encoding {
-        Encoding::Utf8Bom => "text/csv; charset=utf-8",
-        Encoding::ShiftJis => "text/csv; charset=Shift_JIS",
-    };
+    let bytes = notices_file(&rows, encoding).bytes;
+    let ctype = encoding.content_type();
     Ok((
         [
             (header::CONTENT_TYPE, ctype),

@@ -590,7 +590,7 @@ impl Store {
                 };
                 let sql = format!(
                     "SELECT s.id, s.venue_id, s.starts_at, s.ends_at, s.product, s.capacity, \
-                     s.booked, s.closed, v.name AS venue_name FROM slots s \
+                     s.booked, s.closed, s.held, v.name AS venue_name FROM slots s \
                      JOIN venues v ON v.id = s.venue_id \
                      WHERE s.starts_at >= $1 AND s.starts_at < $2 AND s.closed = 0 \
                      AND s.id <> $3 AND s.venue_id {same_sql} $4 \

@@ -2,9 +2,36 @@
 //! transaction for the whole file, or nothing.
 
 use super::Store;
-use crate::export::survey::{ResidentKey, SurveyAnswer};
+use crate::domain::Intent;
 use anyhow::Context;
 use sqlx::Row;
+use std::fmt;
+
+/// Who a row is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ResidentKey {
+    AddressNo(String),
+    TicketNo(String),
+}
+
+impl fmt::Display for ResidentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResidentKey::AddressNo(a) => write!(f, "宛名番号 {a}"),
+            ResidentKey::TicketNo(t) => write!(f, "券番号 {t}"),
+        }
+    }
+}
+
+/// One resident's answers. `None` keeps what the ledger has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SurveyAnswer {
+    pub row: usize,
+    pub key: ResidentKey,
+    pub intent: Intent,
+    pub needs_transport: Option<bool>,
+    pub pickup: Option<String>,
+}
 
 /// Rows whose resident is not in the ledger (or is not one resident), with the reason.
 pub type Unknown = Vec<(usize, String)>;
