@@ -106,12 +106,31 @@ async fn edit_slot(
     Path(id): Path<i64>,
     JsonBody(edit): JsonBody<SlotEdit>,
 ) -> Result<Json<Slot>, ApiError> {
+    if edit.capacity.is_none() && edit.held.is_none() && edit.closed.is_none() {
+        return Err(ApiError::invalid(
+            "capacity",
+            "give capacity, held and/or closed",
+        ));
+    }
+    if edit.capacity.is_some_and(|c| !(0..=100_000).contains(&c)) {
+        return Err(ApiError::invalid(
+            "capacity",
+            "capacity is 0 to 100000 seats",
+        ));
+    }
     let slot = match state.store.update_slot(id, &edit).await {
         Err(crate::store::StoreError::Conflict { .. }) => {
-            return Err(ApiError::Conflict(
-                "the capacity cannot go below the bookings the slot holds; move them first (or close the slot)"
-                    .into(),
-            ))
+            let booked = state
+                .store
+                .slots_now(&[id])
+                .await
+                .ok()
+                .and_then(|s| s.first().map(|s| s.booked))
+                .unwrap_or(0);
+            return Err(ApiError::Conflict(format!(
+                "{booked} seats are booked in this slot; the capacity cannot go below that. \
+                 Move bookings out first (or close the slot); nothing was changed."
+            )));
         }
         other => other?,
     };
