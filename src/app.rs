@@ -96,18 +96,28 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     let tracker_task = telephony.spawn(tracker.run(events_rx, shutdown_rx.clone()));
 
     let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
+    let mut dialers: Vec<Arc<dyn crate::pbx::dial::Dialer>> = Vec::new();
     let mut core: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+    let (dial_outcomes, dial_outcomes_rx) = mpsc::channel(crate::pbx::dial::DIAL_QUEUE * 4);
     if let Some(address) = &settings.ami_address {
-        let (status, task) = spawn_ami(
+        let (status, dialer, task) = spawn_ami(
             &telephony,
             &settings,
             address,
             events_tx.clone(),
             shutdown_rx.clone(),
+            dial_outcomes.clone(),
         )?;
         links.push(status);
+        dialers.push(dialer);
         core.push(("AMI link", task));
     }
+    drop(dial_outcomes);
+    // Ends by itself when every link that dials has stopped.
+    tokio::spawn(crate::http::dial::forward_outcomes(
+        hub.clone(),
+        dial_outcomes_rx,
+    ));
     if let Some(url) = &settings.ari_url {
         use crate::pbx::ari::{run, AriConfig, AriStatus};
         let cfg = AriConfig::new(
@@ -186,6 +196,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         call_log: call_log.status(),
         pbx_events: events_tx.clone(),
         slot_feed: Default::default(),
+        dialers: Arc::new(dialers),
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -488,6 +499,13 @@ fn telephony_thread() -> anyhow::Result<(tokio::runtime::Handle, tokio::sync::on
     Ok((handle, stop_tx))
 }
 
+/// The AMI link's health, its dialer and its task.
+type AmiParts = (
+    Arc<dyn LinkHealth>,
+    Arc<dyn crate::pbx::dial::Dialer>,
+    JoinHandle<()>,
+);
+
 /// Starts the AMI link of the settings on the telephony runtime.
 fn spawn_ami(
     telephony: &tokio::runtime::Handle,
@@ -495,8 +513,9 @@ fn spawn_ami(
     address: &str,
     events: mpsc::Sender<crate::pbx::PbxEvent>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<(Arc<dyn LinkHealth>, JoinHandle<()>)> {
-    use crate::pbx::ami::link::{run, AmiConfig, AmiStatus};
+    dial_outcomes: mpsc::Sender<crate::pbx::dial::DialOutcome>,
+) -> anyhow::Result<AmiParts> {
+    use crate::pbx::ami::link::{run_with_dials, AmiConfig, AmiStatus, DialPort};
     anyhow::ensure!(
         !settings.ami_username.is_empty(),
         "MADOGUCHI_AMI_USERNAME is required with MADOGUCHI_AMI_ADDRESS"
@@ -509,8 +528,19 @@ fn spawn_ami(
     cfg.auth_md5 = settings.ami_md5;
     cfg.ping_interval = settings.ami_ping();
     let status = AmiStatus::new();
-    let task = telephony.spawn(run(cfg, events, status.clone(), shutdown));
-    Ok((Arc::new(AmiHealth(status)), task))
+    let (dialer, requests) = crate::pbx::dial::AmiDialer::new(status.clone());
+    let port = DialPort {
+        requests,
+        outcomes: dial_outcomes,
+    };
+    let task = telephony.spawn(run_with_dials(
+        cfg,
+        events,
+        status.clone(),
+        shutdown,
+        Some(port),
+    ));
+    Ok((Arc::new(AmiHealth(status)), Arc::new(dialer), task))
 }
 
 /// The ARI link as `/readyz` and `/metrics` see it.

@@ -16,6 +16,8 @@ pub struct Settings {
     pub ami_secret: String,
     /// Log in with the MD5 challenge instead of sending the secret.
     pub ami_md5: bool,
+    /// The dialplan context click-to-dial calls numbers in (`MADOGUCHI_DIAL_CONTEXT`).
+    pub dial_context: String,
     pub ari_url: Option<String>,
     pub ari_username: String,
     pub ari_password: String,
@@ -68,6 +70,7 @@ impl Default for Settings {
             ami_username: String::new(),
             ami_secret: String::new(),
             ami_md5: false,
+            dial_context: "from-internal".into(),
             ari_url: None,
             ari_username: String::new(),
             ari_password: String::new(),
@@ -158,6 +161,11 @@ impl Settings {
         }
         if let Some(v) = get("MADOGUCHI_AMI_MD5") {
             self.ami_md5 = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = get("MADOGUCHI_DIAL_CONTEXT") {
+            if !v.trim().is_empty() {
+                self.dial_context = v.trim().to_string();
+            }
         }
         if let Some(v) = get("MADOGUCHI_ARI_URL") {
             self.ari_url = opt(v);

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod bookings;
 pub mod callbacks;
 pub mod calls;
+pub mod dial;
 pub mod error;
 pub mod exports;
 pub mod inquiries;
@@ -66,6 +67,8 @@ pub struct AppState {
     /// publish, so a screen that keeps the latest message per slot ends at the true count.
     /// An async mutex, because the read awaits the database.
     pub slot_feed: Arc<tokio::sync::Mutex<()>>,
+    /// PBX links that can place a click-to-dial (`POST /api/dial`), first ready one wins.
+    pub dialers: Arc<Vec<Arc<dyn crate::pbx::dial::Dialer>>>,
 }
 
 /// Who may use which route. Every route belongs to exactly one group below; the README's
@@ -120,7 +123,7 @@ pub fn app(state: AppState) -> Router {
             session::router().merge(inquiries::categories_router()),
         ))
         // PHONES: /ws, /api/calls, /api/calls/{id}/resident, /api/inquiries, /api/queues,
-        // /api/residents/{id}/phones, /api/agent/state
+        // /api/residents/{id}/phones, /api/agent/state, /api/dial
         .merge(admit(
             PHONES,
             ws::router()
@@ -129,7 +132,8 @@ pub fn app(state: AppState) -> Router {
                 .merge(agent::router())
                 .merge(inquiries::router())
                 .merge(queues::router())
-                .merge(callbacks::router()),
+                .merge(callbacks::router())
+                .merge(dial::router()),
         ))
         // LEDGER: /api/residents, /api/residents/{id}
         .merge(admit(LEDGER, residents::router()))

@@ -216,6 +216,7 @@ fn base_openapi() -> serde_json::Value {
     if let Some(paths) = doc["paths"].as_object_mut() {
         paths.extend(crate::http::supervisor::openapi_paths());
         paths.extend(crate::http::callbacks::openapi_paths());
+        paths.extend(crate::http::dial::openapi_paths());
     }
     doc
 }

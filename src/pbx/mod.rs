@@ -9,6 +9,7 @@
 
 pub mod ami;
 pub mod ari;
+pub mod dial;
 pub mod sip;
 pub mod webhook;
 

@@ -14,6 +14,7 @@ mod browser_venue;
 mod cli;
 mod common;
 mod desk;
+mod dial;
 mod dialplans;
 mod doors;
 mod outage;

@@ -16,6 +16,8 @@ pub struct ScriptedPbx {
     listing: Arc<Mutex<Vec<String>>>,
     /// Fires once per login.
     pub logins: mpsc::UnboundedReceiver<()>,
+    /// Every action received other than Ping, as (lower-case key, value) pairs in order.
+    pub actions: mpsc::UnboundedReceiver<Vec<(String, String)>>,
 }
 
 impl ScriptedPbx {
@@ -25,6 +27,7 @@ impl ScriptedPbx {
         let current: Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>> = Arc::default();
         let listing: Arc<Mutex<Vec<String>>> = Arc::default();
         let (login_tx, logins) = mpsc::unbounded_channel();
+        let (actions_tx, actions) = mpsc::unbounded_channel();
         let (cur, list) = (current.clone(), listing.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -42,6 +45,7 @@ impl ScriptedPbx {
                     let _ = write.shutdown().await;
                 });
                 let (cur, list, login_tx) = (cur.clone(), list.clone(), login_tx.clone());
+                let actions_tx = actions_tx.clone();
                 tokio::spawn(async move {
                     let mut lines = BufReader::new(read).lines();
                     let mut action = Vec::<(String, String)>::new();
@@ -62,7 +66,11 @@ impl ScriptedPbx {
                         let id = get("actionid")
                             .map(|i| format!("ActionID: {i}\r\n"))
                             .unwrap_or_default();
-                        let reply = match get("action").unwrap_or_default().to_ascii_lowercase().as_str() {
+                        let name = get("action").unwrap_or_default().to_ascii_lowercase();
+                        if name != "ping" {
+                            let _ = actions_tx.send(action.clone());
+                        }
+                        let reply = match name.as_str() {
                             "login" => {
                                 *cur.lock().unwrap() = Some(tx.clone());
                                 let _ = login_tx.send(());
@@ -82,6 +90,8 @@ impl ScriptedPbx {
                                  Event: QueueStatusComplete\r\n{id}EventList: Complete\r\nListItems: 0\r\n\r\n"
                             ),
                             "ping" => format!("Response: Success\r\n{id}Ping: Pong\r\nTimestamp: 1.0\r\n\r\n"),
+                            // Async Originate: queued; the test sends the OriginateResponse.
+                            "originate" => format!("Response: Success\r\n{id}Message: Originate successfully queued\r\n\r\n"),
                             _ => format!("Response: Success\r\n{id}\r\n"),
                         };
                         let _ = tx.send(reply.into_bytes());
@@ -95,6 +105,7 @@ impl ScriptedPbx {
             current,
             listing,
             logins,
+            actions,
         }
     }
 

@@ -64,6 +64,7 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/callbacks", PHONES),
     ("POST", "/api/callbacks/{id}/take", PHONES),
     ("POST", "/api/callbacks/{id}/done", PHONES),
+    ("POST", "/api/dial", PHONES),
     ("GET", "/ws/supervisor", SUPERVISORS),
     ("POST", "/api/vaccinations", VENUE),
     ("POST", "/api/vaccinations/{id}/correction", VENUE),

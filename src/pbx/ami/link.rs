@@ -31,7 +31,18 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::codec::{encode_action, Decoder, Frame, Packet};
 use super::translate::Translator;
+use crate::pbx::dial::{DialOutcome, DialRequest};
 use crate::pbx::{LiveChannel, PbxEvent};
+
+/// Click-to-dial requests into the link and their outcomes out of it (see `pbx::dial`).
+pub struct DialPort {
+    pub requests: mpsc::Receiver<DialRequest>,
+    pub outcomes: mpsc::Sender<DialOutcome>,
+}
+
+/// Originates waiting for their outcome, per session; more than this and the oldest are
+/// forgotten (a PBX that never answers them).
+const MAX_PENDING_DIALS: usize = 1000;
 
 /// Event classes asked for at login: channels and dials (`call`), queues (`agent`),
 /// `UserEvent`s (`user`) and `FullyBooted` (`system`).
@@ -192,10 +203,22 @@ pub async fn run(
     cfg: AmiConfig,
     tx: mpsc::Sender<PbxEvent>,
     status: Arc<AmiStatus>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_with_dials(cfg, tx, status, shutdown, None).await
+}
+
+/// [`run`], also sending the click-to-dial requests of `dials` as `Originate` actions and
+/// reporting their outcomes.
+pub async fn run_with_dials(
+    cfg: AmiConfig,
+    tx: mpsc::Sender<PbxEvent>,
+    status: Arc<AmiStatus>,
     mut shutdown: watch::Receiver<bool>,
+    mut dials: Option<DialPort>,
 ) {
     let span = tracing::info_span!("ami", link = %cfg.link, address = %cfg.address);
-    run_link(&cfg, &tx, &status, &mut shutdown)
+    run_link(&cfg, &tx, &status, &mut shutdown, &mut dials)
         .instrument(span)
         .await;
 }
@@ -205,6 +228,7 @@ async fn run_link(
     tx: &mpsc::Sender<PbxEvent>,
     status: &AmiStatus,
     shutdown: &mut watch::Receiver<bool>,
+    dials: &mut Option<DialPort>,
 ) {
     let mut failures: u32 = 0;
     let mut session_no: u64 = 0;
@@ -217,6 +241,7 @@ async fn run_link(
         }
         session_no += 1;
         let mut session = Session::new(cfg, tx, status, &mut *shutdown, session_no);
+        session.dials = dials.as_mut();
         let end = session.run().await;
         let link_up = session.link_up;
         let stable = session
@@ -355,6 +380,9 @@ struct Session<'a> {
     /// The Ping waiting for its Pong: (ActionID, sent at).
     ping: Option<(String, Instant)>,
     resync: Option<Resync>,
+    dials: Option<&'a mut DialPort>,
+    /// Originates sent and not yet answered: ActionID → the agent's extension.
+    pending_dials: HashMap<String, String>,
 }
 
 impl<'a> Session<'a> {
@@ -381,12 +409,18 @@ impl<'a> Session<'a> {
             logged_in_at: None,
             ping: None,
             resync: None,
+            dials: None,
+            pending_dials: HashMap::new(),
         }
     }
 
     async fn run(&mut self) -> End {
         let end = self.run_inner().await;
         self.close(matches!(end, End::Shutdown)).await;
+        // Originates still waiting will never hear back on this session.
+        for (action_id, extension) in std::mem::take(&mut self.pending_dials) {
+            self.dial_outcome(action_id, extension, false, "PBX link lost".into());
+        }
         end
     }
 
@@ -603,6 +637,7 @@ impl<'a> Session<'a> {
                 done = &mut writer => Step::WriterDone(done.unwrap_or_else(|e| format!("writer failed: {e}"))),
                 _ = ticks.tick() => Step::Tick,
                 _ = sleep_until_opt(resync_deadline) => Step::ResyncTimeout,
+                dial = next_dial(&mut self.dials) => Step::Dial(dial),
             };
             match step {
                 Step::Stop => break Ok(()),
@@ -632,6 +667,12 @@ impl<'a> Session<'a> {
                             break Err(end);
                         }
                         self.ping = Some((id, Instant::now()));
+                    }
+                }
+                Step::Dial(None) => self.dials = None,
+                Step::Dial(Some(request)) => {
+                    if let Err(end) = self.originate(request) {
+                        break Err(end);
                     }
                 }
                 Step::ResyncTimeout => {
@@ -680,6 +721,28 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
         }
+        if let Some(extension) = p.action_id().and_then(|id| self.pending_dials.get(id)) {
+            let extension = extension.clone();
+            let id = p.action_id().unwrap_or_default().to_string();
+            if !is_event && p.response() == Some("Error") {
+                // Refused at once (`Invalid channel`, no permission): no OriginateResponse follows.
+                let reason = p.get("Message").unwrap_or("refused").to_string();
+                self.pending_dials.remove(&id);
+                self.dial_outcome(id, extension, false, reason);
+                return Ok(());
+            }
+            if p.is_event("OriginateResponse") {
+                let ok = p.response() == Some("Success");
+                let reason = p.get("Reason").unwrap_or_default().to_string();
+                self.pending_dials.remove(&id);
+                self.dial_outcome(id, extension, ok, reason);
+                return Ok(());
+            }
+            if !is_event {
+                // `Response: Success`, "Originate successfully queued": the outcome follows.
+                return Ok(());
+            }
+        }
         if !is_event {
             if let (Some(id), Some((ping, _))) = (p.action_id(), &self.ping) {
                 if id == ping {
@@ -702,6 +765,42 @@ impl<'a> Session<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Sends one click-to-dial: the agent's phone first, then the number in `context`.
+    fn originate(&mut self, r: DialRequest) -> Result<(), End> {
+        let channel = format!("PJSIP/{}", r.extension);
+        self.send(&[
+            ("Action", "Originate"),
+            ("ActionID", &r.action_id),
+            ("Channel", &channel),
+            ("Context", &r.context),
+            ("Exten", &r.number),
+            ("Priority", "1"),
+            ("CallerID", &r.caller_id),
+            ("Async", "true"),
+        ])?;
+        info!(extension = %r.extension, action_id = %r.action_id, "Originate sent");
+        if self.pending_dials.len() >= MAX_PENDING_DIALS {
+            self.pending_dials.clear();
+        }
+        self.pending_dials.insert(r.action_id, r.extension);
+        Ok(())
+    }
+
+    /// Hands a dial's outcome on, never waiting (the read loop must not stall).
+    fn dial_outcome(&self, action_id: String, extension: String, ok: bool, reason: String) {
+        if let Some(port) = &self.dials {
+            let outcome = DialOutcome {
+                action_id,
+                extension,
+                ok,
+                reason,
+            };
+            if port.outcomes.try_send(outcome).is_err() {
+                warn!("a dial outcome was dropped: nobody reads them");
+            }
+        }
     }
 
     fn start_resync(&mut self) -> Result<(), End> {
@@ -808,6 +907,15 @@ enum Step {
     WriterDone(String),
     Tick,
     ResyncTimeout,
+    Dial(Option<DialRequest>),
+}
+
+/// The next click-to-dial request, or never when this link takes none.
+async fn next_dial(dials: &mut Option<&mut DialPort>) -> Option<DialRequest> {
+    match dials {
+        Some(port) => port.requests.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
