@@ -514,10 +514,13 @@ async fn after_a_reconnect_the_same_two_callers_wait_with_their_real_wait() {
     ]);
     pbx.drop_link();
     pbx.wait_login().await;
+    // The QueueEntry items land one after the other: wait for both.
     let v = queues_until(&boss, |v| {
-        queue(v, "vaccine")["waiting"]
-            .as_array()
-            .is_some_and(|w| w.first().is_some_and(|c| c["wait_s"].as_i64() >= Some(42)))
+        queue(v, "vaccine")["waiting"].as_array().is_some_and(|w| {
+            w.len() == 2
+                && w[0]["wait_s"].as_i64() >= Some(42)
+                && w[1]["wait_s"].as_i64() >= Some(17)
+        })
     })
     .await;
     let q = queue(&v, "vaccine");
