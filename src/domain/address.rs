@@ -1,8 +1,8 @@
 //! 宛名番号 and 郵便番号: the register's person id and the postal code.
 
 use super::text::fold_trimmed;
+use super::text::text_newtype;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// 宛名番号: the municipal person id, 1–20 letters, digits or `-` (widths folded).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -58,28 +58,8 @@ impl PostalCode {
     }
 }
 
-macro_rules! text_newtype {
-    ($t:ident) => {
-        impl TryFrom<String> for $t {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
-                $t::parse(&s)
-            }
-        }
-        impl From<$t> for String {
-            fn from(v: $t) -> String {
-                v.0
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-text_newtype!(AddressNo);
-text_newtype!(PostalCode);
+text_newtype!(AddressNo, String);
+text_newtype!(PostalCode, String);
 
 #[cfg(test)]
 mod tests {

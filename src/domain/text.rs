@@ -53,3 +53,27 @@ mod tests {
         assert_eq!(one_space("山田\u{3000}\u{3000}太郎"), "山田\u{3000}太郎");
     }
 }
+
+/// The conversions every checked text newtype (`AddressNo`, `TicketNo`…) shares: parsed from a
+/// `String` through its `parse` (so serde checks it too), back into one, and shown as itself.
+macro_rules! text_newtype {
+    ($t:ident, $err:ty) => {
+        impl TryFrom<String> for $t {
+            type Error = $err;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                $t::parse(&s)
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.0
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use text_newtype;

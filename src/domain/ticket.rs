@@ -2,8 +2,8 @@
 //!
 //! A 券番号 is unique only within its municipality, so the ledger keys a ticket by both.
 
+use super::text::text_newtype;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// 全国地方公共団体コード (JIS X 0402): 6 digits, the last a check digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -70,28 +70,8 @@ impl TicketNo {
     }
 }
 
-macro_rules! string_newtype {
-    ($t:ty) => {
-        impl TryFrom<String> for $t {
-            type Error = TicketError;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
-                Self::parse(&s)
-            }
-        }
-        impl From<$t> for String {
-            fn from(v: $t) -> String {
-                v.0
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-string_newtype!(MunicipalityCode);
-string_newtype!(TicketNo);
+text_newtype!(MunicipalityCode, TicketError);
+text_newtype!(TicketNo, TicketError);
 
 #[cfg(test)]
 mod tests {

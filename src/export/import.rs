@@ -199,16 +199,20 @@ impl fmt::Display for ImportReport {
     }
 }
 
+/// The file an import reads, whole, and its name for the messages; a file that cannot be read
+/// is an [`ImportError::Read`] naming it.
+pub(crate) async fn read_upload(path: &Path) -> Result<(String, Vec<u8>), ImportError> {
+    let file = path.display().to_string();
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok((file, bytes)),
+        Err(source) => Err(ImportError::Read { file, source }),
+    }
+}
+
 /// Reads, checks and imports a resident master file in one transaction.
 pub async fn import_residents(store: &Store, path: &Path) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
-    let file = path.display().to_string();
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|source| ImportError::Read {
-            file: file.clone(),
-            source,
-        })?;
+    let (file, bytes) = read_upload(path).await?;
     let parsed = parse(&bytes).map_err(|e| e.with_file(&file))?;
     let mut problems = parsed.problems;
     problems.extend(

@@ -12,7 +12,7 @@
 //! the same resident twice) before anything is written, and the answers are written in one
 //! transaction with one audit entry per resident whose answers changed.
 
-use super::import::{decode, header_key, rejected, ImportError, Problem};
+use super::import::{decode, header_key, read_upload, rejected, ImportError, Problem};
 use crate::domain::resident::{bounded_text, needs_transport_from_register, Intent};
 use crate::domain::text::fold_trimmed;
 use crate::domain::{AddressNo, TicketNo};
@@ -245,13 +245,7 @@ pub fn parse_survey(bytes: &[u8]) -> Result<(Vec<SurveyAnswer>, &'static str), I
 /// Reads, checks and writes a survey file in one transaction.
 pub async fn import_survey(store: &Store, path: &Path) -> Result<SurveyReport, ImportError> {
     let started = Instant::now();
-    let file = path.display().to_string();
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|source| ImportError::Read {
-            file: file.clone(),
-            source,
-        })?;
+    let (file, bytes) = read_upload(path).await?;
     let (answers, encoding) = parse_survey(&bytes).map_err(|e| e.with_file(&file))?;
     let outcome = store
         .apply_survey(&answers)
