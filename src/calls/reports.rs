@@ -144,7 +144,11 @@ pub async fn report(
             }
         }
     }
-    let row = |(w, f, c): ((DateTime<Utc>, DateTime<Utc>), Figures, BTreeMap<String, u64>)| {
+    let row = |(w, f, c): (
+        (DateTime<Utc>, DateTime<Utc>),
+        Figures,
+        BTreeMap<String, u64>,
+    )| {
         let local = w.0.with_timezone(&jst());
         ReportRow {
             period: match by {

@@ -77,9 +77,7 @@ async fn set(
     let now = chrono::Utc::now();
     let before = state.board.availability(ext, now);
     let pause_reason = reason.clone().unwrap_or_default();
-    let view = state
-        .board
-        .set_availability(ext, wanted, reason, now);
+    let view = state.board.set_availability(ext, wanted, reason, now);
     let was_break = before.state == Availability::Break;
     let is_break = wanted == Availability::Break;
     // A new break, a break's new reason, or the end of a break: tell the PBX's queues.

@@ -210,7 +210,9 @@ async fn link_call(store: crate::store::Store, call: String, link: DialLink) {
         match store.set_call_resident(&call, resident).await {
             Ok(true) => return,
             Ok(false) => {}
-            Err(e) => tracing::warn!(%call, error = %format!("{e:#}"), "linking the dialled call to its resident"),
+            Err(e) => {
+                tracing::warn!(%call, error = %format!("{e:#}"), "linking the dialled call to its resident")
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

@@ -157,7 +157,9 @@ async fn as_csv(
 ) -> Result<Response, ApiError> {
     let encoding = match q.encoding.as_deref().map(str::trim) {
         None | Some("") => Encoding::Utf8Bom,
-        Some(e) => Encoding::parse(e).ok_or_else(|| ApiError::invalid("encoding", "utf8 or sjis"))?,
+        Some(e) => {
+            Encoding::parse(e).ok_or_else(|| ApiError::invalid("encoding", "utf8 or sjis"))?
+        }
     };
     let r = make(&state, &q).await?;
     let file = csv(&r).finish(encoding);

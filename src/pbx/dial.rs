@@ -54,7 +54,9 @@ pub enum LinkRequest {
 pub enum OutcomeKind {
     Dial,
     /// A `QueuePause`, with the state asked for.
-    Pause { paused: bool },
+    Pause {
+        paused: bool,
+    },
 }
 
 /// How a click-to-dial ended: the agent's phone answered and the number is being called

@@ -60,9 +60,16 @@ async fn click_to_dial(engine: &str) {
 
     // A resident that does not exist is refused.
     let (status, body) = agent
-        .post("/api/dial", json!({ "number": "0773689225", "resident_id": 999999 }))
+        .post(
+            "/api/dial",
+            json!({ "number": "0773689225", "resident_id": 999999 }),
+        )
         .await;
-    assert_eq!((status, body["field"].as_str()), (422, Some("resident_id")), "{body}");
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("resident_id")),
+        "{body}"
+    );
     // Bad numbers are refused and nothing is sent.
     for bad in ["077-368-9225", "", "123456789012345678901", "12a"] {
         let (status, body) = agent.post("/api/dial", json!({ "number": bad })).await;
@@ -314,7 +321,10 @@ async fn pause_from_the_agent_screen(engine: &str) {
         "Response: Error\r\nMessage: Interface not found\r\n",
     );
     let (status, body) = agent
-        .post("/api/agent/state", json!({"state": "break", "reason": "研修"}))
+        .post(
+            "/api/agent/state",
+            json!({"state": "break", "reason": "研修"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let refused = body["pbx_pause"]["action_id"].as_str().unwrap().to_string();
@@ -362,7 +372,15 @@ async fn dial_from_a_callback(engine: &str) {
     let day = day.date_naive().to_string();
     let at = madoguchi::store::ts(chrono::Utc::now());
     srv.store()
-        .note_missed_call("0773620041", &day, "ami:1700000599.1", Some("vaccine"), None, 2, &at)
+        .note_missed_call(
+            "0773620041",
+            &day,
+            "ami:1700000599.1",
+            Some("vaccine"),
+            None,
+            2,
+            &at,
+        )
         .await
         .unwrap();
     let entry = srv.store().callbacks(None, &day, 10).await.unwrap()[0].clone();
@@ -371,10 +389,7 @@ async fn dial_from_a_callback(engine: &str) {
     let mut ws = agent.ws().await;
 
     let (status, body) = agent
-        .post(
-            &format!("/api/callbacks/{}/take", entry.id),
-            json!({}),
-        )
+        .post(&format!("/api/callbacks/{}/take", entry.id), json!({}))
         .await;
     assert_eq!(status, 200, "{body}");
     // A callback that does not exist is refused and nothing is sent.
@@ -384,7 +399,11 @@ async fn dial_from_a_callback(engine: &str) {
             json!({"number": "0773620041", "resident_id": taro, "callback_id": 999999}),
         )
         .await;
-    assert_eq!((status, body["field"].as_str()), (422, Some("callback_id")), "{body}");
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("callback_id")),
+        "{body}"
+    );
 
     let mut accepted = None;
     for _ in 0..50 {
@@ -460,14 +479,36 @@ async fn dial_from_a_callback(engine: &str) {
         ),
     };
     let all = srv.store().calls_between(None, None, 100).await.unwrap();
-    assert_eq!(all.len(), 1, "one call, one row (both legs share the Linkedid): {all:#?}");
-    assert_eq!(row.direction, "outbound", "placed from the agent's own phone");
-    assert_eq!(row.answered_by.as_deref(), Some("201"), "the agent on the call");
+    assert_eq!(
+        all.len(),
+        1,
+        "one call, one row (both legs share the Linkedid): {all:#?}"
+    );
+    assert_eq!(
+        row.direction, "outbound",
+        "placed from the agent's own phone"
+    );
+    assert_eq!(
+        row.answered_by.as_deref(),
+        Some("201"),
+        "the agent on the call"
+    );
     assert!(row.answered_user_id.is_some(), "the agent's login");
     assert_eq!(row.agents_offered, vec!["201".to_string()]);
-    assert_eq!(row.outcome.as_deref(), Some("answered"), "the resident answered");
-    assert_eq!(row.resident_id, Some(taro), "the resident dialled, not the household's first");
-    assert!(row.resident_confirmed, "linked by the agent's dial, kept for good");
+    assert_eq!(
+        row.outcome.as_deref(),
+        Some("answered"),
+        "the resident answered"
+    );
+    assert_eq!(
+        row.resident_id,
+        Some(taro),
+        "the resident dialled, not the household's first"
+    );
+    assert!(
+        row.resident_confirmed,
+        "linked by the agent's dial, kept for good"
+    );
     assert_eq!(row.candidates, 2, "the number alone matched both");
 
     let entry_now = srv.store().callback(entry.id).await.unwrap().unwrap();
@@ -478,7 +519,11 @@ async fn dial_from_a_callback(engine: &str) {
             json!({"outcome": "reached", "note": "2回目を予約"}),
         )
         .await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("done")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("done")),
+        "{body}"
+    );
     assert_eq!(body["dialled_call_id"], key.as_str());
     // The outbound call made no callback entry of its own.
     let open = srv.store().callbacks(None, &day, 10).await.unwrap();

@@ -76,7 +76,8 @@ impl ScriptedPbx {
                             let _ = actions_tx.send(action.clone());
                         }
                         let set = rep.lock().unwrap().remove(&name);
-                        let paused = get("paused").is_some_and(|p| p == "1" || p.eq_ignore_ascii_case("true"));
+                        let paused = get("paused")
+                            .is_some_and(|p| p == "1" || p.eq_ignore_ascii_case("true"));
                         let reply = match name.as_str() {
                             _ if set.is_some() => {
                                 let body = set.unwrap_or_default();

@@ -686,7 +686,8 @@ fn report_call(
     outcome: &str,
 ) -> madoguchi::store::calls::CallRow {
     let (h, m, s) = joined_jst;
-    let day = chrono::NaiveDate::from_ymd_opt(2021, 5, 10).unwrap() + chrono::Duration::days(day_offset);
+    let day =
+        chrono::NaiveDate::from_ymd_opt(2021, 5, 10).unwrap() + chrono::Duration::days(day_offset);
     let joined = day.and_hms_opt(h, m, s).unwrap().and_utc() - chrono::Duration::hours(9);
     let ts = madoguchi::store::ts;
     let answered = talk.map(|_| joined + chrono::Duration::seconds(hold));
@@ -783,11 +784,17 @@ async fn reports(engine: &str) {
     assert_eq!(d["abandoned"], 1, "c3 (40 s)");
     assert_eq!(d["short_abandoned"], 1, "c4 (3 s, under 5 s)");
     assert_eq!(d["timeouts"], 1, "c5");
-    assert_eq!(d["answered_within_sl"], 3, "c1 10 s, c6 5 s, c7 15 s; c2 took 30 s");
+    assert_eq!(
+        d["answered_within_sl"], 3,
+        "c1 10 s, c6 5 s, c7 15 s; c2 took 30 s"
+    );
     // 3 ÷ (4 answered + 1 abandoned + 1 timeout); the short abandon is in neither side.
     assert_eq!(d["service_level"], 0.5);
     // 1 abandoned ÷ (7 offered − 1 short abandon).
-    assert!((d["abandon_rate"].as_f64().unwrap() - 1.0 / 6.0).abs() < 1e-9, "{d}");
+    assert!(
+        (d["abandon_rate"].as_f64().unwrap() - 1.0 / 6.0).abs() < 1e-9,
+        "{d}"
+    );
     // (10 + 30 + 5 + 15) ÷ 4 answered.
     assert_eq!(d["asa_s"], 15.0);
     // (120 + 60 + 300 + 44) ÷ 4 answered and ended.
@@ -799,9 +806,7 @@ async fn reports(engine: &str) {
     assert_eq!(r["total"]["offered"], 7, "one day: the total is that day");
 
     // Two days: 5/11 adds c8 (answered in 8 s, talked 30 s) and the ticket.
-    let (_, r2) = boss
-        .get("/api/reports?from=2021-05-10&to=2021-05-11")
-        .await;
+    let (_, r2) = boss.get("/api/reports?from=2021-05-10&to=2021-05-11").await;
     let rows2 = r2["rows"].as_array().unwrap();
     assert_eq!(rows2.len(), 2);
     assert_eq!(rows2[1]["offered"], 1);
@@ -843,8 +848,15 @@ async fn reports(engine: &str) {
     assert_eq!(ten["service_level"], 0.5, "c6 ÷ (1 answered + 1 timeout)");
     assert_eq!(ten["abandon_rate"], 0.0);
     assert_eq!(ten["inquiries_total"], 2, "10:20 and 10:30");
-    assert_eq!(hours[11]["offered"], 0, "c9 unknown, the outbound call not queued");
-    assert_eq!(hours[11]["service_level"], Value::Null, "nothing to measure");
+    assert_eq!(
+        hours[11]["offered"], 0,
+        "c9 unknown, the outbound call not queued"
+    );
+    assert_eq!(
+        hours[11]["service_level"],
+        Value::Null,
+        "nothing to measure"
+    );
     assert_eq!(h["total"]["offered"], 7, "the hours add up to the day");
 
     // CSV for Excel: UTF-8 with a BOM, a header, the day, then the total.
@@ -870,8 +882,14 @@ async fn reports(engine: &str) {
     assert!(lines[0].starts_with("期間,入電,応答,放棄,短時間放棄(5秒未満),タイムアウト,サービスレベル(%・20秒以内),放棄率(%)"), "{}", lines[0]);
     assert!(lines[0].ends_with(",問合せ計,日時・会場の変更,キャンセル,送迎バス,接種券,副反応,接種対象・医療相談,その他,苦情"), "{}", lines[0]);
     // SL 50.0 %, abandon rate 1/6 = 16.7 %, ASA 15.0, AHT 131.0, 3 inquiries: 2 changes, 1 bus.
-    assert_eq!(lines[1], "2021-05-10,7,4,1,1,1,50.0,16.7,15.0,131.0,3,2,0,1,0,0,0,0,0");
-    assert_eq!(lines[2], "2021-05-10〜2021-05-10,7,4,1,1,1,50.0,16.7,15.0,131.0,3,2,0,1,0,0,0,0,0");
+    assert_eq!(
+        lines[1],
+        "2021-05-10,7,4,1,1,1,50.0,16.7,15.0,131.0,3,2,0,1,0,0,0,0,0"
+    );
+    assert_eq!(
+        lines[2],
+        "2021-05-10〜2021-05-10,7,4,1,1,1,50.0,16.7,15.0,131.0,3,2,0,1,0,0,0,0,0"
+    );
     // Shift_JIS for older Excel.
     let res = boss
         .http
@@ -896,7 +914,11 @@ async fn reports(engine: &str) {
         ("by=week", "by"),
     ] {
         let (status, v) = boss.get(&format!("/api/reports?{q}")).await;
-        assert_eq!((status, v["field"].as_str()), (422, Some(field)), "{q}: {v}");
+        assert_eq!(
+            (status, v["field"].as_str()),
+            (422, Some(field)),
+            "{q}: {v}"
+        );
     }
     let (status, _) = agent.get("/api/reports").await;
     assert_eq!(status, 403);

@@ -420,7 +420,14 @@ impl<'a> Session<'a> {
         self.close(matches!(end, End::Shutdown)).await;
         // Originates still waiting will never hear back on this session.
         for (action_id, (extension, kind)) in std::mem::take(&mut self.pending_dials) {
-            self.dial_outcome(action_id, extension, kind, false, "PBX link lost".into(), None);
+            self.dial_outcome(
+                action_id,
+                extension,
+                kind,
+                false,
+                "PBX link lost".into(),
+                None,
+            );
         }
         end
     }
