@@ -114,8 +114,11 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     }
     drop(dial_outcomes);
     // Ends by itself when every link that dials has stopped.
+    let dial_links = crate::http::dial::DialLinks::default();
     tokio::spawn(crate::http::dial::forward_outcomes(
         hub.clone(),
+        store.clone(),
+        dial_links.clone(),
         dial_outcomes_rx,
     ));
     if let Some(url) = &settings.ari_url {
@@ -197,6 +200,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         pbx_events: events_tx.clone(),
         slot_feed: Default::default(),
         dialers: Arc::new(dialers),
+        dial_links,
     };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await

@@ -410,12 +410,28 @@ pub fn figures_of(
     to: DateTime<Utc>,
     t: Thresholds,
 ) -> Figures {
+    figures_per(rows, &[(from, to)], t)
+        .pop()
+        .unwrap_or_default()
+}
+
+/// [`figures_of`] for several windows at once (a report's days or hours): the rows are read
+/// into records once. A call counts in the window in which it joined a queue, with the way it
+/// ended, whenever that was.
+pub fn figures_per(
+    rows: &[CallRow],
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+    t: Thresholds,
+) -> Vec<Figures> {
     let recs: Vec<Rec> = rows
         .iter()
         .filter_map(Rec::from_row)
         .map(|(_, r)| r)
         .collect();
-    figures(recs.iter(), from, to, to, t)
+    windows
+        .iter()
+        .map(|&(from, to)| figures(recs.iter(), from, to, to, t))
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -7,6 +7,7 @@
 
 pub mod board;
 pub mod callbacks;
+pub mod reports;
 pub mod tracker;
 pub mod writer;
 

@@ -135,6 +135,9 @@ struct LiveCall {
     received: Instant,
     /// The last event about this call, for [`MAX_SILENCE`].
     last_event: Instant,
+    /// An outbound call: the extension of the agent who placed it (click-to-dial, a call
+    /// back). The far end it dials is not an agent: its answer is this agent's.
+    placed_by: Option<String>,
 }
 
 /// Messages from the tracker's helpers (lookups, timers) back to its loop.
@@ -720,6 +723,7 @@ impl Tracker {
             abandoned: false,
             received: Instant::now(),
             last_event: Instant::now(),
+            placed_by: None,
             row,
         };
         if let Some(q) = &call.row.queue {
@@ -767,9 +771,13 @@ impl Tracker {
             }
         }
         // A call started by an agent's own device is outbound (click-to-dial, a call back).
-        let direction = match Extension::from_device(&name) {
-            Some(ext) if self.directory.user_for(ext.as_str()).is_some() => "outbound",
-            _ => "inbound",
+        let placed_by = Extension::from_device(&name)
+            .filter(|ext| self.directory.user_for(ext.as_str()).is_some())
+            .map(|ext| ext.as_str().to_string());
+        let direction = if placed_by.is_some() {
+            "outbound"
+        } else {
+            "inbound"
         };
         let row = CallRow {
             id: key.clone(),
@@ -778,6 +786,8 @@ impl Tracker {
             caller_name: crate::domain::phone::caller_display_name(&caller_name),
             dialled,
             started_at: ts(at),
+            // An outbound call names its agent from the start, answered or not.
+            agents_offered: placed_by.iter().cloned().collect(),
             ..CallRow::default()
         };
         let mut channels = HashSet::new();
@@ -804,6 +814,7 @@ impl Tracker {
                 abandoned: false,
                 received: Instant::now(),
                 last_event: Instant::now(),
+                placed_by,
             },
         );
         self.resolve(&key);
@@ -1045,6 +1056,23 @@ impl Tracker {
         queue: Option<String>,
         at: DateTime<Utc>,
     ) {
+        if let Some(c) = self.calls.get_mut(key) {
+            let dialled_agent = Extension::from_device(device)
+                .is_some_and(|e| self.directory.user_for(e.as_str()).is_some());
+            if let (Some(agent), false) = (c.placed_by.clone(), dialled_agent) {
+                // An agent's own call reaching its far end (the resident's number): nobody to
+                // ring or pop. Its DialEnd and Hangup are read as the placing agent's.
+                if let Some(ch) = agent_channel {
+                    c.agent_legs.insert(ch.clone(), agent);
+                    c.channels.insert(ch.clone());
+                    self.channels
+                        .insert((link.to_string(), ch), key.to_string());
+                }
+                c.row.rang_at.get_or_insert(ts(at));
+                self.save(key);
+                return;
+            }
+        }
         let Some(ext) = Extension::from_device(device) else {
             return;
         };

@@ -4,6 +4,14 @@
 //! so supervisors see it in `/api/queues`; after-call work also starts by itself when a call
 //! the agent answered ends. A change is also sent to the agent's screens (`agent_state` on
 //! `/ws`), and every `hello` carries the state, so each open tab shows the same.
+//!
+//! A break also pauses the agent in the PBX's queues (AMI `QueuePause` with the reason, on the
+//! interface `PJSIP/<extension>`, every queue), and leaving it unpauses them, so the queue stops
+//! ringing a phone nobody is at. The answer says whether that was asked (`pbx_pause`:
+//! `{action_id, paused}`, or `null` when the state's pause did not change, or
+//! `{"error": …}` when no PBX link can pause); the PBX's word follows on `/ws` as
+//! `{"type":"pause_result","action_id","paused","ok","reason"}`, and the dashboard shows the
+//! paused state from the PBX's `QueueMemberPause`.
 
 use super::error::JsonBody;
 use super::session::CurrentUser;
@@ -46,7 +54,7 @@ async fn set(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     JsonBody(body): JsonBody<NewState>,
-) -> Result<Json<AvailabilityView>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let wanted = body
         .state
         .as_deref()
@@ -66,9 +74,24 @@ async fn set(
         ));
     }
     let ext = own_extension(&user)?;
-    let view = state
-        .board
-        .set_availability(ext, wanted, reason, chrono::Utc::now());
+    let now = chrono::Utc::now();
+    let before = state.board.availability(ext, now);
+    let pause_reason = reason.clone().unwrap_or_default();
+    let view = state.board.set_availability(ext, wanted, reason, now);
+    let was_break = before.state == Availability::Break;
+    let is_break = wanted == Availability::Break;
+    // A new break, a break's new reason, or the end of a break: tell the PBX's queues.
+    let pause = if is_break && (!was_break || before.reason != view.reason) {
+        Some(true)
+    } else if was_break && !is_break {
+        Some(false)
+    } else {
+        None
+    };
+    let pbx_pause = match pause {
+        None => serde_json::Value::Null,
+        Some(paused) => queue_pause(&state, ext, paused, &pause_reason),
+    };
     tracing::info!(agent = %user.username, extension = ext, state = ?wanted, "agent state");
     // The agent's other screens (another browser tab) follow.
     let mut message = serde_json::json!({ "type": "agent_state" });
@@ -80,5 +103,32 @@ async fn set(
     state
         .hub
         .publish(&crate::hub::agent_topic(ext), &message.to_string());
-    Ok(Json(view))
+    let mut answer = serde_json::to_value(&view).unwrap_or_default();
+    if let Some(m) = answer.as_object_mut() {
+        m.insert("pbx_pause".into(), pbx_pause);
+    }
+    Ok(Json(answer))
+}
+
+/// Asks the first PBX link that can to (un)pause the agent's interface in every queue.
+fn queue_pause(state: &AppState, ext: &str, paused: bool, reason: &str) -> serde_json::Value {
+    let Some(dialer) = state.dialers.iter().find(|d| d.ready()) else {
+        return serde_json::json!({ "error": crate::pbx::dial::DialError::Unavailable.to_string() });
+    };
+    let action_id = super::dial::new_action_id("pause");
+    let request = crate::pbx::dial::PauseRequest {
+        extension: ext.to_string(),
+        interface: format!("PJSIP/{ext}"),
+        paused,
+        reason: reason.to_string(),
+        queue: None,
+        action_id: action_id.clone(),
+    };
+    match dialer.pause(request) {
+        Ok(()) => {
+            tracing::info!(extension = ext, paused, %action_id, link = %dialer.name(), "queue pause asked");
+            serde_json::json!({ "action_id": action_id, "paused": paused })
+        }
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
 }

@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { serve("index.html") }))
         .route("/supervisor", get(|| async { serve("supervisor.html") }))
+        .route("/reports", get(|| async { serve("reports.html") }))
         .route(
             "/assets/{*path}",
             get(|Path(path): Path<String>| async move { serve(&path) }),

@@ -13,6 +13,7 @@ pub mod inquiries;
 pub mod ops;
 pub mod planning;
 pub mod queues;
+pub mod reports;
 pub mod residents;
 pub mod session;
 pub mod supervisor;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub slot_feed: Arc<tokio::sync::Mutex<()>>,
     /// PBX links that can place a click-to-dial (`POST /api/dial`), first ready one wins.
     pub dialers: Arc<Vec<Arc<dyn crate::pbx::dial::Dialer>>>,
+    /// Dials waiting for the PBX's word, with the resident and callback to link the call to.
+    pub dial_links: crate::http::dial::DialLinks,
 }
 
 /// Who may use which route. Every route belongs to exactly one group below; the README's
@@ -151,6 +154,8 @@ pub fn app(state: AppState) -> Router {
         .merge(admit(PLANNING, planning::router()))
         // SUPERVISORS: /ws/supervisor
         .merge(admit(SUPERVISORS, supervisor::router()))
+        // SUPERVISORS: /api/reports, /api/reports.csv
+        .merge(admit(SUPERVISORS, reports::router()))
         // VENUE: /api/venue/reception, /api/venue/checkins, /api/venue/questionnaires,
         // POST /api/venue/vials…, POST /api/vaccinations…
         .merge(admit(VENUE, venue::router().merge(vaccinations::router())))

@@ -217,6 +217,7 @@ fn base_openapi() -> serde_json::Value {
         paths.extend(crate::http::supervisor::openapi_paths());
         paths.extend(crate::http::callbacks::openapi_paths());
         paths.extend(crate::http::dial::openapi_paths());
+        paths.extend(crate::http::reports::openapi_paths());
     }
     doc
 }

@@ -7,12 +7,13 @@
 
 use super::{ApiError, AppState};
 use crate::http::session::CurrentUser;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The hub topic every supervisor screen listens on.
@@ -127,6 +128,23 @@ pub async fn publish_board(state: AppState, mut stop: tokio::sync::watch::Receiv
     }
 }
 
+/// The latest board as WebSocket text, shared by every screen: the hub hands each screen the
+/// same `Arc<str>`, and it is turned into a frame payload once, not once per screen (a board is
+/// tens of kilobytes and a wall of screens is a thousand).
+static LAST_BOARD: Mutex<Option<(Arc<str>, Utf8Bytes)>> = Mutex::new(None);
+
+fn shared_text(text: &Arc<str>) -> Utf8Bytes {
+    let mut last = LAST_BOARD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((src, bytes)) = last.as_ref() {
+        if Arc::ptr_eq(src, text) {
+            return bytes.clone();
+        }
+    }
+    let bytes = Utf8Bytes::from(&**text);
+    *last = Some((text.clone(), bytes.clone()));
+    bytes
+}
+
 async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users::User) {
     let mut sub = state.hub.subscribe(SUPERVISOR_TOPIC, None, None);
     let venues = venues_today(&state, chrono::Utc::now())
@@ -147,7 +165,7 @@ async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users
             frame = sub.rx.recv() => match frame {
                 Some(frame) => {
                     ok = matches!(
-                        tokio::time::timeout(super::ws::WRITE_TIMEOUT, socket.send(Message::Text(frame.text.to_string().into()))).await,
+                        tokio::time::timeout(super::ws::WRITE_TIMEOUT, socket.send(Message::Text(shared_text(&frame.text)))).await,
                         Ok(Ok(()))
                     );
                 }

@@ -3,6 +3,8 @@
 //! does it reports the final outcome later as a [`DialOutcome`] on a channel, keyed by the
 //! request's `action_id`. Today: AMI (`Originate` with `Async: true`, outcome from the
 //! `OriginateResponse` event with the same ActionID, or an immediate `Response: Error`).
+//! The same interface pauses and unpauses an agent in the queues (AMI `QueuePause`, its
+//! outcome from the action's own `Response`).
 
 use std::sync::Arc;
 
@@ -25,14 +27,51 @@ pub struct DialRequest {
     pub action_id: String,
 }
 
+/// Pause or unpause an agent in the PBX's queues (AMI `QueuePause`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PauseRequest {
+    /// The agent's extension (whose screen hears the outcome).
+    pub extension: String,
+    /// The queue member's interface as the PBX knows it (`PJSIP/201`, `Local/201@from-queue/n`).
+    pub interface: String,
+    pub paused: bool,
+    /// Why (a break's reason); empty for none.
+    pub reason: String,
+    /// One queue only; all the member's queues when `None`.
+    pub queue: Option<String>,
+    pub action_id: String,
+}
+
+/// What a link is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkRequest {
+    Dial(DialRequest),
+    Pause(PauseRequest),
+}
+
+/// Which request an outcome answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Dial,
+    /// A `QueuePause`, with the state asked for.
+    Pause {
+        paused: bool,
+    },
+}
+
 /// How a click-to-dial ended: the agent's phone answered and the number is being called
-/// (`ok`), or not, with the PBX's reason (AMI `Reason`/`Message`).
+/// (`ok`), or not, with the PBX's reason (AMI `Reason`/`Message`). Also how a pause ended
+/// (`kind`), with the PBX's `Message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialOutcome {
     pub action_id: String,
     pub extension: String,
     pub ok: bool,
     pub reason: String,
+    pub kind: OutcomeKind,
+    /// The placed call's call-log key (`<link>:<Uniqueid>` of the originated channel, which is
+    /// the oldest channel of the call and so its Linkedid), when the PBX said it.
+    pub call_key: Option<String>,
 }
 
 /// Why a dial could not even be asked for.
@@ -52,6 +91,11 @@ pub trait Dialer: Send + Sync {
     fn ready(&self) -> bool;
     /// Asks for the dial; returns at once. The outcome comes later as a [`DialOutcome`].
     fn originate(&self, request: DialRequest) -> Result<(), DialError>;
+    /// Asks for a queue pause or unpause; returns at once. The outcome comes later as a
+    /// [`DialOutcome`] of kind [`OutcomeKind::Pause`]. Links that cannot pause say so.
+    fn pause(&self, _request: PauseRequest) -> Result<(), DialError> {
+        Err(DialError::Unavailable)
+    }
 }
 
 /// At most 20 characters, digits and `+` (a leading `+` only), at least one digit.
@@ -65,13 +109,13 @@ pub const DIAL_QUEUE: usize = 32;
 
 /// Click-to-dial through the AMI link: requests go into the link task over a channel.
 pub struct AmiDialer {
-    requests: mpsc::Sender<DialRequest>,
+    requests: mpsc::Sender<LinkRequest>,
     status: Arc<AmiStatus>,
 }
 
 impl AmiDialer {
     /// The dialer and the receiving end the link task reads (`ami::link::run_with_dials`).
-    pub fn new(status: Arc<AmiStatus>) -> (AmiDialer, mpsc::Receiver<DialRequest>) {
+    pub fn new(status: Arc<AmiStatus>) -> (AmiDialer, mpsc::Receiver<LinkRequest>) {
         let (requests, rx) = mpsc::channel(DIAL_QUEUE);
         (AmiDialer { requests, status }, rx)
     }
@@ -85,6 +129,15 @@ impl Dialer for AmiDialer {
         self.status.logged_in() && !self.requests.is_closed()
     }
     fn originate(&self, request: DialRequest) -> Result<(), DialError> {
+        self.ask(LinkRequest::Dial(request))
+    }
+    fn pause(&self, request: PauseRequest) -> Result<(), DialError> {
+        self.ask(LinkRequest::Pause(request))
+    }
+}
+
+impl AmiDialer {
+    fn ask(&self, request: LinkRequest) -> Result<(), DialError> {
         if !self.ready() {
             return Err(DialError::Unavailable);
         }

@@ -28,10 +28,12 @@ pub struct CallbackRow {
     pub done_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The outbound call placed to call back (click-to-dial), its call-log key.
+    pub dialled_call_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, number, day, call_key, queue, resident_id, candidates, missed, status, \
-    taken_by, taken_at, outcome, note, done_at, created_at, updated_at";
+    taken_by, taken_at, outcome, note, done_at, created_at, updated_at, dialled_call_key";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<CallbackRow, sqlx::Error> {
     Ok(CallbackRow {
@@ -51,6 +53,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<CallbackRow, sqlx::Error> {
         done_at: r.try_get("done_at")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        dialled_call_id: r.try_get("dialled_call_key")?,
     })
 }
 
@@ -206,6 +209,25 @@ impl Store {
         .execute(&self.write)
         .await?;
         self.after_change(id, r.rows_affected()).await
+    }
+
+    /// Notes the outbound call placed to call an entry back (click-to-dial). False when there
+    /// is no such entry.
+    pub async fn callback_dialled(
+        &self,
+        id: i64,
+        call_key: &str,
+        at: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE callbacks SET dialled_call_key = $2, updated_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(call_key.to_string())
+        .bind(at.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn after_change(

@@ -18,6 +18,9 @@ pub struct ScriptedPbx {
     pub logins: mpsc::UnboundedReceiver<()>,
     /// Every action received other than Ping, as (lower-case key, value) pairs in order.
     pub actions: mpsc::UnboundedReceiver<Vec<(String, String)>>,
+    /// Replies set by the test per action (lower-case name), without ActionID: the next such
+    /// action gets it instead of the default answer.
+    replies: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl ScriptedPbx {
@@ -28,7 +31,8 @@ impl ScriptedPbx {
         let listing: Arc<Mutex<Vec<String>>> = Arc::default();
         let (login_tx, logins) = mpsc::unbounded_channel();
         let (actions_tx, actions) = mpsc::unbounded_channel();
-        let (cur, list) = (current.clone(), listing.clone());
+        let replies: Arc<Mutex<std::collections::HashMap<String, String>>> = Arc::default();
+        let (cur, list, rep) = (current.clone(), listing.clone(), replies.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let _ = sock.set_nodelay(true);
@@ -45,6 +49,7 @@ impl ScriptedPbx {
                     let _ = write.shutdown().await;
                 });
                 let (cur, list, login_tx) = (cur.clone(), list.clone(), login_tx.clone());
+                let rep = rep.clone();
                 let actions_tx = actions_tx.clone();
                 tokio::spawn(async move {
                     let mut lines = BufReader::new(read).lines();
@@ -70,7 +75,17 @@ impl ScriptedPbx {
                         if name != "ping" {
                             let _ = actions_tx.send(action.clone());
                         }
+                        let set = rep.lock().unwrap().remove(&name);
+                        let paused = get("paused")
+                            .is_some_and(|p| p == "1" || p.eq_ignore_ascii_case("true"));
                         let reply = match name.as_str() {
+                            _ if set.is_some() => {
+                                let body = set.unwrap_or_default();
+                                format!("{body}{id}\r\n")
+                            }
+                            // As Asterisk answers (capture 19); QueueMemberPause follows from the test.
+                            "queuepause" if paused => format!("Response: Success\r\n{id}Message: Interface paused successfully\r\n\r\n"),
+                            "queuepause" => format!("Response: Success\r\n{id}Message: Interface unpaused successfully\r\n\r\n"),
                             "login" => {
                                 *cur.lock().unwrap() = Some(tx.clone());
                                 let _ = login_tx.send(());
@@ -106,7 +121,17 @@ impl ScriptedPbx {
             listing,
             logins,
             actions,
+            replies,
         }
+    }
+
+    /// The next `action` (lower-case name) gets `body` as its reply (the ActionID is added at
+    /// the end; `body` ends with CRLF).
+    pub fn reply_next(&self, action: &str, body: &str) {
+        self.replies
+            .lock()
+            .unwrap()
+            .insert(action.to_string(), body.to_string());
     }
 
     /// Writes bytes to the logged-in client, exactly as given.

@@ -668,3 +668,272 @@ async fn callbacks(engine: &str) {
     assert_eq!(s, 404);
     srv.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reports: a hand-made day in the call log and the inquiry log, and every figure of
+// `/api/reports` (by day and by hour) and `/api/reports.csv` worked out by hand.
+
+/// A queued call of 2021-05-10 in Japan: joined at `hh:mm:ss` JST (`day_offset` days later),
+/// waited `hold` s, then answered and talked `talk` s, or ended `outcome` after `hold` s.
+#[allow(clippy::too_many_arguments)]
+fn report_call(
+    id: &str,
+    day_offset: i64,
+    joined_jst: (u32, u32, u32),
+    started_before_s: i64,
+    hold: i64,
+    talk: Option<i64>,
+    outcome: &str,
+) -> madoguchi::store::calls::CallRow {
+    let (h, m, s) = joined_jst;
+    let day =
+        chrono::NaiveDate::from_ymd_opt(2021, 5, 10).unwrap() + chrono::Duration::days(day_offset);
+    let joined = day.and_hms_opt(h, m, s).unwrap().and_utc() - chrono::Duration::hours(9);
+    let ts = madoguchi::store::ts;
+    let answered = talk.map(|_| joined + chrono::Duration::seconds(hold));
+    let ended = match (answered, talk) {
+        (Some(a), Some(t)) => a + chrono::Duration::seconds(t),
+        _ => joined + chrono::Duration::seconds(hold),
+    };
+    madoguchi::store::calls::CallRow {
+        id: format!("ami:{id}"),
+        direction: "inbound".into(),
+        caller_number: "0773620099".into(),
+        queue: Some("vaccine".into()),
+        answered_by: answered.map(|_| "201".into()),
+        started_at: ts(joined - chrono::Duration::seconds(started_before_s)),
+        queued_at: Some(ts(joined)),
+        answered_at: answered.map(ts),
+        ended_at: Some(ts(ended)),
+        hold_s: (outcome != "timeout").then_some(hold),
+        outcome: Some(outcome.into()),
+        ..Default::default()
+    }
+}
+
+async fn reports(engine: &str) {
+    let srv = TestServer::start(engine, None).await;
+    let agent_id = srv.add_user("a201", Role::Agent, Some("201")).await;
+    srv.add_user("boss", Role::Supervisor, None).await;
+    let boss = srv.login("boss").await;
+    let agent = srv.login("a201").await;
+    let calls = vec![
+        // c7: started 23:59:50 on 5/9, joined 00:00:05 on 5/10: counts on 5/10, hour 00.
+        report_call("c7", 0, (0, 0, 5), 15, 15, Some(44), "answered"),
+        // Hour 09: c1 answered in 10 s (inside the 20 s level), talked 120 s; c2 answered in
+        // 30 s (outside), talked 60 s; c3 abandoned after 40 s; c4 abandoned after 3 s (short).
+        report_call("c1", 0, (9, 0, 0), 2, 10, Some(120), "answered"),
+        report_call("c2", 0, (9, 10, 0), 2, 30, Some(60), "answered"),
+        report_call("c3", 0, (9, 20, 0), 2, 40, None, "abandoned"),
+        report_call("c4", 0, (9, 30, 0), 2, 3, None, "abandoned"),
+        // Hour 10: c5 timed out after 60 s; c6 answered in 5 s, talked 300 s.
+        report_call("c5", 0, (10, 5, 0), 2, 60, None, "timeout"),
+        report_call("c6", 0, (10, 15, 0), 2, 5, Some(300), "answered"),
+        // Not counted on 5/10: c8 is on 5/11; c9 ended unseen (unknown).
+        report_call("c8", 1, (1, 0, 0), 2, 8, Some(30), "answered"),
+        report_call("c9", 0, (11, 0, 0), 2, 9, None, "unknown"),
+    ];
+    let mut outbound = report_call("out1", 0, (11, 30, 0), 0, 0, Some(90), "answered");
+    // An agent's own outbound call joins no queue: not offered.
+    outbound.direction = "outbound".into();
+    outbound.queue = None;
+    outbound.queued_at = None;
+    for c in calls.iter().chain([&outbound]) {
+        srv.store().upsert_call(c).await.unwrap();
+    }
+    // Inquiries (JST): 09:05 and 10:20 appointment_change, 10:30 transport on 5/10; a ticket
+    // on 5/11.
+    for (cat, day, h, m) in [
+        ("appointment_change", 10, 9, 5),
+        ("appointment_change", 10, 10, 20),
+        ("transport", 10, 10, 30),
+        ("ticket", 11, 9, 0),
+    ] {
+        let form = madoguchi::domain::inquiry::InquiryForm {
+            call_id: Some("ami:c1".into()),
+            category: cat.into(),
+            note: "集計テスト".into(),
+            caller_kind: "self".into(),
+            ..Default::default()
+        };
+        let n = madoguchi::domain::inquiry::NewInquiry::parse(form).unwrap();
+        let at = chrono::NaiveDate::from_ymd_opt(2021, 5, day)
+            .unwrap()
+            .and_hms_opt(h, m, 0)
+            .unwrap()
+            .and_utc()
+            - chrono::Duration::hours(9);
+        srv.store()
+            .insert_inquiry(agent_id, &n, &madoguchi::store::ts(at))
+            .await
+            .unwrap();
+    }
+
+    let (status, r) = boss
+        .get("/api/reports?from=2021-05-10&to=2021-05-10&by=day")
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "one day");
+    let d = &rows[0];
+    assert_eq!(d["period"], "2021-05-10");
+    // c1–c7 joined on 5/10 (c7 after midnight although it started before); c8 is on 5/11,
+    // c9 ended unseen, the outbound call joined no queue.
+    assert_eq!(d["offered"], 7);
+    assert_eq!(d["answered"], 4, "c1, c2, c6, c7");
+    assert_eq!(d["abandoned"], 1, "c3 (40 s)");
+    assert_eq!(d["short_abandoned"], 1, "c4 (3 s, under 5 s)");
+    assert_eq!(d["timeouts"], 1, "c5");
+    assert_eq!(
+        d["answered_within_sl"], 3,
+        "c1 10 s, c6 5 s, c7 15 s; c2 took 30 s"
+    );
+    // 3 ÷ (4 answered + 1 abandoned + 1 timeout); the short abandon is in neither side.
+    assert_eq!(d["service_level"], 0.5);
+    // 1 abandoned ÷ (7 offered − 1 short abandon).
+    assert!(
+        (d["abandon_rate"].as_f64().unwrap() - 1.0 / 6.0).abs() < 1e-9,
+        "{d}"
+    );
+    // (10 + 30 + 5 + 15) ÷ 4 answered.
+    assert_eq!(d["asa_s"], 15.0);
+    // (120 + 60 + 300 + 44) ÷ 4 answered and ended.
+    assert_eq!(d["aht_s"], 131.0);
+    assert_eq!(d["inquiries_total"], 3, "the 5/11 ticket is another day");
+    assert_eq!(d["inquiries"]["appointment_change"], 2);
+    assert_eq!(d["inquiries"]["transport"], 1);
+    assert_eq!(d["inquiries"]["ticket"], 0);
+    assert_eq!(r["total"]["offered"], 7, "one day: the total is that day");
+
+    // Two days: 5/11 adds c8 (answered in 8 s, talked 30 s) and the ticket.
+    let (_, r2) = boss.get("/api/reports?from=2021-05-10&to=2021-05-11").await;
+    let rows2 = r2["rows"].as_array().unwrap();
+    assert_eq!(rows2.len(), 2);
+    assert_eq!(rows2[1]["offered"], 1);
+    assert_eq!(rows2[1]["service_level"], 1.0, "c8 within 20 s");
+    assert_eq!(rows2[1]["inquiries"]["ticket"], 1);
+    assert_eq!(r2["total"]["offered"], 8, "7 + 1");
+    assert_eq!(r2["total"]["answered"], 5);
+    // (120 + 60 + 300 + 44 + 30) ÷ 5.
+    assert!((r2["total"]["aht_s"].as_f64().unwrap() - 110.8).abs() < 1e-9);
+    assert_eq!(r2["total"]["inquiries_total"], 4);
+
+    // By hour: 24 rows, 00:00 JST first.
+    let (status, h) = boss
+        .get("/api/reports?from=2021-05-10&to=2021-05-10&by=hour")
+        .await;
+    assert_eq!(status, 200, "{h}");
+    let hours = h["rows"].as_array().unwrap();
+    assert_eq!(hours.len(), 24);
+    assert_eq!(hours[0]["period"], "2021-05-10 00:00");
+    assert_eq!(hours[0]["start"], "2021-05-09T15:00:00.000Z");
+    assert_eq!(hours[0]["offered"], 1, "c7");
+    assert_eq!(hours[0]["aht_s"], 44.0);
+    let nine = &hours[9];
+    assert_eq!(nine["period"], "2021-05-10 09:00");
+    assert_eq!(nine["offered"], 4, "c1–c4");
+    assert_eq!(nine["answered"], 2);
+    assert_eq!(nine["abandoned"], 1);
+    assert_eq!(nine["short_abandoned"], 1);
+    // c1 only within 20 s, over (2 answered + 1 abandoned).
+    assert!((nine["service_level"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    // 1 abandoned ÷ (4 − 1 short).
+    assert!((nine["abandon_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(nine["asa_s"], 20.0, "(10 + 30) ÷ 2");
+    assert_eq!(nine["aht_s"], 90.0, "(120 + 60) ÷ 2");
+    assert_eq!(nine["inquiries"]["appointment_change"], 1, "09:05");
+    let ten = &hours[10];
+    assert_eq!(ten["offered"], 2, "c5, c6");
+    assert_eq!(ten["timeouts"], 1);
+    assert_eq!(ten["service_level"], 0.5, "c6 ÷ (1 answered + 1 timeout)");
+    assert_eq!(ten["abandon_rate"], 0.0);
+    assert_eq!(ten["inquiries_total"], 2, "10:20 and 10:30");
+    assert_eq!(
+        hours[11]["offered"], 0,
+        "c9 unknown, the outbound call not queued"
+    );
+    assert_eq!(
+        hours[11]["service_level"],
+        Value::Null,
+        "nothing to measure"
+    );
+    assert_eq!(h["total"]["offered"], 7, "the hours add up to the day");
+
+    // CSV for Excel: UTF-8 with a BOM, a header, the day, then the total.
+    let res = boss
+        .http
+        .get(format!(
+            "{}/api/reports.csv?from=2021-05-10&to=2021-05-10",
+            boss.base
+        ))
+        .header("cookie", &boss.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let bytes = res.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\xEF\xBB\xBF"), "UTF-8 BOM for Excel");
+    let text = std::str::from_utf8(&bytes[3..]).unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert!(lines[0].starts_with("期間,入電,応答,放棄,短時間放棄(5秒未満),タイムアウト,サービスレベル(%・20秒以内),放棄率(%)"), "{}", lines[0]);
+    assert!(lines[0].ends_with(",問合せ計,日時・会場の変更,キャンセル,送迎バス,接種券,副反応,接種対象・医療相談,その他,苦情"), "{}", lines[0]);
+    // SL 50.0 %, abandon rate 1/6 = 16.7 %, ASA 15.0, AHT 131.0, 3 inquiries: 2 changes, 1 bus.
+    assert_eq!(
+        lines[1],
+        "2021-05-10,7,4,1,1,1,50.0,16.7,15.0,131.0,3,2,0,1,0,0,0,0,0"
+    );
+    assert_eq!(
+        lines[2],
+        "2021-05-10〜2021-05-10,7,4,1,1,1,50.0,16.7,15.0,131.0,3,2,0,1,0,0,0,0,0"
+    );
+    // Shift_JIS for older Excel.
+    let res = boss
+        .http
+        .get(format!(
+            "{}/api/reports.csv?from=2021-05-10&to=2021-05-10&encoding=sjis",
+            boss.base
+        ))
+        .header("cookie", &boss.cookie)
+        .send()
+        .await
+        .unwrap();
+    let bytes = res.bytes().await.unwrap();
+    let (text, _, bad) = encoding_rs::SHIFT_JIS.decode(&bytes);
+    assert!(!bad);
+    assert!(text.starts_with("期間,入電"), "{text}");
+
+    // Bad input: 422 naming the field; agents may not read reports.
+    for (q, field) in [
+        ("from=2021-13-01", "from"),
+        ("from=2021-05-11&to=2021-05-10", "to"),
+        ("from=2021-01-01&to=2021-03-01&by=hour", "to"),
+        ("by=week", "by"),
+    ] {
+        let (status, v) = boss.get(&format!("/api/reports?{q}")).await;
+        assert_eq!(
+            (status, v["field"].as_str()),
+            (422, Some(field)),
+            "{q}: {v}"
+        );
+    }
+    let (status, _) = agent.get("/api/reports").await;
+    assert_eq!(status, 403);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn reports_per_day_and_hour_with_every_figure_sqlite() {
+    reports("sqlite").await;
+}
+
+#[tokio::test]
+async fn reports_per_day_and_hour_with_every_figure_postgres() {
+    if !require_postgres() {
+        return;
+    }
+    reports("postgres").await;
+}

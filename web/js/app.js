@@ -62,6 +62,8 @@ import { api, errorText, onUnauthorized } from "./api.js";
 import { renderBanner, tick } from "./banner.js";
 import { caretLeaving, chime, onCallUpdate, onCandidatesUpdate, onHello, onScreenPop, switchTo } from "./calls.js";
 import { applyDesk, bindDesk, loadDesk, renderDesk, resetDesk } from "./desk.js";
+import { bindCallbacks, loadCallbacks, renderCallbacks } from "./callbacks.js";
+import { onDialResult, onPauseResult } from "./dialer.js";
 import { $ } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { LiveConnection } from "./live.js";
@@ -174,6 +176,7 @@ function startApp(user) {
   renderChrome();
   renderDesk();
   loadDesk();
+  loadCallbacks();
   renderWorkspace();
   // A record that was still loading when the page went away: load it again.
   for (const s of reloading) openResident(s, { id: s.chosenId });
@@ -234,6 +237,8 @@ async function logout() {
   state.activeKey = null;
   state.idleSearch = newSearch();
   resetDesk();
+  $("#callbacks").hidden = true;
+  $("#callbacks-toggle").hidden = true;
   live.forget();
   forgetPersisted();
   $("#workspace").replaceChildren();
@@ -267,6 +272,12 @@ function onMessage(msg, { resync }) {
     case "call_update":
       onCallUpdate(msg);
       break;
+    case "dial_result":
+      onDialResult(msg);
+      break;
+    case "pause_result":
+      onPauseResult(msg);
+      break;
     default:
       break; // pong and message types this screen does not use
   }
@@ -280,6 +291,7 @@ function bindChrome() {
   $("#logout").addEventListener("click", logout);
   $("#sound-toggle").addEventListener("click", toggleSound);
   bindDesk();
+  bindCallbacks();
   $("#workspace").addEventListener("focusout", caretLeaving);
   $("#lang-toggle").addEventListener("click", () => {
     setLang(lang() === "ja" ? "en" : "ja");
@@ -290,6 +302,7 @@ function bindChrome() {
       showSound();
       renderChrome();
       renderDesk();
+      renderCallbacks();
       renderWorkspace();
     } else {
       document.title = `${t("login.heading")} | 窓口 madoguchi`;

@@ -6,6 +6,7 @@ import { isWithheld } from "./banner.js";
 import { $, arrowNavigate, h, icon, toast } from "./dom.js";
 import * as fmt from "./format.js";
 import { t } from "./i18n.js";
+import { dialButton } from "./dialer.js";
 import { changeButton, rideBadge } from "./rebook.js";
 import { buildSearchPanel } from "./search.js";
 import { activeSession, state } from "./state.js";
@@ -448,6 +449,7 @@ function buildCard(s) {
             h("span", { class: "phone-kind", text: t(`phone.${p.kind || "other"}`) }),
             h("span", { class: "phone-number mono", text: fmt.formatPhone(p.e164 || p.written) }),
             calling ? h("span", { class: "tag", text: t("res.caller_line") }) : "",
+            calling ? "" : dialButton(p.e164 || p.written, { residentId: r.id }),
           );
         }),
       ),

@@ -31,12 +31,12 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::codec::{encode_action, Decoder, Frame, Packet};
 use super::translate::Translator;
-use crate::pbx::dial::{DialOutcome, DialRequest};
+use crate::pbx::dial::{DialOutcome, DialRequest, LinkRequest, OutcomeKind, PauseRequest};
 use crate::pbx::{LiveChannel, PbxEvent};
 
 /// Click-to-dial requests into the link and their outcomes out of it (see `pbx::dial`).
 pub struct DialPort {
-    pub requests: mpsc::Receiver<DialRequest>,
+    pub requests: mpsc::Receiver<LinkRequest>,
     pub outcomes: mpsc::Sender<DialOutcome>,
 }
 
@@ -381,8 +381,9 @@ struct Session<'a> {
     ping: Option<(String, Instant)>,
     resync: Option<Resync>,
     dials: Option<&'a mut DialPort>,
-    /// Originates sent and not yet answered: ActionID → the agent's extension.
-    pending_dials: HashMap<String, String>,
+    /// Originates and QueuePauses sent and not yet answered: ActionID → the agent's extension
+    /// and what was asked.
+    pending_dials: HashMap<String, (String, OutcomeKind)>,
 }
 
 impl<'a> Session<'a> {
@@ -418,8 +419,15 @@ impl<'a> Session<'a> {
         let end = self.run_inner().await;
         self.close(matches!(end, End::Shutdown)).await;
         // Originates still waiting will never hear back on this session.
-        for (action_id, extension) in std::mem::take(&mut self.pending_dials) {
-            self.dial_outcome(action_id, extension, false, "PBX link lost".into());
+        for (action_id, (extension, kind)) in std::mem::take(&mut self.pending_dials) {
+            self.dial_outcome(
+                action_id,
+                extension,
+                kind,
+                false,
+                "PBX link lost".into(),
+                None,
+            );
         }
         end
     }
@@ -671,7 +679,11 @@ impl<'a> Session<'a> {
                 }
                 Step::Dial(None) => self.dials = None,
                 Step::Dial(Some(request)) => {
-                    if let Err(end) = self.originate(request) {
+                    let sent = match request {
+                        LinkRequest::Dial(r) => self.originate(r),
+                        LinkRequest::Pause(r) => self.queue_pause(r),
+                    };
+                    if let Err(end) = sent {
                         break Err(end);
                     }
                 }
@@ -721,24 +733,37 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
         }
-        if let Some(extension) = p.action_id().and_then(|id| self.pending_dials.get(id)) {
-            let extension = extension.clone();
+        if let Some((extension, kind)) = p.action_id().and_then(|id| self.pending_dials.get(id)) {
+            let (extension, kind) = (extension.clone(), *kind);
             let id = p.action_id().unwrap_or_default().to_string();
             if !is_event && p.response() == Some("Error") {
-                // Refused at once (`Invalid channel`, no permission): no OriginateResponse follows.
+                // Refused at once (`Invalid channel`, `Interface not found`, no permission): no
+                // OriginateResponse follows.
                 let reason = p.get("Message").unwrap_or("refused").to_string();
                 self.pending_dials.remove(&id);
-                self.dial_outcome(id, extension, false, reason);
+                self.dial_outcome(id, extension, kind, false, reason, None);
                 return Ok(());
             }
-            if p.is_event("OriginateResponse") {
+            if let OutcomeKind::Pause { .. } = kind {
+                if !is_event {
+                    // "Interface paused successfully": the QueueMemberPause event follows for
+                    // the board.
+                    let reason = p.get("Message").unwrap_or_default().to_string();
+                    self.pending_dials.remove(&id);
+                    self.dial_outcome(id, extension, kind, true, reason, None);
+                    return Ok(());
+                }
+            } else if p.is_event("OriginateResponse") {
                 let ok = p.response() == Some("Success");
                 let reason = p.get("Reason").unwrap_or_default().to_string();
+                let uniqueid = p
+                    .get("Uniqueid")
+                    .filter(|u| ok && !u.trim().is_empty() && *u != "<null>")
+                    .map(|u| format!("{}:{u}", self.cfg.link));
                 self.pending_dials.remove(&id);
-                self.dial_outcome(id, extension, ok, reason);
-                return Ok(());
-            }
-            if !is_event {
+                self.dial_outcome(id, extension, kind, ok, reason, uniqueid);
+                // The event also goes on to the translator (the tracker links the call).
+            } else if !is_event {
                 // `Response: Success`, "Originate successfully queued": the outcome follows.
                 return Ok(());
             }
@@ -781,21 +806,58 @@ impl<'a> Session<'a> {
             ("Async", "true"),
         ])?;
         info!(extension = %r.extension, action_id = %r.action_id, "Originate sent");
-        if self.pending_dials.len() >= MAX_PENDING_DIALS {
-            self.pending_dials.clear();
-        }
-        self.pending_dials.insert(r.action_id, r.extension);
+        self.pending(r.action_id, r.extension, OutcomeKind::Dial);
         Ok(())
     }
 
+    /// Pauses or unpauses a queue member (`QueuePause`); the outcome is the action's response.
+    fn queue_pause(&mut self, r: PauseRequest) -> Result<(), End> {
+        let paused = if r.paused { "true" } else { "false" };
+        let mut fields = vec![
+            ("Action", "QueuePause"),
+            ("ActionID", r.action_id.as_str()),
+            ("Interface", r.interface.as_str()),
+            ("Paused", paused),
+        ];
+        if let Some(q) = &r.queue {
+            fields.push(("Queue", q.as_str()));
+        }
+        if !r.reason.is_empty() {
+            fields.push(("Reason", r.reason.as_str()));
+        }
+        self.send(&fields)?;
+        info!(extension = %r.extension, interface = %r.interface, paused = r.paused,
+            action_id = %r.action_id, "QueuePause sent");
+        let kind = OutcomeKind::Pause { paused: r.paused };
+        self.pending(r.action_id, r.extension, kind);
+        Ok(())
+    }
+
+    fn pending(&mut self, action_id: String, extension: String, kind: OutcomeKind) {
+        if self.pending_dials.len() >= MAX_PENDING_DIALS {
+            self.pending_dials.clear();
+        }
+        self.pending_dials.insert(action_id, (extension, kind));
+    }
+
     /// Hands a dial's outcome on, never waiting (the read loop must not stall).
-    fn dial_outcome(&self, action_id: String, extension: String, ok: bool, reason: String) {
+    fn dial_outcome(
+        &self,
+        action_id: String,
+        extension: String,
+        kind: OutcomeKind,
+        ok: bool,
+        reason: String,
+        call_key: Option<String>,
+    ) {
         if let Some(port) = &self.dials {
             let outcome = DialOutcome {
                 action_id,
                 extension,
                 ok,
                 reason,
+                kind,
+                call_key,
             };
             if port.outcomes.try_send(outcome).is_err() {
                 warn!("a dial outcome was dropped: nobody reads them");
@@ -907,11 +969,11 @@ enum Step {
     WriterDone(String),
     Tick,
     ResyncTimeout,
-    Dial(Option<DialRequest>),
+    Dial(Option<LinkRequest>),
 }
 
 /// The next click-to-dial request, or never when this link takes none.
-async fn next_dial(dials: &mut Option<&mut DialPort>) -> Option<DialRequest> {
+async fn next_dial(dials: &mut Option<&mut DialPort>) -> Option<LinkRequest> {
     match dials {
         Some(port) => port.requests.recv().await,
         None => std::future::pending().await,
