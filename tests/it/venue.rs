@@ -737,3 +737,85 @@ async fn vsys_request(engine: &str) {
     assert_eq!(none["lines"].as_array().unwrap().len(), 0, "{none}");
     d.srv.stop().await;
 }
+
+#[tokio::test]
+async fn reception_forecast_warns_sqlite() {
+    reception_forecast_warns("sqlite").await;
+}
+
+#[tokio::test]
+async fn reception_forecast_warns_postgres() {
+    if require_postgres() {
+        reception_forecast_warns("postgres").await;
+    }
+}
+
+/// Thirty residents due in the next quarter hour against a reception that has checked in one
+/// (0.2 a minute over its first 5 minutes): the forecast wait is far over 15 minutes from that
+/// quarter, and the progress (and its push) says so.
+async fn reception_forecast_warns(engine: &str) {
+    use madoguchi::domain::forecast::bucket_of;
+    let d = venue_day(engine).await;
+    let s = d.srv.store();
+    let now = Utc::now();
+    let next = bucket_of(now) + Duration::minutes(15);
+    if jst_date(next) != jst_date(now) {
+        eprintln!("skipped: the next quarter hour is tomorrow in Japan");
+        d.srv.stop().await;
+        return;
+    }
+    s.insert_residents(&madoguchi::store::testing::sample_residents(30))
+        .await
+        .unwrap();
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM residents WHERE address_no >= '0007000000' ORDER BY id")
+            .fetch_all(&s.read)
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 30);
+    let slot = s
+        .insert_slots(&[NewSlot {
+            venue_id: d.venue,
+            starts_at: next,
+            ends_at: next + Duration::minutes(30),
+            product: Product::Pfizer,
+            capacity: 40,
+        }])
+        .await
+        .unwrap()[0];
+    for id in &ids {
+        s.book(*id, 1, slot).await.unwrap().unwrap();
+    }
+    let venue = d.srv.login("venue1").await;
+    let (status, _) = venue
+        .post(
+            "/api/venue/checkins",
+            json!({"resident_id": d.resident, "venue_id": d.venue}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, all) = venue
+        .get(&format!("/api/venue/progress?venue={}", d.venue))
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let f = &all[0]["forecast"];
+    assert_eq!(f["throughput_per_min"], 0.2, "{engine}: {f}");
+    assert_eq!(f["warning"], true, "{engine}: {f}");
+    let warn_from = chrono::DateTime::parse_from_rfc3339(f["warn_from"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(warn_from, next, "{f}");
+    // 30 due, 3 handled in the quarter: 27 queued, 135 minutes at 0.2 a minute.
+    let due = f["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["expected"] == 30)
+        .unwrap();
+    assert_eq!(
+        (&due["queue"], &due["wait_min"]),
+        (&json!(27.0), &json!(135.0)),
+        "{f}"
+    );
+    d.srv.stop().await;
+}
