@@ -222,6 +222,19 @@ enum ExportCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The V-SYS weekly vaccine request: vials per venue and product for the 14 days from
+    /// FROM, from the bookings and the doses a vial gives, less unopened stock; CSV for Excel.
+    Vsys {
+        /// The first day, YYYY-MM-DD (default: today in Japan).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// utf8 (with BOM, for Excel) or sjis (Shift_JIS).
+        #[arg(long, value_enum, default_value = "utf8")]
+        encoding: madoguchi::export::excel::Encoding,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The call log of the days FROM..=TO (Japan's dates) as CSV for Excel.
     Calls(LogExport),
     /// The inquiry log of the days FROM..=TO (Japan's dates) as CSV for Excel.
@@ -599,6 +612,21 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let result = export_vrs(&store, date, batch, out.as_deref()).await;
             store.close().await;
             result
+        }
+        Command::Export {
+            command:
+                ExportCommand::Vsys {
+                    from,
+                    encoding,
+                    out,
+                },
+        } => {
+            let store = Store::open(&settings.database_url).await?;
+            let from =
+                from.unwrap_or_else(|| madoguchi::domain::vaccine::jst_date(chrono::Utc::now()));
+            let result = madoguchi::export::vsys::vsys_file(&store, from, encoding).await;
+            store.close().await;
+            write_export("request lines", result?, out.as_deref())
         }
         Command::Export {
             command: ExportCommand::Ledger { out },

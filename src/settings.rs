@@ -59,6 +59,8 @@ pub struct Settings {
     pub service_level_s: u64,
     /// Queue figures: callers who give up within fewer seconds than this are short abandons.
     pub short_abandon_s: u64,
+    /// Venues: the forecast warns when the wait at reception would exceed this many minutes.
+    pub reception_max_wait_min: u32,
 }
 
 impl Default for Settings {
@@ -91,6 +93,7 @@ impl Default for Settings {
             acw_seconds: 60,
             service_level_s: 20,
             short_abandon_s: 5,
+            reception_max_wait_min: 15,
         }
     }
 }
@@ -219,6 +222,11 @@ impl Settings {
             self.short_abandon_s = v
                 .parse()
                 .context("MADOGUCHI_SHORT_ABANDON_S must be a whole number of seconds")?;
+        }
+        if let Some(v) = get("MADOGUCHI_RECEPTION_MAX_WAIT_MIN") {
+            self.reception_max_wait_min = v
+                .parse()
+                .context("MADOGUCHI_RECEPTION_MAX_WAIT_MIN must be a whole number of minutes")?;
         }
         if let Some(v) = get("MADOGUCHI_PUBLIC_URL") {
             self.public_url = opt(v);

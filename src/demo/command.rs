@@ -23,6 +23,10 @@ pub struct DemoArgs {
     /// Simulated calls per minute (0: none).
     #[arg(long, default_value_t = 6.0)]
     pub call_rate: f64,
+    /// Seconds between the simulated venue day's steps at each venue (a check-in or a dose;
+    /// 0: no simulated venue day).
+    #[arg(long, default_value_t = 3.0)]
+    pub venue_pace: f64,
     /// Seed of the synthetic population (same seed, same people).
     #[arg(long, default_value_t = 2021)]
     pub seed: u64,
@@ -101,9 +105,32 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
+    let venue_day = if args.venue_pace > 0.0 {
+        let venues = super::venue_day::prepare(&store, chrono::Utc::now())
+            .await
+            .context("preparing the venue day")?;
+        let booked: usize = venues.iter().map(|v| v.expected.len()).sum();
+        println!(
+            "  venue day      {booked} residents booked today at {} venues; a step every {} s (venue screen {}/assets/venue.html, supervisor {}/supervisor)",
+            venues.len(),
+            args.venue_pace,
+            server.url(),
+            server.url()
+        );
+        Some(tokio::spawn(super::venue_day::run(
+            server.state.clone(),
+            venues,
+            Duration::from_secs_f64(args.venue_pace),
+        )))
+    } else {
+        None
+    };
     let result = server.wait().await;
     if let Some(c) = calls {
         c.abort();
+    }
+    if let Some(v) = venue_day {
+        v.abort();
     }
     result
 }

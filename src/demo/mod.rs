@@ -5,11 +5,13 @@
 //!   database, and caller numbers for the AMI simulator.
 //! - [`history`]: 60 days of past calls and inquiries, so screen pops show a history.
 //! - [`appointments`]: venues, slots, and both doses assigned to everyone who wants them.
+//! - [`venue_day`]: today's simulated venue day: check-ins and doses as time passes.
 
 pub mod appointments;
 pub mod command;
 pub mod history;
 pub mod synth;
+pub mod venue_day;
 
 pub use command::{run, DemoArgs};
 

@@ -382,3 +382,65 @@ async fn bench_import_100k() {
         db.cleanup().await;
     }
 }
+
+/// The demo's venue day: today's slots are booked with residents who had no appointment, and
+/// as the task steps, check-ins and doses appear in the venues' progress (the numbers the
+/// venue screen and the supervisor page show), a vial opened first.
+#[tokio::test]
+async fn the_venue_day_moves_as_time_passes() {
+    use crate::domain::vaccine::jst_date;
+    for engine in engines() {
+        let db = TestDb::new(engine).await.unwrap();
+        let store = db.store.clone();
+        synth::populate(&store, 500, 9).await.unwrap();
+        let now = chrono::Utc::now();
+        let venues = super::venue_day::prepare(&store, now).await.unwrap();
+        assert_eq!(venues.len(), 5, "{engine}");
+        let booked: usize = venues.iter().map(|v| v.expected.len()).sum();
+        assert!(booked >= 10, "{engine}: {booked} booked today");
+        let before = store.progress(jst_date(now), now, None, 15).await.unwrap();
+        assert_eq!(before.iter().map(|p| p.vaccinated).sum::<i64>(), 0);
+        assert_eq!(
+            before.iter().map(|p| p.doses_left).sum::<i64>(),
+            0,
+            "no vial open yet"
+        );
+        let settings = crate::settings::Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: db.url.clone(),
+            ..Default::default()
+        };
+        let server = crate::app::build_with_store(settings, store.clone())
+            .await
+            .unwrap();
+        let task = tokio::spawn(super::venue_day::run(
+            server.state.clone(),
+            venues,
+            std::time::Duration::from_millis(20),
+        ));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let (checked_in, vaccinated, left) = loop {
+            let t = chrono::Utc::now();
+            let p = store.progress(jst_date(t), t, None, 15).await.unwrap();
+            let sum =
+                |f: fn(&crate::store::venue::VenueProgress) -> i64| p.iter().map(f).sum::<i64>();
+            let got = (
+                sum(|p| p.checked_in),
+                sum(|p| p.vaccinated),
+                sum(|p| p.doses_left),
+            );
+            if got.1 >= 5 || std::time::Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        task.abort();
+        assert!(vaccinated >= 5, "{engine}: {vaccinated} vaccinated");
+        assert!(
+            checked_in >= vaccinated,
+            "{engine}: {checked_in} checked in"
+        );
+        assert!(left > 0, "{engine}: a vial was opened and has doses left");
+        server.shutdown().await.unwrap();
+    }
+}

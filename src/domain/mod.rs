@@ -12,6 +12,7 @@ pub mod birth;
 pub mod call;
 pub mod device;
 pub mod dose;
+pub mod forecast;
 pub mod inquiry;
 pub mod kana;
 pub mod notice;
@@ -22,6 +23,7 @@ pub mod template;
 pub mod text;
 pub mod ticket;
 pub mod vaccine;
+pub mod vsys;
 pub mod wareki;
 
 pub use address::{AddressNo, PostalCode};

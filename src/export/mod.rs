@@ -19,6 +19,7 @@ pub mod logs;
 pub mod notices;
 pub mod survey;
 pub mod vrs;
+pub mod vsys;
 
 pub use import::{
     bench_import, import_residents, parse_residents, residents_csv, ImportError, ImportReport,

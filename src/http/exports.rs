@@ -27,6 +27,54 @@ pub fn router() -> Router<AppState> {
         .route("/api/exports/vrs", get(pending).post(export))
         .route("/api/exports/vrs/{id}", get(download))
         .route("/api/exports/ledger", get(ledger))
+        .route("/api/exports/vsys", get(vsys))
+}
+
+#[derive(Deserialize)]
+struct VsysQuery {
+    from: Option<String>,
+    format: Option<String>,
+}
+
+/// The V-SYS weekly request: JSON lines, or `format=csv` for Excel (UTF-8 with BOM).
+async fn vsys(
+    State(state): State<AppState>,
+    Query(q): Query<VsysQuery>,
+) -> Result<Response, ApiError> {
+    let from = parse_date("from", q.from.as_deref())?;
+    match q.format.as_deref() {
+        Some("csv") => {
+            let file = crate::export::vsys::vsys_file(
+                &state.store,
+                from,
+                crate::export::excel::Encoding::Utf8Bom,
+            )
+            .await
+            .map_err(ApiError::Internal)?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"vsys-{from}.csv\""),
+                    ),
+                ],
+                file.bytes,
+            )
+                .into_response())
+        }
+        None | Some("json") => {
+            let lines = crate::export::vsys::lines(&state.store, from)
+                .await
+                .map_err(ApiError::Internal)?;
+            let to = from + chrono::Duration::days(crate::domain::vsys::REQUEST_DAYS - 1);
+            Ok(
+                Json(json!({"from": from.to_string(), "to": to.to_string(), "lines": lines}))
+                    .into_response(),
+            )
+        }
+        Some(_) => Err(ApiError::invalid("format", "format is json or csv")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -151,6 +199,13 @@ pub fn openapi_paths() -> Vec<(&'static str, serde_json::Value)> {
             json!({"get": {"summary": "a VRS batch's CSV again, byte-identical to when it was written; audited",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
                 "responses": {"200": {"description": "text/csv"}, "404": {"description": "no such batch"}}}}),
+        ),
+        (
+            "/api/exports/vsys",
+            json!({"get": {"summary": "the V-SYS weekly vaccine request: per venue and product, the vials the live bookings of the 14 days from `from` take (each day rounded up to whole vials of the doses a vial gives there), less unopened stock; JSON, or format=csv for Excel",
+                "parameters": [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                               {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}}],
+                "responses": {"200": {"description": "{from, to, lines} or text/csv"}, "422": {"description": "bad from or format"}}}}),
         ),
         (
             "/api/exports/ledger",

@@ -16,6 +16,7 @@ pub mod queues;
 pub mod reports;
 pub mod residents;
 pub mod session;
+pub mod standby;
 pub mod supervisor;
 pub mod vaccinations;
 pub mod venue;
@@ -166,7 +167,12 @@ pub fn app(state: AppState) -> Router {
             venue::progress_router().merge(vaccinations::read_router()),
         ))
         // RECORDS: /api/exports/vrs, /api/exports/vrs/{id}, /api/exports/ledger
-        .merge(admit(RECORDS, exports::router()));
+        .merge(admit(RECORDS, exports::router()))
+        // Standby: POST /api/standby (BOOKINGS); GET /api/venue/standby (VENUE_WATCH);
+        // POST /api/venue/standby/{id}/take|remove (VENUE)
+        .merge(admit(BOOKINGS, standby::router()))
+        .merge(admit(VENUE_WATCH, standby::read_router()))
+        .merge(admit(VENUE, standby::venue_router()));
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

@@ -102,7 +102,10 @@ async fn openapi() -> Json<serde_json::Value> {
     let mut doc = base_openapi();
     if let Some(paths) = doc["paths"].as_object_mut() {
         // The venue day's routes (src/http/venue.rs), described beside them.
-        for (path, ops) in super::venue::openapi_paths() {
+        for (path, ops) in super::venue::openapi_paths()
+            .into_iter()
+            .chain(super::standby::openapi_paths())
+        {
             paths.insert(path, ops);
         }
     }

@@ -323,11 +323,17 @@ async fn progress(
 ) -> Result<Json<Vec<VenueProgress>>, ApiError> {
     let day = parse_date("date", q.date.as_deref())?;
     let venue = parse_venue(q.venue.as_deref())?;
-    let mut all = state.store.progress(day, Utc::now()).await?;
-    if let Some(v) = venue {
-        all.retain(|p| p.venue_id == v);
-    }
-    Ok(Json(all))
+    Ok(Json(
+        state
+            .store
+            .progress(
+                day,
+                Utc::now(),
+                venue,
+                state.settings.reception_max_wait_min,
+            )
+            .await?,
+    ))
 }
 
 async fn vials(
@@ -468,9 +474,14 @@ pub fn publish_progress(state: &AppState, venue_id: i64) {
             return;
         }
         let now = Utc::now();
-        match state.store.progress(jst_date(now), now).await {
+        let max_wait = state.settings.reception_max_wait_min;
+        match state
+            .store
+            .progress(jst_date(now), now, Some(venue_id), max_wait)
+            .await
+        {
             Ok(all) => {
-                if let Some(p) = all.into_iter().find(|p| p.venue_id == venue_id) {
+                if let Some(p) = all.into_iter().next() {
                     let msg = json!({"type": "venue_progress", "progress": p});
                     state.hub.publish(VENUES_TOPIC, &msg.to_string());
                 }

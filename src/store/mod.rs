@@ -27,6 +27,7 @@ pub mod inquiries;
 pub mod popjson;
 pub mod rebook;
 pub mod residents;
+pub mod standby;
 pub mod survey;
 pub mod testing;
 pub mod tx;
@@ -34,6 +35,7 @@ pub mod users;
 pub mod vaccinations;
 pub mod venue;
 pub mod vials;
+pub mod vsys;
 
 pub use error::StoreError;
 pub use tx::WriteTx;

@@ -234,16 +234,21 @@ async fn vial_for(
 ) -> Result<Result<i64, Refusal>, StoreError> {
     let day = jst_date(at);
     let sql = format!(
-        "SELECT id, product, opened_at, doses_per_vial, discarded_at FROM vials \
+        "SELECT id, product, opened_at, doses_per_vial, discarded_at, \
+         (SELECT COUNT(*) FROM vaccinations x WHERE x.vial_id = vials.id \
+           AND x.superseded_at IS NULL AND x.id <> $5) AS drawn FROM vials \
          WHERE venue_id = $1 AND lot = $2 AND opened_at >= $3 AND opened_at < $4 \
          ORDER BY opened_at, id{}",
         tx.for_update()
     );
+    // One query for the lot's vials and the doses drawn from each (not one per vial: a busy
+    // day opens many vials of a lot, and this runs inside the write transaction).
     let rows = sqlx::query(&sql)
         .bind(venue.0)
         .bind(lot.as_str().to_string())
         .bind(ts(jst_midnight(day)))
         .bind(ts(jst_midnight(day + Duration::days(1))))
+        .bind(except)
         .fetch_all(tx.conn())
         .await?;
     let not_opened = || {
@@ -285,14 +290,7 @@ async fn vial_for(
             continue;
         }
         let holds: i64 = r.try_get("doses_per_vial")?;
-        let drawn: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM vaccinations WHERE vial_id = $1 AND superseded_at IS NULL \
-             AND id <> $2",
-        )
-        .bind(id)
-        .bind(except)
-        .fetch_one(tx.conn())
-        .await?;
+        let drawn: i64 = r.try_get("drawn")?;
         if drawn >= holds {
             used_up = true;
             continue;

@@ -5,10 +5,12 @@
 use super::bookings::BookingRow;
 use super::vaccinations::Actor;
 use super::{now, parse_ts, ts, Store, StoreError};
+use crate::domain::forecast::{self, Arrival, ReceptionForecast};
 use crate::domain::vaccine::{jst_date, jst_midnight};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// What reception is warned of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +79,8 @@ pub struct VenueProgress {
     pub waiting: i64,
     /// Doses still drawable from open vials.
     pub doses_left: i64,
+    /// Arrivals per 15 minutes against reception's throughput, and the wait forecast.
+    pub forecast: ReceptionForecast,
 }
 
 fn day_bounds(day: NaiveDate) -> (String, String) {
@@ -343,15 +347,23 @@ impl Store {
         )
     }
 
-    /// Every venue's day (JST) in numbers, as of `at` (for the doses left in open vials).
+    /// Every venue's day (JST) in numbers, as of `at` (for the doses left in open vials and
+    /// the forecast), or one venue's when `venue` names it. `max_wait_min` is the wait at
+    /// reception the forecast warns about.
     pub async fn progress(
         &self,
         day: NaiveDate,
         at: DateTime<Utc>,
+        venue: Option<i64>,
+        max_wait_min: u32,
     ) -> Result<Vec<VenueProgress>, StoreError> {
         let (start, end) = day_bounds(day);
         let day_text = day.format("%Y-%m-%d").to_string();
-        let rows = sqlx::query(
+        let only = |column: &str, n: u8| match venue {
+            Some(_) => format!(" AND {column} = ${n}"),
+            None => String::new(),
+        };
+        let sql = format!(
             "SELECT v.id, v.name, \
              (SELECT COUNT(*) FROM bookings b JOIN slots s ON s.id = b.slot_id \
                WHERE s.venue_id = v.id AND s.starts_at >= $1 AND s.starts_at < $2 \
@@ -370,16 +382,72 @@ impl Store {
                AS waiting, \
              (SELECT COUNT(*) FROM vaccinations x WHERE x.venue_id = v.id AND x.given_on = $3 \
                AND x.superseded_at IS NULL) AS vaccinated \
-             FROM venues v ORDER BY v.id",
-        )
-        .bind(start)
-        .bind(end)
-        .bind(day_text.clone())
-        .fetch_all(&self.read)
-        .await?;
+             FROM venues v WHERE 1 = 1{} ORDER BY v.id",
+            only("v.id", 4)
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(start.clone())
+            .bind(end.clone())
+            .bind(day_text.clone());
+        if let Some(v) = venue {
+            q = q.bind(v);
+        }
+        let rows = q.fetch_all(&self.read).await?;
+
+        // Who is booked to arrive when, for the forecast.
+        let sql = format!(
+            "SELECT s.venue_id, s.starts_at, b.status FROM bookings b \
+             JOIN slots s ON s.id = b.slot_id WHERE s.starts_at >= $1 AND s.starts_at < $2 \
+             AND b.status <> 'cancelled'{}",
+            only("s.venue_id", 3)
+        );
+        let mut q = sqlx::query(&sql).bind(start.clone()).bind(end.clone());
+        if let Some(v) = venue {
+            q = q.bind(v);
+        }
+        let mut arrivals: HashMap<i64, Vec<Arrival>> = HashMap::new();
+        for r in q.fetch_all(&self.read).await? {
+            let starts: String = r.try_get("starts_at")?;
+            let status: String = r.try_get("status")?;
+            if let Some(t) = parse_ts(&starts) {
+                arrivals
+                    .entry(r.try_get("venue_id")?)
+                    .or_default()
+                    .push(Arrival {
+                        at: t,
+                        still_expected: status == "booked",
+                    });
+            }
+        }
+        let sql = format!(
+            "SELECT venue_id, checked_in_at FROM checkins WHERE day = $1{}",
+            only("venue_id", 2)
+        );
+        let mut q = sqlx::query(&sql).bind(day_text.clone());
+        if let Some(v) = venue {
+            q = q.bind(v);
+        }
+        let mut checkins: HashMap<i64, Vec<DateTime<Utc>>> = HashMap::new();
+        for r in q.fetch_all(&self.read).await? {
+            let t: String = r.try_get("checked_in_at")?;
+            if let Some(t) = parse_ts(&t) {
+                checkins.entry(r.try_get("venue_id")?).or_default().push(t);
+            }
+        }
+        let left = if jst_date(at) == day {
+            self.doses_left_by_venue(at, venue).await?
+        } else {
+            HashMap::new()
+        };
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let venue_id: i64 = r.try_get("id")?;
+            let forecast = forecast::forecast(
+                arrivals.get(&venue_id).map_or(&[][..], Vec::as_slice),
+                checkins.get(&venue_id).map_or(&[][..], Vec::as_slice),
+                at,
+                max_wait_min,
+            );
             out.push(VenueProgress {
                 venue_id,
                 venue_name: r.try_get("name")?,
@@ -390,11 +458,8 @@ impl Store {
                 no_show: r.try_get("no_show")?,
                 expected: r.try_get("expected")?,
                 waiting: r.try_get("waiting")?,
-                doses_left: if jst_date(at) == day {
-                    self.doses_left(venue_id, at).await?
-                } else {
-                    0
-                },
+                doses_left: left.get(&venue_id).copied().unwrap_or(0),
+                forecast,
             });
         }
         Ok(out)

@@ -257,13 +257,43 @@ impl Store {
     /// Doses still drawable at a venue at `at`: open vials within their hours, not
     /// discarded, less what was recorded from them.
     pub async fn doses_left(&self, venue_id: i64, at: DateTime<Utc>) -> Result<i64, StoreError> {
-        let day = jst_date(at);
         Ok(self
-            .vials_of(venue_id, day, at)
+            .doses_left_by_venue(at, Some(venue_id))
             .await?
-            .iter()
-            .filter(|v| v.state == "open")
-            .map(|v| (v.doses_per_vial - v.drawn).max(0))
-            .sum())
+            .get(&venue_id)
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// Doses still drawable at `at` per venue (all venues, or the one named): open vials of
+    /// the day within their hours, less what was recorded from them. One query.
+    pub async fn doses_left_by_venue(
+        &self,
+        at: DateTime<Utc>,
+        venue: Option<i64>,
+    ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
+        let day = jst_date(at);
+        let sql = format!(
+            "{VIAL_SELECT} WHERE opened_at >= $1 AND opened_at < $2 AND discarded_at IS NULL{}",
+            if venue.is_some() {
+                " AND venue_id = $3"
+            } else {
+                ""
+            }
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(ts(jst_midnight(day)))
+            .bind(ts(jst_midnight(day + Duration::days(1))));
+        if let Some(v) = venue {
+            q = q.bind(v);
+        }
+        let mut left = std::collections::HashMap::new();
+        for row in q.fetch_all(&self.read).await? {
+            let v = vial_from_row(&row, at)?;
+            if v.state == "open" {
+                *left.entry(v.venue_id).or_insert(0) += (v.doses_per_vial - v.drawn).max(0);
+            }
+        }
+        Ok(left)
     }
 }

@@ -1,7 +1,7 @@
 //! The venue screen in a real browser (Debian's Chromium through chromedriver): a venue user
 //! logs in, types a ticket number and Enter, checks the resident in with one more Enter,
-//! records the dose, and the vaccinated count rises (on this screen, pushed over /ws/venues,
-//! and in what a supervisor reads).
+//! records the dose, and the vaccinated count rises: on this screen, and on the supervisor
+//! page open in a second browser session (both pushed over /ws/venues).
 
 use crate::browser::{browser_or_skip, page_errors};
 use crate::venue::venue_day;
@@ -22,6 +22,37 @@ async fn the_venue_screen_checks_in_by_ticket_and_records_a_dose() {
         return;
     };
     let day = venue_day("sqlite").await;
+    // A supervisor watches the wall screen in another browser.
+    let sv = Driver::start(&driver_bin, &chrome).await;
+    sv.goto(&format!("{}/supervisor", day.srv.url)).await;
+    let user = sv.find("#sv-username", WAIT).await.expect("login form");
+    sv.type_into(&user, "super1").await;
+    let pw = sv.find("#sv-password", WAIT).await.expect("password");
+    sv.type_into(&pw, "super1").await;
+    sv.click(&sv.find("#sv-login-submit", WAIT).await.unwrap())
+        .await;
+    // A venue's cell on the supervisor page, as a JS expression (null until it is drawn).
+    let sv_cell = |kpi: &str| {
+        format!(
+            "(document.querySelector('#sv-venues tr[data-venue-id=\"{}\"] td[data-kpi={kpi}]') \
+             || {{}}).textContent",
+            day.venue
+        )
+    };
+    let before = sv
+        .wait_for(&format!("return {};", sv_cell("vaccinated")), WAIT)
+        .await;
+    assert_eq!(
+        before,
+        json!("0"),
+        "the supervisor sees the venue, nobody vaccinated"
+    );
+    assert_eq!(
+        sv.script(&format!("return {};", sv_cell("booked")), vec![])
+            .await,
+        json!("1")
+    );
+
     let d = Driver::start(&driver_bin, &chrome).await;
     // The login at / sends venue staff to their own screen.
     d.goto(&format!("{}/", day.srv.url)).await;
@@ -128,17 +159,26 @@ async fn the_venue_screen_checks_in_by_ticket_and_records_a_dose() {
         refused.as_str().unwrap_or("").contains("too early"),
         "{refused}"
     );
-    // What a supervisor reads.
-    let supervisor = day.srv.login("super1").await;
-    let (_, all) = supervisor.get("/api/venue/progress").await;
-    let here = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["venue_id"] == day.venue)
-        .unwrap()
-        .clone();
-    assert_eq!(here["vaccinated"], 1, "{here}");
+    // The supervisor page's count rose, pushed, with the check-in.
+    let risen = sv
+        .wait_for(&format!("return {} === '1';", sv_cell("vaccinated")), WAIT)
+        .await;
+    assert_eq!(
+        risen,
+        json!(true),
+        "the supervisor's vaccinated count rises"
+    );
+    assert_eq!(
+        sv.script(&format!("return {};", sv_cell("checked_in")), vec![])
+            .await,
+        json!("1")
+    );
+    let sv_errors = page_errors(&sv).await;
+    assert!(
+        sv_errors.is_empty(),
+        "supervisor console errors: {sv_errors:?}"
+    );
+    sv.quit().await;
     let errors = page_errors(&d).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     d.quit().await;

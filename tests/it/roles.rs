@@ -81,10 +81,15 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("POST", "/api/venue/vials/{id}/discard", VENUE),
     ("GET", "/api/venue/progress", VENUE_WATCH),
     ("GET", "/ws/venues", VENUE_WATCH),
+    ("POST", "/api/standby", BOOKINGS),
+    ("GET", "/api/venue/standby", VENUE_WATCH),
+    ("POST", "/api/venue/standby/{id}/take", VENUE),
+    ("POST", "/api/venue/standby/{id}/remove", VENUE),
     ("GET", "/api/exports/vrs", RECORDS),
     ("POST", "/api/exports/vrs", RECORDS),
     ("GET", "/api/exports/vrs/{id}", RECORDS),
     ("GET", "/api/exports/ledger", RECORDS),
+    ("GET", "/api/exports/vsys", RECORDS),
 ];
 
 /// A concrete path for a templated one.

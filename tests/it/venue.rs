@@ -185,6 +185,21 @@ async fn a_venue_day(engine: &str) {
     assert_eq!(rec["bookings"][0]["status"], "checked_in", "{engine}");
     let pushed = next_progress(&mut feed, d.venue, |p| p["checked_in"] == 1).await;
     assert_eq!(pushed["vaccinated"], 0);
+    // The forecast: one check-in just now measures 1 over the shortest span, 5 minutes; the
+    // one booking is in today's arrivals; nobody else is due, so no queue and no warning.
+    let f = &pushed["forecast"];
+    assert_eq!(f["throughput_per_min"], 0.2, "{engine}: {f}");
+    let booked: i64 = f["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["booked"].as_i64().unwrap())
+        .sum();
+    assert_eq!(booked, 1, "{f}");
+    assert_eq!(
+        (&f["warning"], &f["max_wait_min"]),
+        (&json!(false), &json!(15))
+    );
 
     // Bad fields: 422 naming the field, nothing recorded.
     let mut body = dose_body(&d, 1, "FA-4597");
@@ -481,5 +496,326 @@ async fn vrs_export_by_command_and_by_http(engine: &str) {
         "{ledger}"
     );
     assert_eq!(ledger.split("\r\n").filter(|l| !l.is_empty()).count(), 2);
+    d.srv.stop().await;
+}
+
+#[tokio::test]
+async fn standby_list_sqlite() {
+    standby_list("sqlite").await;
+}
+
+#[tokio::test]
+async fn standby_list_postgres() {
+    if require_postgres() {
+        standby_list("postgres").await;
+    }
+}
+
+/// An agent puts a resident booked three weeks out on standby; the venue sees them beside the
+/// doses that would go spare, takes them into today's slot (their booking moves there, the
+/// seat counts follow) and the list empties.
+async fn standby_list(engine: &str) {
+    let d = venue_day(engine).await;
+    d.srv.add_user("agent1", Role::Agent, Some("201")).await;
+    let s = d.srv.store();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM residents ORDER BY id")
+        .fetch_all(&s.read)
+        .await
+        .unwrap();
+    let later = Utc::now() + Duration::days(21);
+    let later_slot = s
+        .insert_slots(&[NewSlot {
+            venue_id: d.venue,
+            starts_at: later,
+            ends_at: later + Duration::minutes(30),
+            product: Product::Pfizer,
+            capacity: 10,
+        }])
+        .await
+        .unwrap()[0];
+    let booking = s.book(ids[1], 1, later_slot).await.unwrap().unwrap();
+    let agent = d.srv.login("agent1").await;
+    let yesterday = jst_date(Utc::now() - Duration::days(1)).to_string();
+    let (status, r) = agent
+        .post(
+            "/api/standby",
+            json!({"resident_id": ids[1], "venue_id": d.venue, "asked_on": yesterday}),
+        )
+        .await;
+    assert_eq!(
+        (status, r["field"].as_str()),
+        (422, Some("asked_on")),
+        "{r}"
+    );
+    let (status, entry) = agent
+        .post(
+            "/api/standby",
+            json!({"resident_id": ids[1], "venue_id": d.venue, "note": "午前なら可"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{engine}: {entry}");
+    assert_eq!(entry["dose"], 1, "the dose of the live booking");
+    assert_eq!(
+        entry["phone"], "0773-62-1111",
+        "the resident's first number"
+    );
+    let (status, r) = agent
+        .post(
+            "/api/standby",
+            json!({"resident_id": ids[1], "venue_id": d.venue}),
+        )
+        .await;
+    assert_eq!(
+        (status, r["reason"].as_str()),
+        (409, Some("already_on_standby"))
+    );
+
+    // The venue's list: two open vials of 5 and one resident still expected: 9 spare.
+    let venue = d.srv.login("venue1").await;
+    let (status, list) = venue
+        .get(&format!("/api/venue/standby?venue={}", d.venue))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        (&list["doses_left"], &list["expected"], &list["spare"]),
+        (&json!(10), &json!(1), &json!(9)),
+        "{engine}: {list}"
+    );
+    let entries = list["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["name"], "舞鶴\u{3000}太郎");
+    assert!(entries[0]["booked_at"].is_string(), "{list}");
+    // Nobody is listed at the other venue.
+    let (_, other) = venue
+        .get(&format!("/api/venue/standby?venue={}", d.other_venue))
+        .await;
+    assert_eq!(other["entries"].as_array().unwrap().len(), 0);
+
+    // Taken into today's slot: the live booking moves there.
+    let id = entry["id"].as_i64().unwrap();
+    let (status, taken) = venue
+        .post(&format!("/api/venue/standby/{id}/take"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{engine}: {taken}");
+    assert_eq!(taken["entry"]["booking_id"], booking);
+    let live = s.live_bookings_of(ids[1]).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].id, booking);
+    assert_ne!(live[0].slot_id, later_slot, "moved to today's slot");
+    assert_eq!(
+        jst_date(madoguchi::store::parse_ts(&live[0].starts_at).unwrap()),
+        jst_date(Utc::now())
+    );
+    let seats: Vec<i64> = sqlx::query_scalar("SELECT booked FROM slots WHERE id = $1")
+        .bind(later_slot)
+        .fetch_all(&s.read)
+        .await
+        .unwrap();
+    assert_eq!(seats, [0], "the later seat is free again");
+    let (_, list) = venue
+        .get(&format!("/api/venue/standby?venue={}", d.venue))
+        .await;
+    assert_eq!(list["entries"].as_array().unwrap().len(), 0);
+    assert_eq!(list["expected"], 2, "{list}");
+    let (status, r) = venue
+        .post(&format!("/api/venue/standby/{id}/take"), json!({}))
+        .await;
+    assert_eq!((status, r["reason"].as_str()), (409, Some("closed")));
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_entries WHERE resident_id = $1 AND action LIKE 'standby%' ORDER BY id",
+    )
+    .bind(ids[1])
+    .fetch_all(&s.read)
+    .await
+    .unwrap();
+    assert_eq!(actions, ["standby_add", "standby_close"]);
+    d.srv.stop().await;
+}
+
+#[tokio::test]
+async fn vsys_request_sqlite() {
+    vsys_request("sqlite").await;
+}
+
+#[tokio::test]
+async fn vsys_request_postgres() {
+    if require_postgres() {
+        vsys_request("postgres").await;
+    }
+}
+
+/// The V-SYS request by hand: one Pfizer dose booked today and one in 3 days at the venue,
+/// vials of 5: each day takes a whole vial, 2 vials; the 2 vials of `venue_day` are open (not
+/// stock) and 1 more unopened is in stock: ask for 1.
+async fn vsys_request(engine: &str) {
+    let d = venue_day(engine).await;
+    let s = d.srv.store();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM residents ORDER BY id")
+        .fetch_all(&s.read)
+        .await
+        .unwrap();
+    let at = Utc::now() + Duration::days(3);
+    let slot = s
+        .insert_slots(&[NewSlot {
+            venue_id: d.venue,
+            starts_at: at,
+            ends_at: at + Duration::minutes(30),
+            product: Product::Pfizer,
+            capacity: 10,
+        }])
+        .await
+        .unwrap()[0];
+    s.book(ids[1], 1, slot).await.unwrap().unwrap();
+    let venue = d.srv.login("venue1").await;
+    let (status, got) = venue
+        .post(
+            "/api/venue/vials",
+            json!({"venue_id": d.venue, "product": "pfizer", "lot": "FA5765", "count": 1}),
+        )
+        .await;
+    assert_eq!(status, 201, "{got}");
+    let supervisor = d.srv.login("super1").await;
+    let (status, req) = supervisor.get("/api/exports/vsys").await;
+    assert_eq!(status, 200, "{engine}: {req}");
+    let lines = req["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{req}");
+    let l = &lines[0];
+    assert_eq!(
+        (
+            &l["venue_id"],
+            &l["doses_booked"],
+            &l["doses_per_vial"],
+            &l["vials_needed"],
+            &l["vials_in_stock"],
+            &l["vials_to_request"]
+        ),
+        (
+            &json!(d.venue),
+            &json!(2),
+            &json!(5),
+            &json!(2),
+            &json!(1),
+            &json!(1)
+        ),
+        "{engine}: {l}"
+    );
+    // The CSV for Excel: BOM, header, one row.
+    let res = supervisor
+        .http
+        .get(format!("{}/api/exports/vsys?format=csv", d.srv.url))
+        .header("cookie", &supervisor.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let bytes = res.bytes().await.unwrap().to_vec();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(text.starts_with('\u{feff}'), "{text}");
+    let rows: Vec<&str> = text.trim_end().split("\r\n").collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[1].ends_with(",2,5,2,1,1"), "{text}");
+    // The command writes the same file.
+    let dir = madoguchi::store::testing::TempDir::new("vsys").unwrap();
+    let file = dir.0.join("vsys.csv");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+        .args(["export", "vsys", "--out", file.to_str().unwrap()])
+        .env("MADOGUCHI_DATABASE_URL", &d.srv.db.as_ref().unwrap().url)
+        .env("MADOGUCHI_LOG", "warn")
+        .output()
+        .expect("run madoguchi");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), bytes, "{engine}");
+    // Two weeks from after the later booking: nothing booked, no line.
+    let later = jst_date(Utc::now() + Duration::days(4));
+    let (_, none) = supervisor
+        .get(&format!("/api/exports/vsys?from={later}"))
+        .await;
+    assert_eq!(none["lines"].as_array().unwrap().len(), 0, "{none}");
+    d.srv.stop().await;
+}
+
+#[tokio::test]
+async fn reception_forecast_warns_sqlite() {
+    reception_forecast_warns("sqlite").await;
+}
+
+#[tokio::test]
+async fn reception_forecast_warns_postgres() {
+    if require_postgres() {
+        reception_forecast_warns("postgres").await;
+    }
+}
+
+/// Thirty residents due in the next quarter hour against a reception that has checked in one
+/// (0.2 a minute over its first 5 minutes): the forecast wait is far over 15 minutes from that
+/// quarter, and the progress (and its push) says so.
+async fn reception_forecast_warns(engine: &str) {
+    use madoguchi::domain::forecast::bucket_of;
+    let d = venue_day(engine).await;
+    let s = d.srv.store();
+    let now = Utc::now();
+    let next = bucket_of(now) + Duration::minutes(15);
+    if jst_date(next) != jst_date(now) {
+        eprintln!("skipped: the next quarter hour is tomorrow in Japan");
+        d.srv.stop().await;
+        return;
+    }
+    s.insert_residents(&madoguchi::store::testing::sample_residents(30))
+        .await
+        .unwrap();
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM residents WHERE address_no >= '0007000000' ORDER BY id")
+            .fetch_all(&s.read)
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 30);
+    let slot = s
+        .insert_slots(&[NewSlot {
+            venue_id: d.venue,
+            starts_at: next,
+            ends_at: next + Duration::minutes(30),
+            product: Product::Pfizer,
+            capacity: 40,
+        }])
+        .await
+        .unwrap()[0];
+    for id in &ids {
+        s.book(*id, 1, slot).await.unwrap().unwrap();
+    }
+    let venue = d.srv.login("venue1").await;
+    let (status, _) = venue
+        .post(
+            "/api/venue/checkins",
+            json!({"resident_id": d.resident, "venue_id": d.venue}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, all) = venue
+        .get(&format!("/api/venue/progress?venue={}", d.venue))
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let f = &all[0]["forecast"];
+    assert_eq!(f["throughput_per_min"], 0.2, "{engine}: {f}");
+    assert_eq!(f["warning"], true, "{engine}: {f}");
+    let warn_from = chrono::DateTime::parse_from_rfc3339(f["warn_from"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(warn_from, next, "{f}");
+    // 30 due, 3 handled in the quarter: 27 queued, 135 minutes at 0.2 a minute.
+    let due = f["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["expected"] == 30)
+        .unwrap();
+    assert_eq!(
+        (&due["queue"], &due["wait_min"]),
+        (&json!(27.0), &json!(135.0)),
+        "{f}"
+    );
     d.srv.stop().await;
 }

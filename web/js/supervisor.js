@@ -5,6 +5,7 @@
 import { api } from "./api.js";
 import { LiveConnection } from "./live.js";
 import { drawSlices } from "./chart.js";
+import { startVenues, stopVenues } from "./sv-venues.js";
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -150,14 +151,7 @@ function render() {
     }),
   );
 
-  const venues = (board.bookings_today && board.bookings_today.venues) || [];
-  $("#sv-venues").replaceChildren(
-    ...venues.map((v) => {
-      const tr = document.createElement("tr");
-      tr.append(td(v.name), td(String(v.booked), "num"), td(String(v.capacity), "num"));
-      return tr;
-    }),
-  );
+  // The venues panel is sv-venues.js, fed by /ws/venues.
   $("#sv-clock").textContent = new Date(serverNow()).toLocaleTimeString("ja-JP", { timeZone: "Asia/Tokyo" });
 }
 
@@ -191,6 +185,7 @@ const live = new LiveConnection({
 });
 
 function showLogin() {
+  stopVenues();
   $("#sv-board").hidden = true;
   $("#sv-login").hidden = false;
   $("#sv-username").focus();
@@ -200,6 +195,7 @@ function startBoard() {
   $("#sv-login").hidden = true;
   $("#sv-board").hidden = false;
   live.start();
+  startVenues();
 }
 
 $("#sv-login-form").addEventListener("submit", async (e) => {

@@ -11,17 +11,21 @@
 //   top bar:    #venue-select #conn-state (data-state=online|reconnecting|connecting|offline) #logout
 //   progress:   #progress (data-venue-id) [data-testid=progress-booked|progress-checked-in|
 //               progress-waiting|progress-vaccinated|progress-expected|progress-doses-left]
+//               #forecast (data-warning=true|false)
 //   reception:  #scan #scan-birth #scan-error #candidates (li[data-resident-id]) #reception
 //               (data-resident-id) #warning (data-warning="" | walk_in | wrong_venue | wrong_day)
 //               [data-testid=resident-name|resident-wareki|resident-ticket|resident-booking|
 //               resident-doses] #checkin #checked-in #questionnaire
 //   dose:       #dose-form #dose-number #dose-product #dose-lot #dose-vaccinator #dose-site
 //               #dose-submit #dose-result (data-state=ok|refused|error)
+//   standby:    #standby-spare (data-spare) #standby (li[data-standby-id], button
+//               [data-action=take]) #standby-error
 //   vials:      #receive-form #vial-product #vial-lot #vial-count #vial-receive #vials
 //               (li[data-vial-id][data-state], buttons [data-action=open|discard])
 //
 // Server calls: GET /api/me, POST|DELETE /api/session, GET /api/venue/progress,
-// GET /ws/venues, GET /api/venue/reception, GET /api/residents, POST /api/venue/checkins,
+// GET /ws/venues, GET /api/venue/standby, POST /api/venue/standby/{id}/take,
+// GET /api/venue/reception, GET /api/residents, POST /api/venue/checkins,
 // POST /api/vaccinations, GET|POST /api/venue/vials, POST /api/venue/vials/{id}/open|discard.
 // The 予診票 opens questionnaire.html in a new window.
 
@@ -111,6 +115,7 @@ async function boot() {
     clearReception();
     loadProgress();
     loadVials();
+    loadStandby();
   });
   try {
     const vaccinator = localStorage.getItem("madoguchi.vaccinator");
@@ -180,6 +185,7 @@ async function start(user) {
   $("#venue-picker").hidden = venues.length === 0;
   if (chosen) showProgress(chosen);
   loadVials();
+  loadStandby();
   live.start();
   $("#scan").focus();
 }
@@ -193,8 +199,16 @@ async function loadProgress() {
   if (r.ok && Array.isArray(r.data) && r.data[0]) showProgress(r.data[0]);
 }
 
+let standbyKey = "";
+
 function showProgress(p) {
   $("#progress").dataset.venueId = String(p.venue_id);
+  // The standby list's spare doses follow the doses left and the residents expected.
+  const key = `${p.venue_id}:${p.doses_left}:${p.expected}`;
+  if (key !== standbyKey) {
+    standbyKey = key;
+    loadStandby();
+  }
   const set = (id, n) => {
     $(`[data-testid=${id}]`).textContent = String(n);
   };
@@ -204,6 +218,25 @@ function showProgress(p) {
   set("progress-vaccinated", p.vaccinated);
   set("progress-expected", p.expected);
   set("progress-doses-left", p.doses_left);
+  showForecast(p.forecast);
+}
+
+/** Reception's throughput and the forecast wait, with a warning when it is too long. */
+function showForecast(f) {
+  const el = $("#forecast");
+  if (!f) return;
+  el.dataset.warning = String(!!f.warning);
+  if (f.throughput_per_min == null) {
+    el.textContent = "受付処理数: 本日の受付開始後に表示します";
+    return;
+  }
+  const wait = Math.round(f.forecast_wait_min || 0);
+  let text = `受付処理 ${f.throughput_per_min}人/分・予測待ち 最大${wait}分`;
+  if (f.warning) {
+    const from = new Date(f.warn_from).toLocaleTimeString("ja-JP", { timeZone: "Asia/Tokyo", hour: "2-digit", minute: "2-digit" });
+    text = `⚠ ${from}から受付待ちが${f.max_wait_min}分を超える見込みです（最大${wait}分）。受付の増員を検討してください。 ${text}`;
+  }
+  el.textContent = text;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,6 +510,43 @@ async function vialAction(id, action, body = {}) {
 function discard(id) {
   const reason = window.prompt("廃棄の理由");
   if (reason && reason.trim()) vialAction(id, "discard", { reason: reason.trim() });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standby (待機リスト)
+
+async function loadStandby() {
+  if (state.venueId == null) return;
+  const r = await api("GET", `/api/venue/standby?venue=${state.venueId}`);
+  if (!r.ok || !r.data) return;
+  const d = r.data;
+  const spare = $("#standby-spare");
+  spare.dataset.spare = String(d.spare);
+  spare.textContent =
+    d.spare > 0
+      ? `開封済バイアルの残り ${d.doses_left}回に対し未来場 ${d.expected}名: ${d.spare}回分が余ります。待機の方に連絡してください。`
+      : `開封済バイアルの残り ${d.doses_left}回 / 未来場 ${d.expected}名`;
+  spare.classList.toggle("v-spare-warn", d.spare > 0);
+  $("#standby").replaceChildren(
+    ...d.entries.map((e) =>
+      h(
+        "li",
+        { "data-standby-id": e.id },
+        h("span", { class: "v-standby-name" }, `${e.name}（${e.name_kana}）${e.nearby ? " 近隣" : ""}`),
+        h("a", { class: "mono", href: `tel:${e.phone.replace(/[^0-9+]/g, "")}` }, e.phone || "電話番号なし"),
+        h("span", {}, ` ${e.dose}回目 希望日 ${e.asked_on}${e.booked_at ? ` 現在の予約 ${formatAppointment(e.booked_at)}` : ""}`),
+        e.note ? h("span", { class: "v-note" }, ` ${e.note}`) : null,
+        h("button", { type: "button", class: "btn", "data-action": "take", onclick: () => takeStandby(e.id) }, "本日の枠に予約"),
+      ),
+    ),
+  );
+}
+
+async function takeStandby(id) {
+  const r = await api("POST", `/api/venue/standby/${id}/take`, {});
+  $("#standby-error").hidden = r.ok;
+  $("#standby-error").textContent = r.ok ? "" : errorText(r);
+  loadStandby();
 }
 
 boot();
