@@ -452,8 +452,8 @@ impl tokio::io::AsyncWrite for Admitted {
     }
 }
 
-/// Deletes expired sessions and old login counters every ten minutes, so neither table grows
-/// without bound.
+/// Deletes expired sessions, old login counters and idempotency answers older than a day
+/// every ten minutes, so none of these tables grows without bound.
 async fn sweep_expired(store: Store, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(10 * 60);
     loop {
@@ -463,6 +463,12 @@ async fn sweep_expired(store: Store, mut stop: watch::Receiver<bool>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "swept expired sessions"),
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not sweep expired sessions"),
+        }
+        let day_ago = crate::store::ts(chrono::Utc::now() - chrono::Duration::days(1));
+        match store.prune_booking_moves(&day_ago).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(answers = n, "pruned idempotency answers older than a day"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not prune idempotency answers"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

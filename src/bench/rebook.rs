@@ -1,21 +1,52 @@
 //! `madoguchi bench rebook`: agents rebooking at once through the real server, against the
-//! synthetic city's assigned appointments. Prints rebooks per second, the refusals by reason,
-//! and — the figure that matters — how many slots ended over capacity (must be zero) and
-//! whether every slot's counter equals its live bookings.
+//! synthetic city's assigned appointments.
+//!
+//! The demo city comes fully assigned, so before the agents start the bench does what a
+//! planner does when the call center needs room: every slot gets more seats (and every bus run
+//! more seats), except one contended "hot" slot per venue, in the first days, left with
+//! [`HOT_SEATS`] seats. Agents then move dose-1 bookings (dose 2 follows) into slots of the
+//! booking's venue in the first [`HOT_DAYS`] days, as the alternatives list offers them: one
+//! move in [`HOT_SHARE`] aims at the venue's hot slot, the rest at a slot with seats. A
+//! resident who rides the bus is moved only to a time the bus serves. Rebooks (moves that
+//! changed a slot) are counted apart from refusals, by reason. Afterwards every slot's and
+//! every run's counter must equal its live bookings and rides, none over capacity, and each
+//! hot slot that was aimed at more often than it had seats must have ended exactly full.
 
 use crate::domain::Role;
 use crate::settings::Settings;
 use crate::store::testing::TestDb;
 use anyhow::Context;
-use std::collections::BTreeMap;
+use sqlx::Row;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Days (from the first) whose dose-1 slots the moves aim at: a narrow window, so seats run
-/// out and moves contend for the last ones, as on a morning when everyone wants the same week.
+/// Days (from the first) whose dose-1 slots the moves aim at.
 const HOT_DAYS: i64 = 5;
+
+/// Seats left in each venue's hot slot when the agents start.
+const HOT_SEATS: i64 = 10;
+
+/// One move in this many aims at the venue's hot slot.
+const HOT_SHARE: usize = 10;
+
+/// A booking the agents may move: its id, its venue, and whether it has a ride.
+#[derive(Clone, Copy)]
+struct Movable {
+    booking: i64,
+    venue: i64,
+    rider: bool,
+}
+
+/// A venue's targets: slots with seats, the subset a bus serves, and the hot slot.
+#[derive(Default)]
+struct Targets {
+    open: Vec<i64>,
+    bus: Vec<i64>,
+    hot: Option<i64>,
+}
 
 pub async fn rebook(
     residents: usize,
@@ -35,10 +66,11 @@ pub async fn rebook(
     let today = crate::domain::vaccine::jst_date(chrono::Utc::now());
     let summary = crate::demo::appointments::create(&store, today).await?;
     println!(
-        "{engine}: {residents} residents, {} venues, {} slots, {} bookings in {:.1} s",
+        "{engine}: {residents} residents, {} venues, {} slots, {} bookings, {} rides in {:.1} s",
         summary.venues,
         summary.slots,
         summary.bookings,
+        summary.rides,
         t.elapsed().as_secs_f64()
     );
     let hash =
@@ -47,10 +79,32 @@ pub async fn rebook(
         .upsert_user("rebook", "", &hash, Role::Agent, None)
         .await?;
 
-    // Dose-1 bookings and, per venue, the hot dose-1 slots.
+    // Room to move into: every slot gets seats for the moves aimed at it and the doses 2
+    // that follow; every run seats for the rides that follow.
+    let per_slot = (moves as i64 / 10).max(50);
+    sqlx::query("UPDATE slots SET capacity = capacity + $1")
+        .bind(per_slot)
+        .execute(&store.write)
+        .await?;
+    sqlx::query("UPDATE runs SET seats = seats + $1")
+        .bind(per_slot)
+        .execute(&store.write)
+        .await?;
+    let riders: HashSet<i64> =
+        sqlx::query_scalar::<_, i64>("SELECT booking_id FROM rides WHERE status = 'booked'")
+            .fetch_all(&store.read)
+            .await?
+            .into_iter()
+            .collect();
+
+    // Dose-1 bookings and, per venue, the target slots.
     let first = today + chrono::Duration::days(1);
-    let mut bookings: Vec<(i64, i64)> = Vec::new(); // (booking, venue)
-    let mut targets: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let bus_times: Vec<chrono::NaiveTime> = crate::demo::appointments::BUS_TIMES
+        .iter()
+        .filter_map(|&(h, m)| chrono::NaiveTime::from_hms_opt(h, m, 0))
+        .collect();
+    let mut bookings: Vec<Movable> = Vec::new();
+    let mut targets: BTreeMap<i64, Targets> = BTreeMap::new();
     for venue in store.venues().await? {
         for day in 0..crate::demo::appointments::DOSE1_DAYS {
             let date = first + chrono::Duration::days(day);
@@ -59,11 +113,30 @@ pub async fn rebook(
                 .await?
             {
                 if day < HOT_DAYS {
-                    targets.entry(venue.id).or_default().push(slot.id);
+                    let t = targets.entry(venue.id).or_default();
+                    let time = crate::store::parse_ts(&slot.starts_at)
+                        .map(crate::domain::vaccine::jst_time);
+                    // The hot slot: the first day's last morning slot no bus serves.
+                    if day == 0
+                        && t.hot.is_none()
+                        && time.is_some_and(|x| x.format("%H:%M").to_string() == "11:30")
+                    {
+                        t.hot = Some(slot.id);
+                    } else {
+                        t.open.push(slot.id);
+                        if time.is_some_and(|x| bus_times.contains(&x)) {
+                            t.bus.push(slot.id);
+                        }
+                    }
                 }
+                let is_hot = targets.get(&venue.id).and_then(|t| t.hot) == Some(slot.id);
                 for b in store.live_bookings_in(slot.id).await? {
-                    if b.dose == 1 {
-                        bookings.push((b.id, venue.id));
+                    if b.dose == 1 && !is_hot {
+                        bookings.push(Movable {
+                            booking: b.id,
+                            venue: venue.id,
+                            rider: riders.contains(&b.id),
+                        });
                     }
                 }
             }
@@ -73,6 +146,14 @@ pub async fn rebook(
         !bookings.is_empty(),
         "no bookings to move; give more --residents"
     );
+    let hot: Vec<i64> = targets.values().filter_map(|t| t.hot).collect();
+    for slot in &hot {
+        sqlx::query("UPDATE slots SET capacity = booked + $1 WHERE id = $2")
+            .bind(HOT_SEATS)
+            .bind(*slot)
+            .execute(&store.write)
+            .await?;
+    }
 
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
@@ -104,25 +185,40 @@ pub async fn rebook(
                 rng ^= rng << 17;
                 (rng % m.max(1) as u64) as usize
             };
-            let mut out: Vec<(u16, String, Duration)> = Vec::new();
+            let mut out: Vec<Answer> = Vec::new();
             let mut conn: Option<tokio::net::TcpStream> = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= moves {
                     break;
                 }
-                let (booking, venue) = bookings[rand(bookings.len())];
-                let Some(slots) = targets.get(&venue) else {
+                let m = bookings[rand(bookings.len())];
+                let Some(t) = targets.get(&m.venue) else {
                     continue;
                 };
-                let slot = slots[rand(slots.len())];
-                let t = Instant::now();
-                let (status, reason) = if keep_alive {
-                    post_move_kept(&mut conn, &addr, &cookie, booking, slot, i).await?
-                } else {
-                    post_move(&addr, &cookie, booking, slot, i).await?
+                let (slot, aimed_hot) = match t.hot {
+                    Some(hot) if !m.rider && i % HOT_SHARE == 0 => (hot, true),
+                    _ => {
+                        let pool = if m.rider { &t.bus } else { &t.open };
+                        if pool.is_empty() {
+                            continue;
+                        }
+                        (pool[rand(pool.len())], false)
+                    }
                 };
-                out.push((status, reason, t.elapsed()));
+                let t0 = Instant::now();
+                let (status, reason, moved) = if keep_alive {
+                    post_move_kept(&mut conn, &addr, &cookie, m.booking, slot, i).await?
+                } else {
+                    post_move(&addr, &cookie, m.booking, slot, i).await?
+                };
+                out.push(Answer {
+                    status,
+                    reason,
+                    moved,
+                    slot: aimed_hot.then_some(slot),
+                    took: t0.elapsed(),
+                });
             }
             Ok::<_, anyhow::Error>(out)
         }));
@@ -133,12 +229,18 @@ pub async fn rebook(
     }
     let elapsed = started.elapsed().as_secs_f64();
 
-    let moved = results.iter().filter(|r| r.0 == 200).count();
+    let rebooks = results.iter().filter(|r| r.status == 200 && r.moved).count();
+    let unchanged = results
+        .iter()
+        .filter(|r| r.status == 200 && !r.moved)
+        .count();
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
-    for r in results.iter().filter(|r| r.0 != 200) {
-        *by_reason.entry(format!("{} {}", r.0, r.1)).or_default() += 1;
+    for r in results.iter().filter(|r| r.status != 200) {
+        *by_reason
+            .entry(format!("{} {}", r.status, r.reason))
+            .or_default() += 1;
     }
-    let mut latency: Vec<Duration> = results.iter().map(|r| r.2).collect();
+    let mut latency: Vec<Duration> = results.iter().map(|r| r.took).collect();
     latency.sort();
     let pct = |p: f64| {
         latency
@@ -146,9 +248,36 @@ pub async fn rebook(
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0)
     };
-    let over = db.store.slots_over_capacity().await?;
-    let mismatched = db.store.slot_count_mismatches().await?.len();
-    // Shutting the server down closes the store, so the checks come first.
+    // The checks, before the server's shutdown closes the store.
+    let over = store.slots_over_capacity().await?;
+    let mismatched = store.slot_count_mismatches().await?.len();
+    let runs_off = store.run_count_mismatches().await?.len();
+    let mut hot_report = Vec::new();
+    let mut hot_wrong = 0;
+    for slot in &hot {
+        let aimed = results.iter().filter(|r| r.slot == Some(*slot)).count();
+        let got = results
+            .iter()
+            .filter(|r| r.slot == Some(*slot) && r.status == 200 && r.moved)
+            .count();
+        let row = sqlx::query("SELECT capacity, booked FROM slots WHERE id = $1")
+            .bind(*slot)
+            .fetch_one(&store.read)
+            .await?;
+        let (capacity, booked): (i64, i64) = (row.try_get("capacity")?, row.try_get("booked")?);
+        let full = results
+            .iter()
+            .filter(|r| r.slot == Some(*slot) && r.reason == "slot_full")
+            .count();
+        // Nothing moves out of a hot slot (its bookings are not moved), so exactly its
+        // seats can be taken: never more, and all of them once a move was refused as full.
+        if got as i64 > HOT_SEATS || booked > capacity || (full > 0 && booked != capacity) {
+            hot_wrong += 1;
+        }
+        hot_report.push(format!(
+            "slot {slot}: {aimed} aimed, {got} in, {full} refused as full, ends {booked}/{capacity}"
+        ));
+    }
     server.shutdown().await?;
     println!(
         "{engine}: {} move requests by {concurrency} agents in {elapsed:.2} s ({})",
@@ -160,8 +289,8 @@ pub async fn rebook(
         }
     );
     println!(
-        "  rebooks {moved} ({:.0} rebooks/s; {:.0} answers/s)",
-        moved as f64 / elapsed,
+        "  rebooks {rebooks} ({:.0} rebooks/s; {:.0} answers/s); answered unchanged {unchanged}",
+        rebooks as f64 / elapsed,
         results.len() as f64 / elapsed
     );
     for (reason, n) in &by_reason {
@@ -173,10 +302,36 @@ pub async fn rebook(
         pct(0.99),
         pct(1.0)
     );
-    println!("  slots over capacity: {over}; slots whose count differs from their bookings: {mismatched}");
+    println!("  hot slots ({HOT_SEATS} seats left at the start): {}", hot_report.join("; "));
+    println!(
+        "  slots over capacity: {over}; slots whose count differs from their bookings: \
+         {mismatched}; runs over seats or off their rides: {runs_off}"
+    );
     db.cleanup().await;
-    anyhow::ensure!(over == 0 && mismatched == 0, "capacity rule broken");
+    anyhow::ensure!(
+        over == 0 && mismatched == 0 && runs_off == 0 && hot_wrong == 0,
+        "capacity rule broken"
+    );
     Ok(())
+}
+
+/// One answer as an agent saw it.
+struct Answer {
+    status: u16,
+    reason: String,
+    /// A 200 that changed a slot (a rebook), not one answered "already there".
+    moved: bool,
+    /// The hot slot, when the move aimed at it.
+    slot: Option<i64>,
+    took: Duration,
+}
+
+/// (reason, whether a slot changed) from a move's JSON answer.
+fn read_answer(body: &str) -> (String, bool) {
+    let v = serde_json::from_str::<serde_json::Value>(body).unwrap_or_default();
+    let reason = v["reason"].as_str().unwrap_or_default().to_string();
+    let moved = v["slots"].as_array().is_some_and(|s| !s.is_empty());
+    (reason, moved)
 }
 
 /// Logs in the bench agent with a hand-written request (no HTTP client among the dependencies).
@@ -197,7 +352,7 @@ async fn post_move(
     booking: i64,
     slot: i64,
     n: usize,
-) -> anyhow::Result<(u16, String)> {
+) -> anyhow::Result<(u16, String, bool)> {
     let key = format!("bench-{n}");
     let (status, _, body) = request(
         addr,
@@ -207,11 +362,8 @@ async fn post_move(
         &format!(r#"{{"slot_id":{slot}}}"#),
     )
     .await?;
-    let reason = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["reason"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    Ok((status, reason))
+    let (reason, moved) = read_answer(&body);
+    Ok((status, reason, moved))
 }
 
 /// A move on the agent's kept connection (opened on first use, and again after the server
@@ -223,7 +375,7 @@ async fn post_move_kept(
     booking: i64,
     slot: i64,
     n: usize,
-) -> anyhow::Result<(u16, String)> {
+) -> anyhow::Result<(u16, String, bool)> {
     let body = format!(r#"{{"slot_id":{slot}}}"#);
     let req = format!(
         "POST /api/bookings/{booking}/move HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCookie: {cookie}\r\nIdempotency-Key: bench-{n}\r\n\r\n{body}",
@@ -238,11 +390,8 @@ async fn post_move_kept(
         let s = conn.as_mut().context("a connection")?;
         match exchange(s, req.as_bytes()).await {
             Ok((status, body)) => {
-                let reason = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["reason"].as_str().map(str::to_string))
-                    .unwrap_or_default();
-                return Ok((status, reason));
+                let (reason, moved) = read_answer(&body);
+                return Ok((status, reason, moved));
             }
             // The server closed an idle connection: a new one, once. The key makes the
             // resent move harmless.

@@ -78,6 +78,18 @@ pub struct BookingRow {
     pub starts_at: String,
     pub product: String,
     pub status: String,
+    /// Its live ride (送迎), when it has one: the stop and the pickup time; `null` when none.
+    #[serde(default)]
+    pub ride: Option<BookingRide>,
+}
+
+/// A booking's ride as the record shows it beside the booking.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BookingRide {
+    pub run_id: i64,
+    pub stop_name: String,
+    /// When the bus calls at the stop (RFC 3339 UTC).
+    pub pickup_at: Option<String>,
 }
 
 /// A live booking in a slot (`GET /api/bookings?slot_id=`).
@@ -177,8 +189,12 @@ pub(super) fn slot_from_row(row: &AnyRow) -> Result<Slot, sqlx::Error> {
 
 pub(super) const BOOKING_SELECT: &str =
     "SELECT b.id, b.dose, b.slot_id, s.venue_id, v.name AS venue_name, \
-    s.starts_at, s.product, b.status FROM bookings b JOIN slots s ON s.id = b.slot_id \
-    JOIN venues v ON v.id = s.venue_id";
+    s.starts_at, s.product, b.status, x.run_id AS ride_run, st.name AS ride_stop, \
+    rs.pickup_at AS ride_pickup FROM bookings b JOIN slots s ON s.id = b.slot_id \
+    JOIN venues v ON v.id = s.venue_id \
+    LEFT JOIN rides x ON x.booking_id = b.id AND x.status = 'booked' \
+    LEFT JOIN stops st ON st.id = x.stop_id \
+    LEFT JOIN run_stops rs ON rs.run_id = x.run_id AND rs.stop_id = x.stop_id";
 
 pub(super) fn booking_from_row(row: &AnyRow) -> Result<BookingRow, sqlx::Error> {
     Ok(BookingRow {
@@ -190,6 +206,14 @@ pub(super) fn booking_from_row(row: &AnyRow) -> Result<BookingRow, sqlx::Error> 
         starts_at: row.try_get("starts_at")?,
         product: row.try_get("product")?,
         status: row.try_get("status")?,
+        ride: match row.try_get::<Option<i64>, _>("ride_run").ok().flatten() {
+            Some(run_id) => Some(BookingRide {
+                run_id,
+                stop_name: row.try_get::<Option<String>, _>("ride_stop")?.unwrap_or_default(),
+                pickup_at: row.try_get("ride_pickup")?,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -224,28 +248,47 @@ pub(super) struct LockedBooking {
     pub(super) dose: i64,
     pub(super) slot_id: i64,
     pub(super) status: String,
+    /// It has a live ride (送迎): only then is the ride looked at.
+    pub(super) has_ride: bool,
+    /// The booking as it was when locked (for the change's note).
+    pub(super) row: BookingRow,
+}
+
+/// The locking read of bookings: the row with its slot and venue (only the booking's row is
+/// locked on PostgreSQL) and whether it has a live ride.
+fn lock_sql(tx: &WriteTx, filter: &str) -> String {
+    format!(
+        "SELECT b.id, b.resident_id, b.dose, b.slot_id, b.status, s.venue_id, \
+         v.name AS venue_name, s.starts_at, s.product, \
+         (SELECT COUNT(*) FROM rides x WHERE x.booking_id = b.id AND x.status = 'booked') \
+         AS rides FROM bookings b JOIN slots s ON s.id = b.slot_id \
+         JOIN venues v ON v.id = s.venue_id WHERE {filter}{}",
+        tx.for_update_of("b")
+    )
+}
+
+fn locked_from_row(row: &AnyRow) -> Result<LockedBooking, sqlx::Error> {
+    let booking = booking_from_row(row)?;
+    Ok(LockedBooking {
+        id: booking.id,
+        resident_id: row.try_get("resident_id")?,
+        dose: booking.dose,
+        slot_id: booking.slot_id,
+        status: booking.status.clone(),
+        has_ride: row.try_get::<i64, _>("rides")? > 0,
+        row: booking,
+    })
 }
 
 pub(super) async fn lock_booking(
     tx: &mut WriteTx,
     booking_id: i64,
 ) -> Result<Option<LockedBooking>, StoreError> {
-    let sql = format!(
-        "SELECT id, resident_id, dose, slot_id, status FROM bookings WHERE id = $1{}",
-        tx.for_update()
-    );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(&lock_sql(tx, "b.id = $1"))
         .bind(booking_id)
         .fetch_optional(tx.conn())
         .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(LockedBooking {
-        id: row.try_get("id")?,
-        resident_id: row.try_get("resident_id")?,
-        dose: row.try_get("dose")?,
-        slot_id: row.try_get("slot_id")?,
-        status: row.try_get("status")?,
-    }))
+    Ok(row.as_ref().map(locked_from_row).transpose()?)
 }
 
 /// The live booking of a resident's dose, locked.
@@ -254,24 +297,16 @@ pub(super) async fn lock_live_dose(
     resident_id: i64,
     dose: i64,
 ) -> Result<Option<LockedBooking>, StoreError> {
-    let sql = format!(
-        "SELECT id, resident_id, dose, slot_id, status FROM bookings \
-         WHERE resident_id = $1 AND dose = $2 AND status IN ('booked', 'checked_in'){}",
-        tx.for_update()
+    let sql = lock_sql(
+        tx,
+        "b.resident_id = $1 AND b.dose = $2 AND b.status IN ('booked', 'checked_in')",
     );
     let row = sqlx::query(&sql)
         .bind(resident_id)
         .bind(dose)
         .fetch_optional(tx.conn())
         .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(LockedBooking {
-        id: row.try_get("id")?,
-        resident_id: row.try_get("resident_id")?,
-        dose: row.try_get("dose")?,
-        slot_id: row.try_get("slot_id")?,
-        status: row.try_get("status")?,
-    }))
+    Ok(row.as_ref().map(locked_from_row).transpose()?)
 }
 
 pub(super) async fn slot_in(tx: &mut WriteTx, slot_id: i64) -> Result<Option<Slot>, StoreError> {
@@ -285,43 +320,106 @@ pub(super) async fn slot_in(tx: &mut WriteTx, slot_id: i64) -> Result<Option<Slo
 /// Takes one seat: the conditional UPDATE whose row count is the answer. Zero rows: the slot
 /// is full or closed, reported as a conflict with [`SLOT_FULL`].
 pub(super) async fn take_seat(tx: &mut WriteTx, slot_id: i64) -> Result<(), StoreError> {
-    let done = sqlx::query(
-        "UPDATE slots SET booked = booked + 1 \
-         WHERE id = $1 AND booked < capacity AND closed = 0",
-    )
-    .bind(slot_id)
-    .execute(tx.conn())
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict {
+    match seat_taken(tx, slot_id).await? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Conflict {
             constraint: SLOT_FULL.to_string(),
-        })
+        }),
     }
+}
+
+/// Takes one seat in one statement and returns the slot as it now is; `None` when it is full
+/// or closed (nothing changed).
+pub(super) async fn seat_taken(tx: &mut WriteTx, slot_id: i64) -> Result<Option<Slot>, StoreError> {
+    let row = sqlx::query(&format!(
+        "UPDATE slots SET booked = booked + 1 \
+         WHERE id = $1 AND booked < capacity AND closed = 0 RETURNING {SLOT_COLUMNS}"
+    ))
+    .bind(slot_id)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.as_ref().map(slot_from_row).transpose()?)
 }
 
 pub(super) async fn release_seat(tx: &mut WriteTx, slot_id: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE slots SET booked = booked - 1 WHERE id = $1")
-        .bind(slot_id)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
+    seat_released(tx, slot_id).await.map(|_| ())
 }
 
-/// Moves a seat from one slot to another, touching the two rows in id order so two moves in
-/// opposite directions cannot deadlock.
-async fn shift_seat(tx: &mut WriteTx, from: i64, to: i64) -> Result<(), StoreError> {
-    if from < to {
-        release_seat(tx, from).await?;
-        take_seat(tx, to).await
-    } else {
-        take_seat(tx, to).await?;
-        release_seat(tx, from).await
+/// Gives one seat back and returns the slot as it now is.
+async fn seat_released(tx: &mut WriteTx, slot_id: i64) -> Result<Slot, StoreError> {
+    let row = sqlx::query(&format!(
+        "UPDATE slots SET booked = booked - 1 WHERE id = $1 RETURNING {SLOT_COLUMNS}"
+    ))
+    .bind(slot_id)
+    .fetch_one(tx.conn())
+    .await?;
+    Ok(slot_from_row(&row)?)
+}
+
+/// Moves a seat from one slot to another: `Some((from, to))` as they now are, or `None` when
+/// `to` is full or closed (then nothing changed).
+///
+/// SQLite: one statement (the transaction holds the database's one write lock; a refusal puts
+/// the released seat back). PostgreSQL: the two rows in id order, so two moves in opposite
+/// directions cannot deadlock.
+pub(super) async fn shift_seat(
+    tx: &mut WriteTx,
+    from: i64,
+    to: i64,
+) -> Result<Option<(Slot, Slot)>, StoreError> {
+    match tx.engine() {
+        super::Engine::Sqlite => {
+            let rows = sqlx::query(&format!(
+                "UPDATE slots SET booked = booked + (CASE WHEN id = $2 THEN 1 ELSE -1 END) \
+                 WHERE id = $1 OR (id = $2 AND booked < capacity AND closed = 0) \
+                 RETURNING {SLOT_COLUMNS}"
+            ))
+            .bind(from)
+            .bind(to)
+            .fetch_all(tx.conn())
+            .await?;
+            let slots: Vec<Slot> = rows.iter().map(slot_from_row).collect::<Result<_, _>>()?;
+            let find = |id: i64| slots.iter().find(|s| s.id == id).cloned();
+            match (find(from), find(to)) {
+                (Some(f), Some(t)) => Ok(Some((f, t))),
+                (Some(_), None) => {
+                    sqlx::query("UPDATE slots SET booked = booked + 1 WHERE id = $1")
+                        .bind(from)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(None)
+                }
+                _ => Err(anyhow::anyhow!("slot {from} vanished during a move").into()),
+            }
+        }
+        super::Engine::Postgres => {
+            if from < to {
+                let f = seat_released(tx, from).await?;
+                match seat_taken(tx, to).await? {
+                    Some(t) => Ok(Some((f, t))),
+                    None => {
+                        sqlx::query("UPDATE slots SET booked = booked + 1 WHERE id = $1")
+                            .bind(from)
+                            .execute(tx.conn())
+                            .await?;
+                        Ok(None)
+                    }
+                }
+            } else {
+                match seat_taken(tx, to).await? {
+                    Some(t) => Ok(Some((seat_released(tx, from).await?, t))),
+                    None => Ok(None),
+                }
+            }
+        }
     }
 }
 
-async fn set_slot(tx: &mut WriteTx, booking_id: i64, slot_id: i64) -> Result<(), StoreError> {
+pub(super) async fn set_slot(
+    tx: &mut WriteTx,
+    booking_id: i64,
+    slot_id: i64,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE bookings SET slot_id = $1, updated_at = $2 WHERE id = $3")
         .bind(slot_id)
         .bind(now())
@@ -561,22 +659,8 @@ impl Store {
         dose: i64,
         slot: &SlotFacts,
     ) -> Result<Result<(), Refusal>, StoreError> {
-        let birth = birth_date(tx, resident_id)
-            .await?
-            .ok_or(StoreError::Invalid {
-                field: "resident_id",
-            })?;
-        if let Err(e) = check_age(slot.product, birth, slot.date()) {
-            return Ok(Err(Refusal::rule(e)));
-        }
-        if dose == 2 {
-            if let Some((product, day)) = dose1_of(tx, resident_id).await? {
-                if let Err(e) = check_next_dose(1, product, day, slot.product, slot.date()) {
-                    return Ok(Err(Refusal::rule(e)));
-                }
-            }
-        }
-        Ok(Ok(()))
+        let birth = birth_date(tx, resident_id).await?;
+        rules_given(tx, resident_id, birth, dose, slot).await
     }
 
     /// 予約変更: moves a booking to another slot, all in one write transaction; when dose 1
@@ -594,7 +678,8 @@ impl Store {
     }
 
     /// [`Store::move_booking`] with options: a rider's ride follows to a run serving the new
-    /// slot (refused with `no_bus_seat` when none has a seat) unless `release_ride`.
+    /// slot (refused with `no_bus_seat` when none has a seat) unless `release_ride`. The same
+    /// path as an agent's move ([`Store::change_booking`]), without an audit line or inquiry.
     pub async fn move_booking_with(
         &self,
         booking_id: i64,
@@ -602,84 +687,25 @@ impl Store {
         idempotency_key: &str,
         opts: MoveOptions,
     ) -> Result<MoveAnswer, StoreError> {
-        if let Some(outcome) =
-            stored_answer(&self.read, idempotency_key, booking_id, slot_id).await?
-        {
-            return Ok(MoveAnswer {
-                outcome,
-                replayed: true,
-            });
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .try_move(booking_id, slot_id, idempotency_key, opts)
-                .await
-            {
-                Ok(answer) => return Ok(answer),
-                Err(e) if retryable(&e) && attempt < 5 => {
-                    tracing::debug!(booking_id, attempt, "move retried after a deadlock");
-                }
-                // Another request with the same key committed first (PostgreSQL): its answer.
-                Err(StoreError::Conflict { constraint }) if constraint == "booking_moves_pkey" => {
-                    let outcome = stored_answer(&self.write, idempotency_key, booking_id, slot_id)
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("idempotency key vanished"))?;
-                    return Ok(MoveAnswer {
-                        outcome,
-                        replayed: true,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    async fn try_move(
-        &self,
-        booking_id: i64,
-        slot_id: i64,
-        key: &str,
-        opts: MoveOptions,
-    ) -> Result<MoveAnswer, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let booking = lock_booking(&mut tx, booking_id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        // Checked again under the lock: on SQLite this is the authoritative check (the
-        // transaction holds the write lock); on PostgreSQL a concurrent twin has committed by
-        // the time the booking's row lock is ours.
-        if let Some(outcome) = stored_answer(tx.conn(), key, booking_id, slot_id).await? {
-            return Ok(MoveAnswer {
-                outcome,
-                replayed: true,
-            });
-        }
-        let outcome = match self.move_in(&mut tx, &booking, slot_id, opts).await? {
-            Ok(outcome) => outcome,
-            Err(refusal) => {
-                tx.rollback().await?;
-                return self.record_refusal(key, booking_id, slot_id, refusal).await;
-            }
+        let change = super::rebook::Change::Move {
+            booking_id,
+            slot_id,
+            release_ride: opts.release_ride,
         };
-        record_answer(&mut tx, key, booking_id, slot_id, &outcome).await?;
-        tx.commit().await?;
-        Ok(MoveAnswer {
-            outcome,
-            replayed: false,
-        })
+        self.change_booking_by(&change, idempotency_key, None).await
     }
 
     /// The move itself, on the open transaction. `Ok(Err(refusal))`: a rule refused it and the
-    /// caller rolls back.
+    /// caller rolls back (to its savepoint). The seats are taken by the conditional UPDATE
+    /// (one statement that also returns the slot as it now is), the bookings as they are now
+    /// are built from the rows the move read, so a move is a handful of statements.
     pub(super) async fn move_in(
         &self,
         tx: &mut WriteTx,
         booking: &LockedBooking,
         slot_id: i64,
         opts: MoveOptions,
-    ) -> Result<Result<MoveOutcome, Refusal>, StoreError> {
+    ) -> Result<Result<MoveDone, Refusal>, StoreError> {
         let status = BookingStatus::parse(&booking.status);
         if !status.is_some_and(BookingStatus::is_live) {
             return Ok(Err(Refusal::new(
@@ -690,110 +716,103 @@ impl Store {
                 ),
             )));
         }
-        let target = SlotFacts::of(
-            slot_in(tx, slot_id)
-                .await?
-                .ok_or(StoreError::Invalid { field: "slot_id" })?,
-        )?;
+        let target = Target::read(tx, slot_id, booking.resident_id)
+            .await?
+            .ok_or(StoreError::Invalid { field: "slot_id" })?;
         if slot_id == booking.slot_id {
-            let bookings = bookings_by_id(tx, &[booking.id]).await?;
-            return Ok(Ok(MoveOutcome::Moved {
-                bookings,
-                slots: Vec::new(),
-                rides: Vec::new(),
+            let bookings = if booking.has_ride {
+                bookings_by_id(tx, &[booking.id]).await?
+            } else {
+                vec![booking.row.clone()]
+            };
+            return Ok(Ok(MoveDone {
+                outcome: MoveOutcome::Moved {
+                    bookings,
+                    slots: Vec::new(),
+                    rides: Vec::new(),
+                },
+                before: vec![booking.row.clone()],
             }));
         }
-        if target.slot.closed {
-            return Ok(Err(Refusal::new(
-                "slot_closed",
-                "That time is closed for bookings; nothing was changed. Please offer another time.",
-            )));
+        if target.facts.slot.closed {
+            return Ok(Err(closed()));
         }
-        if let Err(refusal) = self
-            .rules_for(tx, booking.resident_id, booking.dose, &target)
-            .await?
+        if let Err(refusal) = rules_given(
+            tx,
+            booking.resident_id,
+            target.birth,
+            booking.dose,
+            &target.facts,
+        )
+        .await?
         {
             return Ok(Err(refusal));
         }
         // Dose 1 with a live dose 2: the product may change only with dose 2 following, which
         // the search below guarantees (it looks only at the new product's slots).
-        match shift_seat(tx, booking.slot_id, slot_id).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict { constraint }) if constraint == SLOT_FULL => {
-                return Ok(Err(full(&target.slot)));
-            }
-            Err(e) => return Err(e),
-        }
-        set_slot(tx, booking.id, slot_id).await?;
-        let mut changed = vec![booking.slot_id, slot_id];
-        let mut moved = vec![booking.id];
+        let Some((from, to)) = shift_seat(tx, booking.slot_id, slot_id).await? else {
+            return Ok(Err(full(&target.facts.slot)));
+        };
+        let mut slots = vec![from, to];
         let mut rides = Vec::new();
-        match transport::follow_ride(tx, booking.id, &target.slot, opts.release_ride).await? {
-            Ok(change) => rides.extend(change),
-            Err(refusal) => return Ok(Err(refusal)),
+        if booking.has_ride {
+            match transport::follow_ride(tx, booking.id, &target.facts.slot, opts.release_ride)
+                .await?
+            {
+                Ok(change) => rides.extend(change),
+                Err(refusal) => return Ok(Err(refusal)),
+            }
         }
-
+        let mut moves = vec![(booking.id, slot_id)];
+        let mut before = vec![booking.row.clone()];
+        let mut bookings = vec![target.booking_row(booking)];
+        let mut riding = booking.has_ride;
         if booking.dose == 1 {
             if let Some(dose2) = lock_live_dose(tx, booking.resident_id, 2).await? {
-                match follow_dose2(tx, &target, &dose2, opts.release_ride, &mut rides).await? {
-                    Ok(Some(new_slot)) => {
-                        changed.extend([dose2.slot_id, new_slot]);
-                        moved.push(dose2.id);
+                riding |= dose2.has_ride;
+                match dose2_seat(tx, &target.facts, Some(&dose2), opts.release_ride).await? {
+                    Ok(Dose2Seat::Kept(slot)) => {
+                        bookings.push(row_in(&dose2.row, &slot, &target.venue_name));
                     }
-                    Ok(None) => moved.push(dose2.id),
+                    Ok(Dose2Seat::Moved { from, to }) => {
+                        if dose2.has_ride {
+                            match transport::follow_ride(tx, dose2.id, &to, opts.release_ride)
+                                .await?
+                            {
+                                Ok(change) => rides.extend(change),
+                                Err(refusal) => return Ok(Err(refusal)),
+                            }
+                        }
+                        moves.push((dose2.id, to.id));
+                        bookings.push(row_in(&dose2.row, &to, &target.venue_name));
+                        slots.extend([from, to]);
+                    }
+                    Ok(Dose2Seat::Taken(_)) => {
+                        return Err(anyhow::anyhow!("dose 2 was given a second seat").into())
+                    }
                     Err(refusal) => return Ok(Err(refusal)),
                 }
+                before.push(dose2.row.clone());
             }
         }
-        // Dose 2 moved alone: rules_for held it to dose 1's product and interval; nothing else
-        // moves.
-        let bookings = bookings_by_id(tx, &moved).await?;
-        let slots = slots_by_id(tx, &changed).await?;
-        Ok(Ok(MoveOutcome::Moved {
-            bookings,
-            slots,
-            rides,
-        }))
-    }
-
-    /// Records a refusal as the answer to its key (a transaction of its own, after the move
-    /// was rolled back); if another request stored an answer first, that one is returned.
-    async fn record_refusal(
-        &self,
-        key: &str,
-        booking_id: i64,
-        slot_id: i64,
-        refusal: Refusal,
-    ) -> Result<MoveAnswer, StoreError> {
-        let outcome = MoveOutcome::Refused(refusal);
-        let mut tx = self.begin_write().await?;
-        let answer = serde_json::to_string(&outcome).context("encoding a move's answer")?;
-        let done = sqlx::query(
-            "INSERT INTO booking_moves (idempotency_key, booking_id, slot_id, answer, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(key.to_string())
-        .bind(booking_id)
-        .bind(slot_id)
-        .bind(answer)
-        .bind(now())
-        .execute(tx.conn())
-        .await?;
-        if done.rows_affected() == 0 {
-            let first = stored_answer(tx.conn(), key, booking_id, slot_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("idempotency key vanished"))?;
-            tx.rollback().await?;
-            return Ok(MoveAnswer {
-                outcome: first,
-                replayed: true,
-            });
+        // Dose 2 moved alone: rules_given held it to dose 1's product and interval; nothing
+        // else moves.
+        set_slots(tx, &moves).await?;
+        if riding {
+            // A rider's bookings carry their ride as it now is.
+            let ids: Vec<i64> = bookings.iter().map(|b| b.id).collect();
+            bookings = bookings_by_id(tx, &ids).await?;
         }
-        tx.commit().await?;
-        Ok(MoveAnswer {
-            outcome,
-            replayed: false,
-        })
+        slots.sort_by_key(|s| s.id);
+        slots.dedup_by_key(|s| s.id);
+        Ok(Ok(MoveDone {
+            outcome: MoveOutcome::Moved {
+                bookings,
+                slots,
+                rides,
+            },
+            before,
+        }))
     }
 
     /// The city's assignment in bulk (the demo, a planner's run): each `(resident, dose,
@@ -847,6 +866,17 @@ impl Store {
             .collect()
     }
 
+    /// Deletes the idempotency answers ([`MoveAnswer`]s kept by key) recorded before
+    /// `before`: a client retries within seconds or minutes, not days, so the table keeps
+    /// about a day's changes instead of growing for the whole campaign. Returns how many went.
+    pub async fn prune_booking_moves(&self, before: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM booking_moves WHERE created_at < $1")
+            .bind(before.to_string())
+            .execute(&self.write)
+            .await?
+            .rows_affected())
+    }
+
     /// Slots holding more live bookings than seats: zero, whatever the load (DESIGN §2).
     pub async fn slots_over_capacity(&self) -> Result<i64, StoreError> {
         Ok(
@@ -888,16 +918,27 @@ pub(super) fn full(slot: &Slot) -> Refusal {
     )
 }
 
-/// Moves dose 2 after dose 1 moved into `dose1`: the same venue, product and time of day, on
-/// the standard interval's day or the nearest legal day with a seat. `Ok(Some(slot))` when it
-/// moved, `Ok(None)` when its slot already fits, `Err` when no legal slot has a seat.
-async fn follow_dose2(
+/// Where dose 2 goes after dose 1 in `dose1`.
+pub(super) enum Dose2Seat {
+    /// The dose 2 being followed already sits in a slot that fits.
+    Kept(Slot),
+    /// Its seat moved (`from` and `to` as they now are); the booking row is the caller's.
+    Moved { from: Slot, to: Slot },
+    /// A new dose 2 (none was live) got this seat.
+    Taken(Slot),
+}
+
+/// Dose 2's seat after dose 1 in `dose1`: the same venue, product and time of day, on the
+/// standard interval's day or the nearest legal day with a seat — for a dose 2 that follows a
+/// move (`current`) and for a new one booked after dose 1 alike. A rider's dose 2 goes only
+/// where a run from their stop has a seat (unless the ride is released). `Err` when no legal
+/// slot has a seat; then nothing changed.
+pub(super) async fn dose2_seat(
     tx: &mut WriteTx,
     dose1: &SlotFacts,
-    dose2: &LockedBooking,
+    current: Option<&LockedBooking>,
     release_ride: bool,
-    rides: &mut Vec<transport::RideChange>,
-) -> Result<Result<Option<i64>, Refusal>, StoreError> {
+) -> Result<Result<Dose2Seat, Refusal>, StoreError> {
     let window = dose2_window(dose1.date(), dose1.product);
     let time = jst_time(dose1.starts);
     let last = window.standard + Duration::days(DOSE2_SEARCH_DAYS);
@@ -910,19 +951,16 @@ async fn follow_dose2(
     .bind(dose1.product.code())
     .bind(ts(jst_midnight(window.earliest)))
     .bind(ts(jst_midnight(last + Duration::days(1))))
-    .bind(dose2.slot_id)
+    .bind(current.map(|c| c.slot_id).unwrap_or(0))
     .fetch_all(tx.conn())
     .await?;
-    let mut candidates: Vec<(i64, NaiveDate, i64)> = Vec::new();
-    let mut facts: std::collections::HashMap<i64, Slot> = std::collections::HashMap::new();
-    let ride_stop = if release_ride {
-        None
-    } else {
-        transport::live_ride_stop(tx, dose2.id).await?
+    let ride_stop = match current {
+        Some(c) if c.has_ride && !release_ride => transport::live_ride_stop(tx, c.id).await?,
+        _ => None,
     };
+    let mut candidates: Vec<(i64, NaiveDate, Slot)> = Vec::new();
     for row in &rows {
         let slot = slot_from_row(row)?;
-        facts.insert(slot.id, slot.clone());
         let Some(starts) = parse_ts(&slot.starts_at) else {
             continue;
         };
@@ -930,38 +968,29 @@ async fn follow_dose2(
             continue;
         }
         let day = jst_date(starts);
-        let distance = (day - window.standard).num_days().abs();
-        candidates.push((distance, day, slot.id));
+        candidates.push(((day - window.standard).num_days().abs(), day, slot));
     }
-    candidates.sort();
-    for (_, _, slot_id) in candidates {
-        let Some(slot) = facts.get(&slot_id) else {
-            continue;
-        };
-        // A rider's dose 2 goes only where a run from their stop has a seat.
+    candidates.sort_by_key(|c| (c.0, c.1, c.2.id));
+    for (_, _, slot) in candidates {
         if let Some(stop) = ride_stop {
-            if !transport::run_has_seat(tx, slot, stop).await? {
+            if !transport::run_has_seat(tx, &slot, stop).await? {
                 continue;
             }
         }
-        if slot_id == dose2.slot_id {
-            return Ok(Ok(None));
-        }
-        // Take first, release after: a candidate filled meanwhile by another transaction
-        // (PostgreSQL) is skipped without having given up the old seat twice. The order of
-        // the two rows is then not by id; a deadlock it causes is retried by `move_booking`.
-        match take_seat(tx, slot_id).await {
-            Ok(()) => {
-                release_seat(tx, dose2.slot_id).await?;
-                set_slot(tx, dose2.id, slot_id).await?;
-                match transport::follow_ride(tx, dose2.id, slot, release_ride).await? {
-                    Ok(change) => rides.extend(change),
-                    Err(refusal) => return Ok(Err(refusal)),
+        match current {
+            Some(c) if c.slot_id == slot.id => return Ok(Ok(Dose2Seat::Kept(slot))),
+            // A candidate filled meanwhile by another transaction (PostgreSQL) is skipped;
+            // the old seat is given up only with the new one taken.
+            Some(c) => {
+                if let Some((from, to)) = shift_seat(tx, c.slot_id, slot.id).await? {
+                    return Ok(Ok(Dose2Seat::Moved { from, to }));
                 }
-                return Ok(Ok(Some(slot_id)));
             }
-            Err(StoreError::Conflict { constraint }) if constraint == SLOT_FULL => continue,
-            Err(e) => return Err(e),
+            None => {
+                if let Some(taken) = seat_taken(tx, slot.id).await? {
+                    return Ok(Ok(Dose2Seat::Taken(taken)));
+                }
+            }
         }
     }
     let venue: String = sqlx::query_scalar("SELECT name FROM venues WHERE id = $1")
@@ -981,6 +1010,122 @@ async fn follow_dose2(
             standard = window.standard,
         ),
     )))
+}
+
+/// A move's result: the outcome, and the moved bookings as they were (for the note).
+pub(super) struct MoveDone {
+    pub(super) outcome: MoveOutcome,
+    pub(super) before: Vec<BookingRow>,
+}
+
+/// The slot a change aims at, with its venue's name and the resident's birth date, in one read.
+pub(super) struct Target {
+    pub(super) facts: SlotFacts,
+    pub(super) venue_name: String,
+    pub(super) birth: Option<NaiveDate>,
+}
+
+impl Target {
+    pub(super) async fn read(
+        tx: &mut WriteTx,
+        slot_id: i64,
+        resident_id: i64,
+    ) -> Result<Option<Target>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.id, s.venue_id, s.starts_at, s.ends_at, s.product, s.capacity, s.booked, \
+             s.closed, s.held, v.name AS venue_name, \
+             (SELECT birth_date FROM residents WHERE id = $2) AS birth_date \
+             FROM slots s JOIN venues v ON v.id = s.venue_id WHERE s.id = $1",
+        )
+        .bind(slot_id)
+        .bind(resident_id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let birth: Option<String> = row.try_get("birth_date")?;
+        Ok(Some(Target {
+            facts: SlotFacts::of(slot_from_row(&row)?)?,
+            venue_name: row.try_get("venue_name")?,
+            birth: birth.and_then(|b| NaiveDate::parse_from_str(&b, "%Y-%m-%d").ok()),
+        }))
+    }
+
+    /// A booking as it is once moved into this slot.
+    pub(super) fn booking_row(&self, booking: &LockedBooking) -> BookingRow {
+        row_in(&booking.row, &self.facts.slot, &self.venue_name)
+    }
+}
+
+/// `was` moved into `slot` (at the venue named `venue_name`).
+fn row_in(was: &BookingRow, slot: &Slot, venue_name: &str) -> BookingRow {
+    BookingRow {
+        slot_id: slot.id,
+        venue_id: slot.venue_id,
+        venue_name: venue_name.to_string(),
+        starts_at: slot.starts_at.clone(),
+        product: slot.product.clone(),
+        ..was.clone()
+    }
+}
+
+/// The refusal of a closed slot.
+pub(super) fn closed() -> Refusal {
+    Refusal::new(
+        "slot_closed",
+        "That time is closed for bookings; nothing was changed. Please offer another time.",
+    )
+}
+
+/// The rules for dose `dose` in `slot` given the resident's birth date (see
+/// [`Store::rules_for`]).
+pub(super) async fn rules_given(
+    tx: &mut WriteTx,
+    resident_id: i64,
+    birth: Option<NaiveDate>,
+    dose: i64,
+    slot: &SlotFacts,
+) -> Result<Result<(), Refusal>, StoreError> {
+    let birth = birth.ok_or(StoreError::Invalid {
+        field: "resident_id",
+    })?;
+    if let Err(e) = check_age(slot.product, birth, slot.date()) {
+        return Ok(Err(Refusal::rule(e)));
+    }
+    if dose == 2 {
+        if let Some((product, day)) = dose1_of(tx, resident_id).await? {
+            if let Err(e) = check_next_dose(1, product, day, slot.product, slot.date()) {
+                return Ok(Err(Refusal::rule(e)));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Points bookings at their new slots: a booking and its dose 2 in one statement (one text,
+/// so the prepared statement is reused).
+async fn set_slots(tx: &mut WriteTx, moves: &[(i64, i64)]) -> Result<(), StoreError> {
+    match moves {
+        [(a, sa), (b, sb)] => {
+            sqlx::query(
+                "UPDATE bookings SET slot_id = CASE WHEN id = $1 THEN $2 ELSE $4 END, \
+                 updated_at = $5 WHERE id = $1 OR id = $3",
+            )
+            .bind(*a)
+            .bind(*sa)
+            .bind(*b)
+            .bind(*sb)
+            .bind(now())
+            .execute(tx.conn())
+            .await?;
+            Ok(())
+        }
+        _ => {
+            for (booking, slot) in moves {
+                set_slot(tx, *booking, *slot).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 pub(super) async fn bookings_by_id(
@@ -1338,6 +1483,23 @@ mod tests {
             "{engine}"
         );
         assert!(s.slot_count_mismatches().await.unwrap().is_empty());
+
+        // The sweep prunes answers older than a day and keeps the newer ones.
+        sqlx::query(
+            "UPDATE booking_moves SET created_at = '2021-01-01T00:00:00.000Z' \
+             WHERE idempotency_key = 'full-1'",
+        )
+        .execute(&s.write)
+        .await
+        .unwrap();
+        let day_ago = ts(Utc::now() - Duration::days(1));
+        assert_eq!(s.prune_booking_moves(&day_ago).await.unwrap(), 1, "{engine}");
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT idempotency_key FROM booking_moves ORDER BY idempotency_key")
+                .fetch_all(&s.read)
+                .await
+                .unwrap();
+        assert_eq!(left, vec!["back", "ok-1"], "{engine}");
         db.cleanup().await;
     }
 

@@ -30,7 +30,12 @@ SELECT r.id, json_object(
   'bookings', (SELECT json_group_array(json_object(
                  'id', b.id, 'dose', b.dose, 'slot_id', b.slot_id, 'venue_id', b.venue_id,
                  'venue_name', b.venue_name, 'starts_at', b.starts_at, 'product', b.product,
-                 'status', b.status))
+                 'status', b.status,
+                 'ride', json((SELECT json_object('run_id', x.run_id, 'stop_name', st.name,
+                                                  'pickup_at', rs.pickup_at)
+                               FROM rides x JOIN stops st ON st.id = x.stop_id
+                               LEFT JOIN run_stops rs ON rs.run_id = x.run_id AND rs.stop_id = x.stop_id
+                               WHERE x.booking_id = b.id AND x.status = 'booked'))))
                FROM (SELECT b.id, b.dose, b.slot_id, s.venue_id, v.name AS venue_name, s.starts_at,
                             s.product, b.status
                      FROM bookings b JOIN slots s ON s.id = b.slot_id JOIN venues v ON v.id = s.venue_id
@@ -89,7 +94,12 @@ SELECT r.id, json_build_object(
   'bookings', COALESCE((SELECT json_agg(json_build_object(
                  'id', b.id, 'dose', b.dose, 'slot_id', b.slot_id, 'venue_id', s.venue_id,
                  'venue_name', v.name, 'starts_at', s.starts_at, 'product', s.product,
-                 'status', b.status) ORDER BY b.dose, b.id)
+                 'status', b.status,
+                 'ride', (SELECT json_build_object('run_id', x.run_id, 'stop_name', st.name,
+                                                   'pickup_at', rs.pickup_at)
+                          FROM rides x JOIN stops st ON st.id = x.stop_id
+                          LEFT JOIN run_stops rs ON rs.run_id = x.run_id AND rs.stop_id = x.stop_id
+                          WHERE x.booking_id = b.id AND x.status = 'booked')) ORDER BY b.dose, b.id)
                FROM bookings b JOIN slots s ON s.id = b.slot_id JOIN venues v ON v.id = s.venue_id
                WHERE b.resident_id = r.id), '[]'::json),
   'vaccinations', COALESCE((SELECT json_agg(json_build_object(

@@ -17,12 +17,15 @@
 //!
 //! A refusal rolls back to a savepoint taken after the booking was locked, then stores the
 //! refusal as the key's answer in the same transaction: one round of the writer per request.
+//! A twin request with the same key that committed first (it held the booking's lock, or the
+//! writer) makes this one's answer row collide with its own: this one is then rolled back
+//! whole and answers with the twin's answer.
 
 use super::bookings::{
-    booking_from_row, bookings_by_id, full, lock_booking, lock_live_dose, record_answer,
-    release_seat, retryable, slot_from_row, slot_in, slots_by_id, stored_answer, take_seat,
-    transport, BookingRow, LockedBooking, MoveAnswer, MoveOptions, MoveOutcome, Refusal, Slot,
-    SlotFacts, BOOKING_SELECT, DOSE2_SEARCH_DAYS, SLOT_COLUMNS, SLOT_FULL,
+    booking_from_row, bookings_by_id, closed, dose2_seat, full, lock_booking, lock_live_dose,
+    record_answer, release_seat, retryable, rules_given, seat_taken, slot_from_row, slots_by_id,
+    stored_answer, transport, BookingRow, Dose2Seat, LockedBooking, MoveAnswer, MoveOptions,
+    MoveOutcome, Refusal, Slot, Target, BOOKING_SELECT, SLOT_COLUMNS,
 };
 use super::{now, parse_ts, ts, Store, StoreError, WriteTx};
 use crate::domain::vaccine::{check_age, dose2_window, jst_date, jst_midnight, jst_time};
@@ -185,14 +188,23 @@ impl Store {
         idempotency_key: &str,
         by: ChangeBy<'_>,
     ) -> Result<MoveAnswer, StoreError> {
+        self.change_booking_by(change, idempotency_key, Some(by))
+            .await
+    }
+
+    /// [`Store::change_booking`]; without `by` (the store's own callers: the city's tools and
+    /// tests) no audit line or inquiry is written.
+    pub(super) async fn change_booking_by(
+        &self,
+        change: &Change,
+        idempotency_key: &str,
+        by: Option<ChangeBy<'_>>,
+    ) -> Result<MoveAnswer, StoreError> {
         let key = change.stored_key(idempotency_key);
         let (subject, slot) = change.subject();
-        if let Some(outcome) = stored_answer(&self.read, &key, subject, slot).await? {
-            return Ok(MoveAnswer {
-                outcome,
-                replayed: true,
-            });
-        }
+        // No look-up of the key first: a retry runs as a change whose answer row then collides
+        // with the first answer's, so it is rolled back whole and answers with that one (a
+        // retry is rare; a look-up on every change would cost every change a round trip).
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -201,7 +213,7 @@ impl Store {
                 Err(e) if retryable(&e) && attempt < 5 => {
                     tracing::debug!(?change, attempt, "change retried after a deadlock");
                 }
-                // A twin with the same key committed first (PostgreSQL): its answer.
+                // A request with the same key committed first: its answer.
                 Err(StoreError::Conflict { constraint }) if constraint == "booking_moves_pkey" => {
                     let outcome = stored_answer(&self.write, &key, subject, slot)
                         .await?
@@ -220,9 +232,9 @@ impl Store {
         &self,
         change: &Change,
         key: &str,
-        by: ChangeBy<'_>,
+        by: Option<ChangeBy<'_>>,
     ) -> Result<MoveAnswer, StoreError> {
-        if let Some(call) = by.call_id {
+        if let Some(call) = by.and_then(|b| b.call_id) {
             let known: Option<i64> = sqlx::query_scalar("SELECT id FROM calls WHERE call_key = $1")
                 .bind(call.to_string())
                 .fetch_optional(&self.read)
@@ -234,7 +246,8 @@ impl Store {
         let (subject, slot) = change.subject();
         let mut tx = self.begin_write().await?;
         // Lock what the change is about first: on PostgreSQL a twin with the same key has
-        // committed by the time the lock is ours, so the check below sees its answer.
+        // committed by the time the lock is ours, and recording the answer below collides
+        // with its answer (see the module doc).
         let locked = match *change {
             Change::Move { booking_id, .. }
             | Change::Cancel { booking_id }
@@ -255,12 +268,6 @@ impl Store {
                 None
             }
         };
-        if let Some(outcome) = stored_answer(tx.conn(), key, subject, slot).await? {
-            return Ok(MoveAnswer {
-                outcome,
-                replayed: true,
-            });
-        }
         sqlx::query("SAVEPOINT change").execute(tx.conn()).await?;
         let result = match (change, &locked) {
             (
@@ -309,6 +316,13 @@ impl Store {
             }
         };
         record_answer(&mut tx, key, subject, slot, &done.outcome).await?;
+        let Some(by) = by else {
+            tx.commit().await?;
+            return Ok(MoveAnswer {
+                outcome: done.outcome,
+                replayed: false,
+            });
+        };
         let at = now();
         let mut detail = done.note.clone();
         if let Some(call) = by.call_id {
@@ -355,13 +369,13 @@ impl Store {
         slot_id: i64,
         release_ride: bool,
     ) -> Result<Result<Done, Refusal>, StoreError> {
-        let before = live_bookings_of(tx, booking.resident_id).await?;
         let opts = MoveOptions { release_ride };
-        let outcome = match self.move_in(tx, booking, slot_id, opts).await? {
-            Ok(outcome) => outcome,
+        let moved = match self.move_in(tx, booking, slot_id, opts).await? {
+            Ok(moved) => moved,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let note = change_note(&before, &outcome);
+        let note = change_note(&moved.before, &moved.outcome);
+        let outcome = moved.outcome;
         Ok(Ok(Done {
             outcome,
             residents: vec![booking.resident_id],
@@ -407,23 +421,31 @@ impl Store {
                  together; nothing was changed.",
             )));
         }
-        let mut before = live_bookings_of(tx, first.resident_id).await?;
-        before.extend(live_bookings_of(tx, second.resident_id).await?);
+        let mut before = Vec::new();
         let mut bookings = Vec::new();
         let mut changed = Vec::new();
         let mut rides = Vec::new();
         for (i, b) in [first, &second].into_iter().enumerate() {
             match self.move_in(tx, b, slot_id, MoveOptions::default()).await? {
-                Ok(MoveOutcome::Moved {
-                    bookings: bs,
-                    slots,
-                    rides: rs,
+                Ok(super::bookings::MoveDone {
+                    outcome:
+                        MoveOutcome::Moved {
+                            bookings: bs,
+                            slots,
+                            rides: rs,
+                        },
+                    before: was,
                 }) => {
+                    before.extend(was);
                     rides.extend(rs);
                     bookings.extend(bs);
                     changed.extend(slots.iter().map(|s| s.id));
                 }
-                Ok(MoveOutcome::Refused(r)) | Err(r) => {
+                Ok(super::bookings::MoveDone {
+                    outcome: MoveOutcome::Refused(r),
+                    ..
+                })
+                | Err(r) => {
                     if i == 1 && r.reason == "slot_full" {
                         return Ok(Err(Refusal::new(
                             "slot_full",
@@ -477,32 +499,28 @@ impl Store {
                 ),
             )));
         }
-        let target = SlotFacts::of(
-            slot_in(tx, slot_id)
-                .await?
-                .ok_or(StoreError::Invalid { field: "slot_id" })?,
-        )?;
-        if target.slot.closed {
+        let target = Target::read(tx, slot_id, resident_id)
+            .await?
+            .ok_or(StoreError::Invalid { field: "slot_id" })?;
+        if target.facts.slot.closed {
             return Ok(Err(closed()));
         }
-        if let Err(refusal) = self.rules_for(tx, resident_id, dose, &target).await? {
+        if let Err(refusal) = rules_given(tx, resident_id, target.birth, dose, &target.facts).await?
+        {
             return Ok(Err(refusal));
         }
-        match take_seat(tx, slot_id).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict { constraint }) if constraint == SLOT_FULL => {
-                return Ok(Err(full(&target.slot)));
-            }
-            Err(e) => return Err(e),
+        if seat_taken(tx, slot_id).await?.is_none() {
+            return Ok(Err(full(&target.facts.slot)));
         }
         let mut ids = vec![insert_booking(tx, resident_id, dose, slot_id).await?];
         let mut changed = vec![slot_id];
         if dose == 1 && !has_dose2(tx, resident_id).await? {
-            match take_dose2_seat(tx, &target).await? {
-                Ok(slot2) => {
-                    ids.push(insert_booking(tx, resident_id, 2, slot2).await?);
-                    changed.push(slot2);
+            match dose2_seat(tx, &target.facts, None, false).await? {
+                Ok(Dose2Seat::Taken(slot2)) => {
+                    ids.push(insert_booking(tx, resident_id, 2, slot2.id).await?);
+                    changed.push(slot2.id);
                 }
+                Ok(_) => return Err(anyhow::anyhow!("a new dose 2 was not given a seat").into()),
                 Err(refusal) => return Ok(Err(refusal)),
             }
         }
@@ -700,31 +718,6 @@ impl Store {
     }
 }
 
-fn closed() -> Refusal {
-    Refusal::new(
-        "slot_closed",
-        "That time is closed for bookings; nothing was changed. Please offer another time.",
-    )
-}
-
-/// A resident's live bookings, as they are before a change.
-async fn live_bookings_of(
-    tx: &mut WriteTx,
-    resident_id: i64,
-) -> Result<Vec<BookingRow>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "{BOOKING_SELECT} WHERE b.resident_id = $1 AND b.status IN ('booked', 'checked_in') \
-         ORDER BY b.dose, b.id"
-    ))
-    .bind(resident_id)
-    .fetch_all(tx.conn())
-    .await?;
-    Ok(rows
-        .iter()
-        .map(booking_from_row)
-        .collect::<Result<_, _>>()?)
-}
-
 /// "1回目 6月8日（火）14:30 会場 → 6月10日（木）09:30 会場" per booking that moved.
 fn change_note(before: &[BookingRow], outcome: &MoveOutcome) -> String {
     let MoveOutcome::Moved { bookings, .. } = outcome else {
@@ -852,60 +845,6 @@ async fn has_dose2(tx: &mut WriteTx, resident_id: i64) -> Result<bool, StoreErro
     .fetch_one(tx.conn())
     .await?;
     Ok(n > 0)
-}
-
-/// Takes a seat for a new dose 2 after dose 1 in `dose1`: the same venue, product and time of
-/// day, on the standard day or the nearest legal day with a seat (as a move's dose 2 follows).
-async fn take_dose2_seat(
-    tx: &mut WriteTx,
-    dose1: &SlotFacts,
-) -> Result<Result<i64, Refusal>, StoreError> {
-    let window = dose2_window(dose1.date(), dose1.product);
-    let time = jst_time(dose1.starts);
-    let last = window.standard + Duration::days(DOSE2_SEARCH_DAYS);
-    let rows = sqlx::query(&format!(
-        "SELECT {SLOT_COLUMNS} FROM slots WHERE venue_id = $1 AND product = $2 \
-         AND starts_at >= $3 AND starts_at < $4 AND closed = 0 AND booked < capacity \
-         ORDER BY starts_at"
-    ))
-    .bind(dose1.slot.venue_id)
-    .bind(dose1.product.code())
-    .bind(ts(jst_midnight(window.earliest)))
-    .bind(ts(jst_midnight(last + Duration::days(1))))
-    .fetch_all(tx.conn())
-    .await?;
-    let mut candidates: Vec<(i64, NaiveDate, i64)> = Vec::new();
-    for row in &rows {
-        let slot = slot_from_row(row)?;
-        let Some(starts) = parse_ts(&slot.starts_at) else {
-            continue;
-        };
-        if jst_time(starts) != time {
-            continue;
-        }
-        let day = jst_date(starts);
-        candidates.push(((day - window.standard).num_days().abs(), day, slot.id));
-    }
-    candidates.sort();
-    for (_, _, slot_id) in candidates {
-        match take_seat(tx, slot_id).await {
-            Ok(()) => return Ok(Ok(slot_id)),
-            Err(StoreError::Conflict { constraint }) if constraint == SLOT_FULL => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Err(Refusal::new(
-        "no_dose2_slot",
-        format!(
-            "Dose 2 cannot follow: there is no free {product} seat at {time} at this venue from \
-             {earliest} (the standard day is {standard}); nothing was changed. Please offer \
-             another time for dose 1.",
-            product = dose1.product,
-            time = time.format("%H:%M"),
-            earliest = window.earliest,
-            standard = window.standard,
-        ),
-    )))
 }
 
 #[cfg(test)]

@@ -56,6 +56,15 @@ impl WriteTx {
         }
     }
 
+    /// [`WriteTx::for_update`] for a `SELECT` that joins other tables: only `alias`'s rows
+    /// are locked (` FOR UPDATE OF alias` on PostgreSQL; nothing on SQLite).
+    pub fn for_update_of(&self, alias: &str) -> String {
+        match self.engine {
+            Engine::Postgres => format!(" FOR UPDATE OF {alias}"),
+            Engine::Sqlite => String::new(),
+        }
+    }
+
     /// Makes every change of the transaction visible, or none of them.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;

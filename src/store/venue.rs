@@ -236,6 +236,7 @@ impl Store {
                     starts_at: r.try_get("starts_at")?,
                     product: r.try_get("product")?,
                     status: r.try_get("status")?,
+                    ride: None,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -480,6 +481,7 @@ mod tests {
             starts_at: starts_at.into(),
             product: "pfizer".into(),
             status: "booked".into(),
+            ride: None,
         }
     }
 

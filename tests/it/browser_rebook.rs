@@ -1,6 +1,6 @@
 //! Rebooking from the pop in a real browser: an agent's phone rings (the fake PBX), the pop
 //! shows the caller's bookings, the agent opens the alternatives and moves dose 1 (a double
-//! click), and sees both doses at their new times; a full slot answers with a sentence on the
+//! click), and sees both doses and their bus rides at their new times; a full slot answers with a sentence on the
 //! screen and changes nothing; a second agent whose screen shows the slot sees its seats drop.
 
 use crate::browser::{browser_or_skip, call_from_123, log_in, page_errors, wait_phase, WAIT};
@@ -84,6 +84,45 @@ async fn an_agent_moves_dose_1_from_the_pop_and_another_sees_the_seats_drop() {
     s.book(yamada, 1, slot(1, false)).await.unwrap().unwrap();
     let target = slot(1, true);
 
+    // 岡本さん rides the bus (both residents of the fixture need it): a stop in 浜, 20
+    // minutes from the venue; the day's plan gives dose 1 and dose 2 their 09:30 runs, and
+    // 14:00 runs on the target's day and 21 days on take the rides when dose 1 moves.
+    let stop = s
+        .insert_stop("浜公民館前", &["浜"], &[(venue, 20)])
+        .await
+        .unwrap();
+    for day in [0, 21] {
+        s.plan_transport(first + Duration::days(day), 10, 1, false)
+            .await
+            .unwrap();
+    }
+    let mut afternoon = Vec::new();
+    for day in [1, 22] {
+        afternoon.push(
+            s.insert_run(venue, new[day * 2 + 1].starts_at, "14:00便", 10, &[stop])
+                .await
+                .unwrap(),
+        );
+    }
+    // The pickup the screen should show: HH:MM (JST) of the ride of a booking.
+    let pickup_of = |booking: i64| {
+        let s = s.clone();
+        async move {
+            let row: (i64, String) = sqlx::query_as(
+                "SELECT x.run_id, rs.pickup_at FROM rides x JOIN run_stops rs \
+                 ON rs.run_id = x.run_id AND rs.stop_id = x.stop_id \
+                 WHERE x.booking_id = $1 AND x.status = 'booked'",
+            )
+            .bind(booking)
+            .fetch_one(&s.read)
+            .await
+            .unwrap();
+            let at = madoguchi::store::parse_ts(&row.1).unwrap();
+            (row.0, appointment_ja(at).rsplit('）').next().unwrap().to_string())
+        }
+    };
+    let (_, pickup_before) = pickup_of(d1).await;
+
     tokio::time::timeout(WAIT, pbx.logins.recv())
         .await
         .expect("AMI login");
@@ -133,6 +172,18 @@ async fn an_agent_moves_dose_1_from_the_pop_and_another_sees_the_seats_drop() {
     assert!(
         texts[0].as_str().unwrap().contains(&when(0, false)),
         "dose 1 reads with its weekday: {texts}"
+    );
+    let rides = d
+        .script(
+            "return [...document.querySelectorAll('#bookings [data-testid=booking-item]')].map(e => { const r = e.querySelector('[data-testid=booking-ride]'); return r ? r.textContent : null; });",
+            vec![],
+        )
+        .await;
+    assert!(
+        rides[0]
+            .as_str()
+            .is_some_and(|r| r.contains("浜公民館前") && r.contains(&pickup_before)),
+        "dose 1 shows its ride, the stop and the pickup at {pickup_before}: {rides}"
     );
     // The call is in the log before the change names it.
     let sato = srv.login("sato").await;
@@ -237,6 +288,26 @@ async fn an_agent_moves_dose_1_from_the_pop_and_another_sees_the_seats_drop() {
     assert_eq!(
         (booked[0].slot_id, booked[1].slot_id),
         (target, slot(22, true))
+    );
+    // The rides moved with the doses, in the same change, onto the afternoon runs; the
+    // screen shows each dose's new pickup time.
+    let (run1, pickup1) = pickup_of(booked[0].id).await;
+    let (run2, pickup2) = pickup_of(booked[1].id).await;
+    assert_eq!((run1, run2), (afternoon[0], afternoon[1]));
+    assert_ne!(pickup1, pickup_before);
+    let shown = d
+        .wait_for(
+            &format!(
+                "const r = [...document.querySelectorAll('#bookings [data-testid=booking-item]')].map(e => {{ const x = e.querySelector('[data-testid=booking-ride]'); return x ? x.textContent : ''; }}); \
+                 return r.length === 2 && r[0].includes({pickup1:?}) && r[1].includes({pickup2:?});"
+            ),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!(true),
+        "both rides show their new pickup ({pickup1}, {pickup2})"
     );
     assert_eq!(
         s.slot(target).await.unwrap().unwrap().booked,
