@@ -249,7 +249,10 @@ pub async fn rebook(
     }
     let elapsed = started.elapsed().as_secs_f64();
 
-    let rebooks = results.iter().filter(|r| r.status == 200 && r.moved).count();
+    let rebooks = results
+        .iter()
+        .filter(|r| r.status == 200 && r.moved)
+        .count();
     let unchanged = results
         .iter()
         .filter(|r| r.status == 200 && !r.moved)
@@ -326,7 +329,10 @@ pub async fn rebook(
         pct(0.99),
         pct(1.0)
     );
-    println!("  hot slots ({HOT_SEATS} seats left at the start): {}", hot_report.join("; "));
+    println!(
+        "  hot slots ({HOT_SEATS} seats left at the start): {}",
+        hot_report.join("; ")
+    );
     println!(
         "  slots over capacity: {over}; slots whose count differs from their bookings: \
          {mismatched}; runs over seats or off their rides: {runs_off}"

@@ -118,7 +118,10 @@ async fn an_agent_moves_dose_1_from_the_pop_and_another_sees_the_seats_drop() {
             .await
             .unwrap();
             let at = madoguchi::store::parse_ts(&row.1).unwrap();
-            (row.0, appointment_ja(at).rsplit('）').next().unwrap().to_string())
+            (
+                row.0,
+                appointment_ja(at).rsplit('）').next().unwrap().to_string(),
+            )
         }
     };
     let (_, pickup_before) = pickup_of(d1).await;
