@@ -468,7 +468,9 @@ async fn sweep_expired(store: Store, mut stop: watch::Receiver<bool>) {
         match store.prune_booking_moves(&day_ago).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(answers = n, "pruned idempotency answers older than a day"),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not prune idempotency answers"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not prune idempotency answers")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

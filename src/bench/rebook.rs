@@ -187,12 +187,29 @@ pub async fn rebook(
             };
             let mut out: Vec<Answer> = Vec::new();
             let mut conn: Option<tokio::net::TcpStream> = None;
+            // Each agent moves its own share of the bookings (no two agents move one booking
+            // at once), and never again one it moved into a hot slot, so the hot slots' seats
+            // only fill.
+            let agents = concurrency.max(1);
+            let mine: Vec<Movable> = bookings
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % agents == w)
+                .map(|(_, m)| *m)
+                .collect();
+            let mut parked: HashSet<i64> = HashSet::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= moves {
                     break;
                 }
-                let m = bookings[rand(bookings.len())];
+                if mine.is_empty() {
+                    continue;
+                }
+                let m = mine[rand(mine.len())];
+                if parked.contains(&m.booking) {
+                    continue;
+                }
                 let Some(t) = targets.get(&m.venue) else {
                     continue;
                 };
@@ -206,6 +223,9 @@ pub async fn rebook(
                         (pool[rand(pool.len())], false)
                     }
                 };
+                if aimed_hot {
+                    parked.insert(m.booking);
+                }
                 let t0 = Instant::now();
                 let (status, reason, moved) = if keep_alive {
                     post_move_kept(&mut conn, &addr, &cookie, m.booking, slot, i).await?
@@ -229,7 +249,10 @@ pub async fn rebook(
     }
     let elapsed = started.elapsed().as_secs_f64();
 
-    let rebooks = results.iter().filter(|r| r.status == 200 && r.moved).count();
+    let rebooks = results
+        .iter()
+        .filter(|r| r.status == 200 && r.moved)
+        .count();
     let unchanged = results
         .iter()
         .filter(|r| r.status == 200 && !r.moved)
@@ -269,9 +292,13 @@ pub async fn rebook(
             .iter()
             .filter(|r| r.slot == Some(*slot) && r.reason == "slot_full")
             .count();
-        // Nothing moves out of a hot slot (its bookings are not moved), so exactly its
-        // seats can be taken: never more, and all of them once a move was refused as full.
-        if got as i64 > HOT_SEATS || booked > capacity || (full > 0 && booked != capacity) {
+        // Nothing moves out of a hot slot (neither its own bookings nor those moved into it
+        // move again), so exactly its seats can be taken: never more, and all of them once a
+        // move was refused as full.
+        if got as i64 > HOT_SEATS
+            || booked > capacity
+            || (full > 0 && (booked != capacity || got as i64 != HOT_SEATS))
+        {
             hot_wrong += 1;
         }
         hot_report.push(format!(
@@ -302,7 +329,10 @@ pub async fn rebook(
         pct(0.99),
         pct(1.0)
     );
-    println!("  hot slots ({HOT_SEATS} seats left at the start): {}", hot_report.join("; "));
+    println!(
+        "  hot slots ({HOT_SEATS} seats left at the start): {}",
+        hot_report.join("; ")
+    );
     println!(
         "  slots over capacity: {over}; slots whose count differs from their bookings: \
          {mismatched}; runs over seats or off their rides: {runs_off}"

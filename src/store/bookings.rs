@@ -209,7 +209,9 @@ pub(super) fn booking_from_row(row: &AnyRow) -> Result<BookingRow, sqlx::Error> 
         ride: match row.try_get::<Option<i64>, _>("ride_run").ok().flatten() {
             Some(run_id) => Some(BookingRide {
                 run_id,
-                stop_name: row.try_get::<Option<String>, _>("ride_stop")?.unwrap_or_default(),
+                stop_name: row
+                    .try_get::<Option<String>, _>("ride_stop")?
+                    .unwrap_or_default(),
                 pickup_at: row.try_get("ride_pickup")?,
             }),
             None => None,
@@ -870,11 +872,13 @@ impl Store {
     /// `before`: a client retries within seconds or minutes, not days, so the table keeps
     /// about a day's changes instead of growing for the whole campaign. Returns how many went.
     pub async fn prune_booking_moves(&self, before: &str) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM booking_moves WHERE created_at < $1")
-            .bind(before.to_string())
-            .execute(&self.write)
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM booking_moves WHERE created_at < $1")
+                .bind(before.to_string())
+                .execute(&self.write)
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// Slots holding more live bookings than seats: zero, whatever the load (DESIGN §2).
@@ -1493,12 +1497,17 @@ mod tests {
         .await
         .unwrap();
         let day_ago = ts(Utc::now() - Duration::days(1));
-        assert_eq!(s.prune_booking_moves(&day_ago).await.unwrap(), 1, "{engine}");
-        let left: Vec<String> =
-            sqlx::query_scalar("SELECT idempotency_key FROM booking_moves ORDER BY idempotency_key")
-                .fetch_all(&s.read)
-                .await
-                .unwrap();
+        assert_eq!(
+            s.prune_booking_moves(&day_ago).await.unwrap(),
+            1,
+            "{engine}"
+        );
+        let left: Vec<String> = sqlx::query_scalar(
+            "SELECT idempotency_key FROM booking_moves ORDER BY idempotency_key",
+        )
+        .fetch_all(&s.read)
+        .await
+        .unwrap();
         assert_eq!(left, vec!["back", "ok-1"], "{engine}");
         db.cleanup().await;
     }

@@ -505,7 +505,8 @@ impl Store {
         if target.facts.slot.closed {
             return Ok(Err(closed()));
         }
-        if let Err(refusal) = rules_given(tx, resident_id, target.birth, dose, &target.facts).await?
+        if let Err(refusal) =
+            rules_given(tx, resident_id, target.birth, dose, &target.facts).await?
         {
             return Ok(Err(refusal));
         }

@@ -118,7 +118,10 @@ async fn an_agent_moves_dose_1_from_the_pop_and_another_sees_the_seats_drop() {
             .await
             .unwrap();
             let at = madoguchi::store::parse_ts(&row.1).unwrap();
-            (row.0, appointment_ja(at).rsplit('）').next().unwrap().to_string())
+            (
+                row.0,
+                appointment_ja(at).rsplit('）').next().unwrap().to_string(),
+            )
         }
     };
     let (_, pickup_before) = pickup_of(d1).await;
@@ -347,5 +350,126 @@ async fn an_agent_moves_dose_1_from_the_pop_and_another_sees_the_seats_drop() {
     assert_eq!(page_errors(&other).await, Vec::<String>::new());
     d.quit().await;
     other.quit().await;
+    srv.stop().await;
+}
+
+/// The planner's week: a venue's slots as a grid with the seats left; a capacity changed on the
+/// page is saved and shown, and one below the bookings is refused with the reason, changing
+/// nothing.
+#[tokio::test]
+async fn the_planner_sees_the_week_and_changes_a_slots_capacity() {
+    let Some((driver_bin, chrome)) = browser_or_skip() else {
+        return;
+    };
+    let srv = TestServer::start("sqlite", None).await;
+    srv.add_user("yoshida", Role::Planner, None).await;
+    let s = srv.store();
+    s.insert_residents(&[resident(30, "岡本 清", "オカモト　キヨシ", &["123"])])
+        .await
+        .unwrap();
+    let okamoto: i64 = sqlx::query_scalar("SELECT id FROM residents")
+        .fetch_one(&s.read)
+        .await
+        .unwrap();
+    let venue = s
+        .insert_venue("西市民プラザ", "舞鶴市字円満寺", &["西"])
+        .await
+        .unwrap();
+    let first = jst_date(chrono::Utc::now()) + Duration::days(1);
+    let mut new = Vec::new();
+    for day in 0..3 {
+        for (h, m) in [(9, 30), (14, 0)] {
+            let starts = jst_at(
+                first + Duration::days(day),
+                NaiveTime::from_hms_opt(h, m, 0).unwrap(),
+            );
+            new.push(NewSlot {
+                venue_id: venue,
+                starts_at: starts,
+                ends_at: starts + Duration::minutes(30),
+                product: Product::Pfizer,
+                capacity: 4,
+            });
+        }
+    }
+    let ids = s.insert_slots(&new).await.unwrap();
+    s.book(okamoto, 1, ids[0]).await.unwrap().unwrap();
+
+    let d = Driver::start(&driver_bin, &chrome).await;
+    // The login form (a planner has no agent screen whose connection `log_in` waits for).
+    d.goto(&srv.url).await;
+    for (field, text) in [
+        ("#login-username", "yoshida"),
+        ("#login-password", "yoshida"),
+    ] {
+        let el = d.find(field, WAIT).await.expect("login form");
+        d.type_into(&el, text).await;
+    }
+    let submit = d.find("#login-submit", WAIT).await.expect("login button");
+    d.click(&submit).await;
+    let gone = d
+        .wait_for(
+            "const f = document.querySelector('#login-username'); return !f || f.offsetParent === null;",
+            WAIT,
+        )
+        .await;
+    assert_eq!(gone, json!(true), "logged in");
+    d.goto(&format!(
+        "{}/assets/planner.html?venue={venue}&week={first}",
+        srv.url
+    ))
+    .await;
+    let seats = |id: i64| {
+        format!(
+            "const c = document.querySelector('[data-testid=planner-cell][data-slot-id=\"{id}\"]'); return c ? c.dataset.seats : null;"
+        )
+    };
+    assert_eq!(
+        d.wait_for(&seats(ids[0]), WAIT).await,
+        json!("3"),
+        "one booked of 4"
+    );
+    assert_eq!(d.wait_for(&seats(ids[5]), WAIT).await, json!("4"));
+    let cells = d
+        .script(
+            "return document.querySelectorAll('[data-testid=planner-cell]').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(cells, json!(6), "three days of two slots");
+
+    // More seats for the first slot.
+    let set = |id: i64, capacity: i64| {
+        format!(
+            "const c = document.querySelector('[data-testid=planner-cell][data-slot-id=\"{id}\"]'); \
+             const i = c.querySelector('[data-testid=planner-capacity]'); i.value = '{capacity}'; \
+             c.querySelector('[data-testid=planner-save]').click();"
+        )
+    };
+    d.script(&set(ids[0], 9), vec![]).await;
+    let kind = "const m = document.querySelector('#planner-message'); return m && !m.hidden ? m.dataset.kind + ':' + m.textContent : null;";
+    let said = d.wait_for(kind, WAIT).await;
+    assert!(
+        said.as_str().is_some_and(|m| m.starts_with("done:")),
+        "{said}"
+    );
+    assert_eq!(d.wait_for(&seats(ids[0]), WAIT).await, json!("8"));
+    assert_eq!(s.slot(ids[0]).await.unwrap().unwrap().capacity, 9);
+
+    // Below the one booking: refused, the reason on the page, nothing changed.
+    d.script(
+        "document.querySelector('#planner-message').hidden = true;",
+        vec![],
+    )
+    .await;
+    d.script(&set(ids[0], 0), vec![]).await;
+    let said = d.wait_for(kind, WAIT).await;
+    assert!(
+        said.as_str().is_some_and(|m| m.starts_with("error:")),
+        "{said}"
+    );
+    assert_eq!(s.slot(ids[0]).await.unwrap().unwrap().capacity, 9);
+    assert_eq!(page_errors(&d).await, Vec::<String>::new());
+    d.quit().await;
     srv.stop().await;
 }
