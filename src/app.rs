@@ -186,6 +186,12 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         })
     };
 
+    let slot_feed = Arc::new(crate::http::slot_feed::SlotFeed::default());
+    let slot_feed_task = tokio::spawn(slot_feed.clone().run(
+        store.clone(),
+        hub.clone(),
+        shutdown_rx.clone(),
+    ));
     let state = AppState {
         store: store.clone(),
         hub,
@@ -198,7 +204,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
         password_checks: crate::http::session::PasswordChecks::for_this_machine(),
         call_log: call_log.status(),
         pbx_events: events_tx.clone(),
-        slot_feed: Default::default(),
+        slot_feed: slot_feed.clone(),
         dialers: Arc::new(dialers),
         dial_links,
     };
@@ -227,6 +233,7 @@ pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Resul
     core.push(("agent directory", refresh));
     core.push(("session sweep", sweep));
     core.push(("supervisor board", board_feed));
+    core.push(("seat-count feed", slot_feed_task));
     tracing::info!(%addr, database = %crate::store::mask_url(&settings.database_url), "madoguchi serving");
     Ok(Running {
         addr,

@@ -8,13 +8,12 @@
 //! /api/slots/{id}` (capacity, closed).
 //!
 //! A move that changed seat counts publishes one `slot_update` per changed slot on the hub's
-//! [`SLOTS_TOPIC`] (`/ws/slots`), so every screen showing those slots sees the new counts;
+//! `/ws/slots` (through [`super::slot_feed`]), so every screen showing those slots sees the new counts;
 //! the last message about a slot shows its count after the last move.
 
 use super::error::JsonBody;
 use super::session::CurrentUser;
 use super::{ApiError, AppState};
-use crate::hub::SLOTS_TOPIC;
 use crate::store::bookings::{MoveAnswer, MoveOutcome, Slot, SlotBooking};
 use crate::store::rebook::{Alternatives, Change, ChangeBy};
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -241,7 +240,7 @@ async fn run(
             rides,
         } => {
             if !answer.replayed && !slots.is_empty() {
-                publish_slots(state, &slots).await;
+                publish_slots(state, &slots);
             }
             Ok(Json(json!({
                 "moved": true,
@@ -273,18 +272,8 @@ async fn alternatives(
     ))
 }
 
-/// Publishes the current state of the slots a move changed, read after the move committed and
-/// under [`AppState::slot_feed`], so messages never go out older than one already sent.
-pub(crate) async fn publish_slots(state: &AppState, changed: &[Slot]) {
-    let ids: Vec<i64> = changed.iter().map(|s| s.id).collect();
-    let _order = state.slot_feed.lock().await;
-    // One read for all of them: the lock is held by every change's publishing, so its
-    // round trips are every change's wait.
-    let now = state.store.slots_now(&ids).await.unwrap_or_default();
-    for slot in changed {
-        // The change's own view is the best left; the next update corrects it.
-        let current = now.iter().find(|s| s.id == slot.id).unwrap_or(slot);
-        let msg = json!({"type": "slot_update", "slot": current});
-        state.hub.publish(SLOTS_TOPIC, &msg.to_string());
-    }
+/// Hands the slots a change altered to the seat-count feed, which publishes them as they are
+/// now (see [`super::slot_feed`]); the change does not wait for it.
+pub(crate) fn publish_slots(state: &AppState, changed: &[Slot]) {
+    state.slot_feed.mark(changed.iter().map(|s| s.id));
 }

@@ -16,6 +16,7 @@ pub mod queues;
 pub mod reports;
 pub mod residents;
 pub mod session;
+pub mod slot_feed;
 pub mod standby;
 pub mod supervisor;
 pub mod vaccinations;
@@ -64,11 +65,9 @@ pub struct AppState {
     pub call_log: Arc<crate::calls::writer::WriterStatus>,
     /// Events from PBXes that push them over HTTP (the webhook), to the tracker.
     pub pbx_events: tokio::sync::mpsc::Sender<crate::pbx::PbxEvent>,
-    /// Held while a move's changed slots are read back and published, so `slot_update`s
-    /// leave in the order of the states they show: each read happens after the previous
-    /// publish, so a screen that keeps the latest message per slot ends at the true count.
-    /// An async mutex, because the read awaits the database.
-    pub slot_feed: Arc<tokio::sync::Mutex<()>>,
+    /// Slots whose seat counts changed, published as `slot_update` by one task
+    /// ([`slot_feed::SlotFeed::run`]) so no change waits for another's read-back.
+    pub slot_feed: Arc<slot_feed::SlotFeed>,
     /// PBX links that can place a click-to-dial (`POST /api/dial`), first ready one wins.
     pub dialers: Arc<Vec<Arc<dyn crate::pbx::dial::Dialer>>>,
     /// Dials waiting for the PBX's word, with the resident and callback to link the call to.

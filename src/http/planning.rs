@@ -134,7 +134,7 @@ async fn edit_slot(
         }
         other => other?,
     };
-    super::bookings::publish_slots(&state, std::slice::from_ref(&slot)).await;
+    super::bookings::publish_slots(&state, std::slice::from_ref(&slot));
     let detail = format!(
         "slot {id}: capacity {}, held {}, closed {}",
         slot.capacity, slot.held, slot.closed
@@ -229,7 +229,7 @@ async fn reshuffle(
                 slots.push(s);
             }
         }
-        super::bookings::publish_slots(&state, &slots).await;
+        super::bookings::publish_slots(&state, &slots);
         let detail = format!(
             "reshuffle {}: {} moved, {} not moved",
             report.scope,

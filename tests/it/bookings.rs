@@ -152,8 +152,9 @@ async fn concurrent_moves_never_overfill(engine: &str) {
     );
     assert!(live[0]["resident_id"].is_i64() && live[0]["dose"] == 1);
 
-    // Every success told the slot screens, in order: the counts they saw never go down, and
-    // the last is the capacity.
+    // The slot screens were told, in order: the counts they saw never go down, and the last
+    // is the capacity. Moves that land together may share one message (the feed reads the
+    // slot once for all of them), so there are between 1 and 10.
     let mut seen = Vec::new();
     while let Some(msg) = seats.next_json(Duration::from_millis(500)).await {
         assert_eq!(msg["type"], "slot_update");
@@ -162,7 +163,7 @@ async fn concurrent_moves_never_overfill(engine: &str) {
             seen.push(msg["slot"]["booked"].as_i64().unwrap());
         }
     }
-    assert_eq!(seen.len(), 10, "{engine}: {seen:?}");
+    assert!((1..=10).contains(&seen.len()), "{engine}: {seen:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{engine}: {seen:?}");
     assert_eq!(seen.last(), Some(&CAPACITY), "{engine}");
 
