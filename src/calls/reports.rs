@@ -36,6 +36,9 @@ impl By {
     }
 }
 
+/// A report's window: `[start, end)`.
+type Window = (DateTime<Utc>, DateTime<Utc>);
+
 /// One day or hour.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReportRow {
@@ -144,11 +147,7 @@ pub async fn report(
             }
         }
     }
-    let row = |(w, f, c): (
-        (DateTime<Utc>, DateTime<Utc>),
-        Figures,
-        BTreeMap<String, u64>,
-    )| {
+    let row = |w: Window, f: Figures, c: BTreeMap<String, u64>| {
         let local = w.0.with_timezone(&jst());
         ReportRow {
             period: match by {
@@ -169,13 +168,13 @@ pub async fn report(
     let total_window = windows.pop().unwrap_or((lo, hi));
     let total_figures = figures.pop().unwrap_or_default();
     let total_counts = counts.pop().unwrap_or_default();
-    let mut total = row((total_window, total_figures, total_counts));
+    let mut total = row(total_window, total_figures, total_counts);
     total.period = format!("{from}〜{to}");
     let rows = windows
         .into_iter()
         .zip(figures)
         .zip(counts)
-        .map(|((w, f), c)| row((w, f, c)))
+        .map(|((w, f), c)| row(w, f, c))
         .collect();
     Ok(Report {
         from: from.to_string(),
