@@ -8,6 +8,7 @@ import * as fmt from "./format.js";
 import { t } from "./i18n.js";
 import { changeButton, rideBadge } from "./rebook.js";
 import { buildSearchPanel } from "./search.js";
+import { standbyButton } from "./standby.js";
 import { activeSession, state } from "./state.js";
 import { refreshResident, renderSessions } from "./workspace.js";
 
@@ -529,6 +530,8 @@ export function buildBookings(r, session = activeSession()) {
           rideBadge(b),
           // 変更: the rebooking panel (rebook.js), for a live booking or to book a cancelled dose again.
           session && (status === "booked" || status === "checked_in" || status === "cancelled") ? changeButton(session, b) : "",
+          // 待機リスト (standby.js): would come earlier if a dose is left over.
+          session && status === "booked" && r.id ? standbyButton(r.id, b) : "",
         ),
       );
     }
