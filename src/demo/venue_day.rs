@@ -139,7 +139,8 @@ pub async fn run(state: AppState, mut venues: Vec<DemoVenue>, pace: std::time::D
             };
             let now = Utc::now();
             // Reception runs ahead of the vaccinators a little: a queue of two or three.
-            let vaccinate = waiting[i].len() >= 3 || (v.expected.is_empty() || turn % 2 == 0);
+            let vaccinate =
+                waiting[i].len() >= 3 || v.expected.is_empty() || turn.is_multiple_of(2);
             let step = if vaccinate && !waiting[i].is_empty() {
                 give(&state.store, v, &mut waiting[i], now, actor).await
             } else if let Some(resident) = v.expected.pop_front() {

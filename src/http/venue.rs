@@ -10,8 +10,9 @@
 //!   and audited; answers what the printed page shows.
 //! - Vials: `GET /api/venue/vials?venue=&date=`, `POST /api/venue/vials` (receive),
 //!   `POST /api/venue/vials/{id}/open`, `POST /api/venue/vials/{id}/discard` `{reason}`.
-//! - `GET /api/venue/progress?date=`: every venue's day in numbers; `GET /ws/venues` pushes
-//!   `venue_progress` whenever a venue's numbers change (a check-in, a dose, a vial).
+//! - `GET /api/venue/progress?date=&venue=`: every venue's day in numbers, with the reception
+//!   forecast ([`crate::domain::forecast`]); `GET /ws/venues` pushes `venue_progress` whenever
+//!   a venue's numbers change (a check-in, a dose, a vial, a standby entry).
 
 use super::error::JsonBody;
 use super::session::CurrentUser;
@@ -575,7 +576,7 @@ pub fn openapi_paths() -> Vec<(String, serde_json::Value)> {
         ),
         (
             "/api/venue/progress",
-            json!({"get": {"summary": "every venue's day (JST): booked, checked_in, vaccinated, no_show, expected, waiting, doses_left",
+            json!({"get": {"summary": "every venue's day (JST), or one venue's: booked, checked_in, vaccinated, no_show, expected, waiting, doses_left, and forecast (arrivals per 15 minutes, reception's throughput per minute over the last 30, the forecast queue and wait per quarter, warning and warn_from when the wait would exceed MADOGUCHI_RECEPTION_MAX_WAIT_MIN)",
             "parameters": [{"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}},
                            {"name": "venue", "in": "query", "schema": {"type": "integer"}}],
             "responses": {"200": {"description": "per venue"}, "422": {"description": "bad date or venue"}}}}),

@@ -159,6 +159,60 @@ async fn the_venue_screen_checks_in_by_ticket_and_records_a_dose() {
         refused.as_str().unwrap_or("").contains("too early"),
         "{refused}"
     );
+    // The standby list: the doses left beside nobody still expected are spare; a resident
+    // put on standby by the phones is listed with their phone and taken into today's slot.
+    let spare = d
+        .wait_for(
+            "return document.querySelector('#standby-spare').dataset.spare === '9';",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        spare,
+        json!(true),
+        "{}",
+        text_of(&d, "#standby-spare").await
+    );
+    let other: i64 =
+        sqlx::query_scalar("SELECT id FROM residents WHERE id <> $1 ORDER BY id LIMIT 1")
+            .bind(day.resident)
+            .fetch_one(&day.srv.store().read)
+            .await
+            .unwrap();
+    let phones = day.srv.login("super1").await;
+    let (status, entry) = phones
+        .post(
+            "/api/standby",
+            json!({"resident_id": other, "venue_id": day.venue}),
+        )
+        .await;
+    assert_eq!(status, 201, "{entry}");
+    // The screen reads the list again when the progress moves; a reload of the list is what
+    // staff see after the push.
+    let listed = d
+        .wait_for(
+            &format!(
+                "return !!document.querySelector('#standby li[data-standby-id=\"{}\"]');",
+                entry["id"]
+            ),
+            WAIT,
+        )
+        .await;
+    assert_eq!(listed, json!(true), "the standby entry is listed");
+    assert!(text_of(&d, "#standby").await.contains("0773-62-1111"));
+    d.click(&d.find("#standby [data-action=take]", WAIT).await.unwrap())
+        .await;
+    let taken = d
+        .wait_for(
+            "return document.querySelectorAll('#standby li').length === 0;",
+            WAIT,
+        )
+        .await;
+    assert_eq!(taken, json!(true), "taken off the list");
+    let live = day.srv.store().live_bookings_of(other).await.unwrap();
+    assert_eq!(live.len(), 1, "booked into today's slot");
+    assert_eq!(live[0].venue_id, day.venue);
+
     // The supervisor page's count rose, pushed, with the check-in.
     let risen = sv
         .wait_for(&format!("return {} === '1';", sv_cell("vaccinated")), WAIT)

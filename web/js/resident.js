@@ -9,6 +9,7 @@ import { t } from "./i18n.js";
 import { dialButton } from "./dialer.js";
 import { changeButton, rideBadge } from "./rebook.js";
 import { buildSearchPanel } from "./search.js";
+import { standbyButton } from "./standby.js";
 import { activeSession, state } from "./state.js";
 import { refreshResident, renderSessions } from "./workspace.js";
 
@@ -531,6 +532,8 @@ export function buildBookings(r, session = activeSession()) {
           rideBadge(b),
           // 変更: the rebooking panel (rebook.js), for a live booking or to book a cancelled dose again.
           session && (status === "booked" || status === "checked_in" || status === "cancelled") ? changeButton(session, b) : "",
+          // 待機リスト (standby.js): would come earlier if a dose is left over.
+          session && status === "booked" && r.id ? standbyButton(r.id, b) : "",
         ),
       );
     }

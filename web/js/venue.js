@@ -199,16 +199,11 @@ async function loadProgress() {
   if (r.ok && Array.isArray(r.data) && r.data[0]) showProgress(r.data[0]);
 }
 
-let standbyKey = "";
-
 function showProgress(p) {
   $("#progress").dataset.venueId = String(p.venue_id);
-  // The standby list's spare doses follow the doses left and the residents expected.
-  const key = `${p.venue_id}:${p.doses_left}:${p.expected}`;
-  if (key !== standbyKey) {
-    standbyKey = key;
-    loadStandby();
-  }
+  // The standby list and its spare doses follow every change of the venue's day (a standby
+  // entry added or taken pushes the progress too).
+  loadStandby();
   const set = (id, n) => {
     $(`[data-testid=${id}]`).textContent = String(n);
   };
