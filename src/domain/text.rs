@@ -31,29 +31,6 @@ pub fn one_space(s: &str) -> String {
         .join("\u{3000}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn widths_fold_once() {
-        assert_eq!(fold_width("０７７３－６２"), "0773-62");
-        assert_eq!(fold_width("ＡＢｃ"), "ABc");
-        assert_eq!(fold_width("ｶﾞｲｺｸ ﾊﾟﾝ"), "ガイコク パン");
-        assert_eq!(fold_width("ｳﾞｧ"), "ヴァ");
-        assert_eq!(fold_width("\u{3000}"), " ");
-        // Kana stays kana, kanji stays kanji.
-        assert_eq!(fold_width("まいづる舞鶴"), "まいづる舞鶴");
-        assert_eq!(fold_trimmed("　１２３　"), "123");
-    }
-
-    #[test]
-    fn spaces_become_one_ideographic_space() {
-        assert_eq!(one_space("  山田   太郎 "), "山田\u{3000}太郎");
-        assert_eq!(one_space("山田\u{3000}\u{3000}太郎"), "山田\u{3000}太郎");
-    }
-}
-
 /// The conversions every checked text newtype (`AddressNo`, `TicketNo`…) shares: parsed from a
 /// `String` through its `parse` (so serde checks it too), back into one, and shown as itself.
 macro_rules! text_newtype {
@@ -77,3 +54,26 @@ macro_rules! text_newtype {
     };
 }
 pub(crate) use text_newtype;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_fold_once() {
+        assert_eq!(fold_width("０７７３－６２"), "0773-62");
+        assert_eq!(fold_width("ＡＢｃ"), "ABc");
+        assert_eq!(fold_width("ｶﾞｲｺｸ ﾊﾟﾝ"), "ガイコク パン");
+        assert_eq!(fold_width("ｳﾞｧ"), "ヴァ");
+        assert_eq!(fold_width("\u{3000}"), " ");
+        // Kana stays kana, kanji stays kanji.
+        assert_eq!(fold_width("まいづる舞鶴"), "まいづる舞鶴");
+        assert_eq!(fold_trimmed("　１２３　"), "123");
+    }
+
+    #[test]
+    fn spaces_become_one_ideographic_space() {
+        assert_eq!(one_space("  山田   太郎 "), "山田\u{3000}太郎");
+        assert_eq!(one_space("山田\u{3000}\u{3000}太郎"), "山田\u{3000}太郎");
+    }
+}
