@@ -204,6 +204,14 @@ async fn take(
             )
         })?,
     };
+    // The seat a moved booking gives back is published with the one it takes.
+    let old_slot = state
+        .store
+        .bookings_of(entry.resident_id)
+        .await?
+        .into_iter()
+        .find(|b| b.dose == entry.dose && matches!(b.status.as_str(), "booked" | "checked_in"))
+        .map(|b| b.slot_id);
     let peer = peer.to_string();
     let actor = Actor {
         user_id: Some(user.id),
@@ -218,6 +226,7 @@ async fn take(
             other => other.into(),
         })? {
         Ok(row) => {
+            state.slot_feed.mark(old_slot.into_iter().chain([slot_id]));
             super::venue::publish_progress(&state, entry.venue_id);
             Ok(Json(json!({"entry": row, "slot_id": slot_id})).into_response())
         }

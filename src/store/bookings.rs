@@ -622,15 +622,30 @@ impl Store {
         slot_id: i64,
     ) -> Result<Result<i64, Refusal>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let booked = self.book_in(&mut tx, resident_id, dose, slot_id).await?;
+        if booked.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(booked)
+    }
+
+    /// [`Store::book`] on an open transaction (the caller commits, or rolls back on a refusal).
+    pub(super) async fn book_in(
+        &self,
+        tx: &mut WriteTx,
+        resident_id: i64,
+        dose: i64,
+        slot_id: i64,
+    ) -> Result<Result<i64, Refusal>, StoreError> {
         let slot = SlotFacts::of(
-            slot_in(&mut tx, slot_id)
+            slot_in(tx, slot_id)
                 .await?
                 .ok_or(StoreError::Invalid { field: "slot_id" })?,
         )?;
-        if let Err(refusal) = self.rules_for(&mut tx, resident_id, dose, &slot).await? {
+        if let Err(refusal) = self.rules_for(tx, resident_id, dose, &slot).await? {
             return Ok(Err(refusal));
         }
-        match take_seat(&mut tx, slot_id).await {
+        match take_seat(tx, slot_id).await {
             Ok(()) => {}
             Err(StoreError::Conflict { constraint }) if constraint == SLOT_FULL => {
                 return Ok(Err(full(&slot.slot)));
@@ -648,7 +663,6 @@ impl Store {
         .bind(at)
         .fetch_one(tx.conn())
         .await?;
-        tx.commit().await?;
         Ok(Ok(id))
     }
 

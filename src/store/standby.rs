@@ -5,7 +5,8 @@
 //! moves ([`Store::move_booking_with`]), else a new one is made ([`Store::book`]). The entry is
 //! then closed, naming the booking; entries are never deleted.
 
-use super::bookings::{MoveOptions, MoveOutcome, Refusal};
+use super::bookings::{lock_live_dose, MoveOptions, Refusal};
+use super::tx::WriteTx;
 use super::vaccinations::Actor;
 use super::{now, Store, StoreError};
 use chrono::NaiveDate;
@@ -234,48 +235,48 @@ impl Store {
     }
 
     /// Takes a resident from standby into `slot_id`: their live booking of the dose moves
-    /// there (the move's rules and seat count), or a new booking is made; then the entry is
-    /// closed with the booking. Audited.
+    /// there (the move's rules, seat count and ride), or a new booking is made; the entry is
+    /// closed with the booking. One transaction: a refusal or a crash leaves the resident on
+    /// the list with their booking as it was. Audited.
     pub async fn take_standby(
         &self,
         id: i64,
         slot_id: i64,
         actor: Actor<'_>,
     ) -> Result<Result<StandbyRow, StandbyRefusal>, StoreError> {
-        let entry = self.standby_entry(id).await?.ok_or(StoreError::NotFound)?;
-        if entry.closed_at.is_some() {
-            return Ok(Err(StandbyRefusal::Closed(id)));
-        }
-        let live: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM bookings WHERE resident_id = $1 AND dose = $2 \
-             AND status IN ('booked', 'checked_in')",
-        )
-        .bind(entry.resident_id)
-        .bind(entry.dose)
-        .fetch_optional(&self.read)
-        .await?;
+        let mut tx = self.begin_write().await?;
+        let entry = match open_entry(&mut tx, id).await? {
+            Ok(entry) => entry,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let live = lock_live_dose(&mut tx, entry.resident_id, entry.dose).await?;
         let booking_id = match live {
             Some(booking) => {
-                let answer = self
-                    .move_booking_with(
-                        booking,
-                        slot_id,
-                        &format!("standby-{id}-{slot_id}"),
-                        MoveOptions { release_ride: true },
-                    )
-                    .await?;
-                match answer.outcome {
-                    MoveOutcome::Moved { .. } => booking,
-                    MoveOutcome::Refused(r) => return Ok(Err(StandbyRefusal::Booking(r))),
+                let opts = MoveOptions { release_ride: true };
+                match self.move_in(&mut tx, &booking, slot_id, opts).await? {
+                    Ok(_) => booking.id,
+                    Err(r) => return Ok(Err(StandbyRefusal::Booking(r))),
                 }
             }
-            None => match self.book(entry.resident_id, entry.dose, slot_id).await? {
+            None => match self
+                .book_in(&mut tx, entry.resident_id, entry.dose, slot_id)
+                .await?
+            {
                 Ok(b) => b,
                 Err(r) => return Ok(Err(StandbyRefusal::Booking(r))),
             },
         };
-        self.close_standby(id, "taken", Some(booking_id), actor)
-            .await
+        let row = close_in(
+            &mut tx,
+            id,
+            entry.resident_id,
+            "taken",
+            Some(booking_id),
+            actor,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(row))
     }
 
     /// Removes an entry from the list with a reason (the resident no longer wants it).
@@ -285,60 +286,82 @@ impl Store {
         reason: &str,
         actor: Actor<'_>,
     ) -> Result<Result<StandbyRow, StandbyRefusal>, StoreError> {
-        self.close_standby(id, reason, None, actor).await
-    }
-
-    async fn close_standby(
-        &self,
-        id: i64,
-        reason: &str,
-        booking_id: Option<i64>,
-        actor: Actor<'_>,
-    ) -> Result<Result<StandbyRow, StandbyRefusal>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let sql = format!(
-            "SELECT resident_id, closed_at FROM standby WHERE id = $1{}",
-            tx.for_update()
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(tx.conn())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        if row.try_get::<Option<String>, _>("closed_at")?.is_some() {
-            return Ok(Err(StandbyRefusal::Closed(id)));
-        }
-        let resident_id: i64 = row.try_get("resident_id")?;
-        sqlx::query(
-            "UPDATE standby SET closed_at = $1, closed_by = $2, closed_reason = $3, \
-             booking_id = $4 WHERE id = $5",
-        )
-        .bind(now())
-        .bind(actor.user_id)
-        .bind(reason.to_string())
-        .bind(booking_id)
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
-        let detail = match booking_id {
-            Some(b) => format!("standby {id} taken: booking {b}"),
-            None => format!("standby {id} removed: {reason}"),
+        let entry = match open_entry(&mut tx, id).await? {
+            Ok(entry) => entry,
+            Err(refused) => return Ok(Err(refused)),
         };
-        Store::audit_in(
-            &mut tx,
-            actor.user_id,
-            "standby_close",
-            Some(resident_id),
-            &detail,
-            actor.remote_addr,
-        )
-        .await?;
-        let row = sqlx::query(&format!("{STANDBY_SELECT} WHERE s.id = $1"))
-            .bind(id)
-            .fetch_one(tx.conn())
-            .await?;
-        let row = standby_from_row(&row)?;
+        let row = close_in(&mut tx, id, entry.resident_id, reason, None, actor).await?;
         tx.commit().await?;
         Ok(Ok(row))
     }
+}
+
+/// The entry's resident and dose, locked; refused when it is already closed.
+struct OpenEntry {
+    resident_id: i64,
+    dose: i64,
+}
+
+async fn open_entry(
+    tx: &mut WriteTx,
+    id: i64,
+) -> Result<Result<OpenEntry, StandbyRefusal>, StoreError> {
+    let sql = format!(
+        "SELECT resident_id, dose, closed_at FROM standby WHERE id = $1{}",
+        tx.for_update()
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    if row.try_get::<Option<String>, _>("closed_at")?.is_some() {
+        return Ok(Err(StandbyRefusal::Closed(id)));
+    }
+    Ok(Ok(OpenEntry {
+        resident_id: row.try_get("resident_id")?,
+        dose: row.try_get("dose")?,
+    }))
+}
+
+/// Closes an open entry (taken with its booking, or removed with a reason), audited, on the
+/// caller's transaction; the entry as it now is.
+async fn close_in(
+    tx: &mut WriteTx,
+    id: i64,
+    resident_id: i64,
+    reason: &str,
+    booking_id: Option<i64>,
+    actor: Actor<'_>,
+) -> Result<StandbyRow, StoreError> {
+    sqlx::query(
+        "UPDATE standby SET closed_at = $1, closed_by = $2, closed_reason = $3, \
+         booking_id = $4 WHERE id = $5",
+    )
+    .bind(now())
+    .bind(actor.user_id)
+    .bind(reason.to_string())
+    .bind(booking_id)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    let detail = match booking_id {
+        Some(b) => format!("standby {id} taken: booking {b}"),
+        None => format!("standby {id} removed: {reason}"),
+    };
+    Store::audit_in(
+        tx,
+        actor.user_id,
+        "standby_close",
+        Some(resident_id),
+        &detail,
+        actor.remote_addr,
+    )
+    .await?;
+    let row = sqlx::query(&format!("{STANDBY_SELECT} WHERE s.id = $1"))
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await?;
+    Ok(standby_from_row(&row)?)
 }

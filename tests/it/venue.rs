@@ -591,8 +591,47 @@ async fn standby_list(engine: &str) {
         .await;
     assert_eq!(other["entries"].as_array().unwrap().len(), 0);
 
-    // Taken into today's slot: the live booking moves there.
+    // A take into a full slot is refused in the one transaction: the resident stays on the
+    // list and keeps their booking where it was.
     let id = entry["id"].as_i64().unwrap();
+    let soon = Utc::now() + Duration::minutes(30);
+    let full_slot = s
+        .insert_slots(&[NewSlot {
+            venue_id: d.venue,
+            starts_at: soon,
+            ends_at: soon + Duration::minutes(30),
+            product: Product::Pfizer,
+            capacity: 0,
+        }])
+        .await
+        .unwrap()[0];
+    let (status, r) = venue
+        .post(
+            &format!("/api/venue/standby/{id}/take"),
+            json!({"slot_id": full_slot}),
+        )
+        .await;
+    assert_eq!(
+        (status, r["reason"].as_str()),
+        (409, Some("slot_full")),
+        "{engine}: {r}"
+    );
+    let (_, list) = venue
+        .get(&format!("/api/venue/standby?venue={}", d.venue))
+        .await;
+    assert_eq!(
+        list["entries"].as_array().unwrap().len(),
+        1,
+        "{engine}: still on the list"
+    );
+    let slot_now: i64 = sqlx::query_scalar("SELECT slot_id FROM bookings WHERE id = $1")
+        .bind(booking)
+        .fetch_one(&s.read)
+        .await
+        .unwrap();
+    assert_eq!(slot_now, later_slot, "{engine}: the booking did not move");
+
+    // Taken into today's slot: the live booking moves there.
     let (status, taken) = venue
         .post(&format!("/api/venue/standby/{id}/take"), json!({}))
         .await;
