@@ -20,8 +20,6 @@ use std::time::Duration;
 pub const SUPERVISOR_TOPIC: &str = "supervisors";
 /// At most this often a board goes out (two a second).
 pub const COALESCE: Duration = Duration::from_millis(500);
-/// Bookings per venue change slowly; they are read at most this often.
-const VENUES_EVERY: Duration = Duration::from_secs(10);
 
 /// The routes of this module (and the supervisor page) as `/api/openapi.json` lists them.
 pub fn openapi_paths() -> serde_json::Map<String, serde_json::Value> {
@@ -53,40 +51,12 @@ async fn upgrade(
         .on_upgrade(move |socket| serve(socket, state, user)))
 }
 
-/// Bookings per venue for the JST day of `now`: seats booked and offered in its slots.
-pub(crate) async fn venues_today(
-    state: &AppState,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<serde_json::Value, ApiError> {
-    let today = now
-        .with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("JST"))
-        .date_naive();
-    let venues = state.store.venues().await?;
-    let slots = state.store.slots(None, Some(today), now, 100_000).await?;
-    let rows: Vec<serde_json::Value> = venues
-        .iter()
-        .map(|v| {
-            let (mut booked, mut capacity, mut n) = (0i64, 0i64, 0usize);
-            for s in slots.iter().filter(|s| s.venue_id == v.id) {
-                booked += s.booked;
-                capacity += s.capacity;
-                n += 1;
-            }
-            json!({"venue_id": v.id, "name": v.name, "slots": n, "booked": booked, "capacity": capacity})
-        })
-        .collect();
-    Ok(json!({"date": today.to_string(), "venues": rows}))
-}
-
-async fn board_message(
-    state: &AppState,
-    kind: &str,
-    venues: &serde_json::Value,
-) -> Result<String, ApiError> {
+/// The board as a message: the `/api/queues` document with its `type`. (Each venue's progress
+/// has its own feed, `/ws/venues`, which the page's venues panel reads.)
+async fn board_message(state: &AppState, kind: &str) -> Result<String, ApiError> {
     let mut board = super::queues::snapshot(state).await?;
     if let Some(o) = board.as_object_mut() {
         o.insert("type".into(), json!(kind));
-        o.insert("bookings_today".into(), venues.clone());
     }
     Ok(board.to_string())
 }
@@ -94,27 +64,18 @@ async fn board_message(
 /// Publishes the board on [`SUPERVISOR_TOPIC`] as it changes, at most every [`COALESCE`], while
 /// at least one supervisor screen listens. Runs until `stop` changes.
 pub async fn publish_board(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut venues = json!({"date": null, "venues": []});
-    let mut venues_read: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = state.board.changed() => {}
-            // The ACW timers and bookings change without a board event.
+            // The ACW timers run out without a board event.
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = stop.changed() => return,
         }
         if state.hub.listeners(SUPERVISOR_TOPIC) == 0 {
             continue;
         }
-        if venues_read.is_none_or(|t| t.elapsed() >= VENUES_EVERY) {
-            match venues_today(&state, chrono::Utc::now()).await {
-                Ok(v) => venues = v,
-                Err(e) => tracing::debug!(error = ?e, "bookings per venue not read"),
-            }
-            venues_read = Some(tokio::time::Instant::now());
-        }
-        // Woken by a change, or by the tick (after-call work runs out, bookings move).
-        match board_message(&state, "board", &venues).await {
+        // Woken by a change, or by the tick (after-call work runs out).
+        match board_message(&state, "board").await {
             Ok(text) => {
                 state.hub.publish(SUPERVISOR_TOPIC, &text);
             }
@@ -147,10 +108,7 @@ fn shared_text(text: &Arc<str>) -> Utf8Bytes {
 
 async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users::User) {
     let mut sub = state.hub.subscribe(SUPERVISOR_TOPIC, None, None);
-    let venues = venues_today(&state, chrono::Utc::now())
-        .await
-        .unwrap_or_else(|_| json!({"date": null, "venues": []}));
-    let hello = match board_message(&state, "hello", &venues).await {
+    let hello = match board_message(&state, "hello").await {
         Ok(h) => h,
         Err(_) => {
             state.hub.unsubscribe(SUPERVISOR_TOPIC, sub.id);
