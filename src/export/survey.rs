@@ -131,7 +131,13 @@ pub fn parse_survey(bytes: &[u8]) -> Result<(Vec<SurveyAnswer>, &'static str), I
     if !problems.is_empty() {
         return Err(rejected(problems));
     }
-    let code = |col: Col| COLUMNS.iter().find(|c| c.0 == col).map(|c| c.1).unwrap();
+    // Every Col is in COLUMNS; the fallback only keeps this free of a panic.
+    let code = |col: Col| {
+        COLUMNS
+            .iter()
+            .find(|c| c.0 == col)
+            .map_or("column", |c| c.1)
+    };
 
     let mut answers = Vec::new();
     let mut seen: HashMap<ResidentKey, usize> = HashMap::new();

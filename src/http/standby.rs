@@ -247,13 +247,8 @@ async fn remove(
     Path(id): Path<i64>,
     JsonBody(body): JsonBody<RemoveBody>,
 ) -> Result<Response, ApiError> {
-    let reason = body
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty() && r.chars().count() <= 200)
-        .ok_or_else(|| ApiError::invalid("reason", "say why the entry is removed"))?
-        .to_string();
+    let reason =
+        super::venue::reason_given(body.reason.as_deref(), "say why the entry is removed")?;
     let peer = peer.to_string();
     let actor = Actor {
         user_id: Some(user.id),

@@ -425,6 +425,16 @@ async fn open_vial(
     }
 }
 
+/// A reason typed by staff (discarding a vial, removing a standby entry): trimmed, 1–200
+/// characters, or a 422 that says what is missing.
+pub(crate) fn reason_given(reason: Option<&str>, missing: &str) -> Result<String, ApiError> {
+    reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && r.chars().count() <= 200)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::invalid("reason", missing))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct DiscardBody {
@@ -438,13 +448,7 @@ async fn discard_vial(
     Path(id): Path<i64>,
     JsonBody(body): JsonBody<DiscardBody>,
 ) -> Result<Response, ApiError> {
-    let reason = body
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty() && r.chars().count() <= 200)
-        .ok_or_else(|| ApiError::invalid("reason", "say why the vial is discarded"))?
-        .to_string();
+    let reason = reason_given(body.reason.as_deref(), "say why the vial is discarded")?;
     let peer = peer.to_string();
     let actor = Actor {
         user_id: Some(user.id),
