@@ -305,8 +305,8 @@ async fn pop(
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("{}/ws", base.replace("http://", "ws://")).into_client_request()?;
         req.headers_mut().insert("cookie", cookie.parse()?);
-        let (mut ws, _) = load
-            .spawn(tokio_tungstenite::connect_async(req))
+        let mut ws = load
+            .spawn(ws_connect(req))
             .await?
             .context("opening an agent socket")?;
         let (tx, ext) = (seen_tx.clone(), exts[i].clone());
@@ -457,6 +457,21 @@ async fn pop(
     // A runtime may not be dropped inside another's task: let it go in the background.
     load.shutdown_background();
     Ok(())
+}
+
+/// Opens a screen's WebSocket as a browser would, with a read buffer sized for the messages a
+/// screen gets (tungstenite zeroes its whole read buffer, 128 KiB by default, before each
+/// read: a thousand screens on one client thread would measure memset, not the server).
+pub(crate) async fn ws_connect(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(16 * 1024);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
+    Ok(ws)
 }
 
 /// Logs every bench agent in over HTTP with a minimal client (hyper is not a dependency; the

@@ -74,22 +74,24 @@ pub async fn supervisors(clients: usize, calls: usize, rate: f64) -> anyhow::Res
         let mut req =
             format!("{}/ws/supervisor", base.replace("http://", "ws://")).into_client_request()?;
         req.headers_mut().insert("cookie", cookie.parse()?);
-        let (mut ws, _) = load
-            .spawn(tokio_tungstenite::connect_async(req))
+        let mut ws = load
+            .spawn(super::ws_connect(req))
             .await?
             .context("opening a supervisor socket")?;
         let tx = seen_tx.clone();
         sockets.push(load.spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
                 if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-                    if t.contains("\"type\":\"board\"") {
+                    // A board leads with its type and `at` (after the hub's `seq`): only
+                    // those first bytes are read, so the clients' parsing does not weigh on
+                    // the measurement.
+                    let head = t.get(..t.len().min(96)).unwrap_or("");
+                    if head.contains("\"type\":\"board\"") {
                         let now = chrono::Utc::now();
-                        // Only the `at` field is read (the first: keys come sorted, so the
-                        // board's own precedes the slices'), so the clients' parsing does not
-                        // weigh on the measurement.
-                        let at = t
+                        let at = head
                             .find("\"at\":\"")
-                            .and_then(|i| t.get(i + 6..i + 30))
+                            .and_then(|i| head.get(i + 6..))
+                            .and_then(|rest| rest.split('"').next())
                             .and_then(crate::store::parse_ts);
                         if let Some(at) = at {
                             let us = (now - at).num_microseconds().unwrap_or(0).max(0);

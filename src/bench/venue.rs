@@ -79,7 +79,7 @@ pub async fn venue(
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://{addr}/ws/venues").into_client_request()?;
         req.headers_mut().insert("cookie", watch_cookie.parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+        let mut ws = super::ws_connect(req).await?;
         let pushed = pushed.clone();
         watchers.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {

@@ -23,7 +23,7 @@ async fn queues(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 
 /// The board as `/api/queues` and the supervisors' topic show it.
 pub(crate) async fn snapshot(state: &AppState) -> Result<serde_json::Value, ApiError> {
-    let users = state.store.users().await?;
+    let users = state.store.users_with_extension().await?;
     Ok(snapshot_with(state, &users, chrono::Utc::now()))
 }
 

@@ -46,19 +46,27 @@ async fn upgrade(
     CurrentUser(user): CurrentUser,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    Ok(ws
-        .max_message_size(super::ws::MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, state, user)))
+    Ok(super::ws::with_limits(ws).on_upgrade(move |socket| serve(socket, state, user)))
 }
 
 /// The board as a message: the `/api/queues` document with its `type`. (Each venue's progress
 /// has its own feed, `/ws/venues`, which the page's venues panel reads.)
 async fn board_message(state: &AppState, kind: &str) -> Result<String, ApiError> {
-    let mut board = super::queues::snapshot(state).await?;
-    if let Some(o) = board.as_object_mut() {
-        o.insert("type".into(), json!(kind));
-    }
-    Ok(board.to_string())
+    let board = super::queues::snapshot(state).await?;
+    Ok(led_by_type_and_at(kind, board))
+}
+
+/// `{"type":…,"at":…, the rest}`: a screen tells a board and its age from the first bytes,
+/// without reading the tens of kilobytes after them (the keys of the rest come sorted).
+fn led_by_type_and_at(kind: &str, mut board: serde_json::Value) -> String {
+    let at = board
+        .as_object_mut()
+        .and_then(|o| o.remove("at"))
+        .unwrap_or(serde_json::Value::Null);
+    let rest = board.to_string();
+    let rest = rest.strip_prefix('{').unwrap_or("}");
+    let sep = if rest.starts_with('}') { "" } else { "," };
+    format!("{{\"type\":{},\"at\":{at}{sep}{rest}", json!(kind))
 }
 
 /// Publishes the board on [`SUPERVISOR_TOPIC`] as it changes, at most every [`COALESCE`], while
@@ -155,4 +163,30 @@ async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users
         }
     }
     state.hub.unsubscribe(SUPERVISOR_TOPIC, sub.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::led_by_type_and_at;
+    use serde_json::json;
+
+    #[test]
+    fn a_board_message_leads_with_its_type_and_age_and_keeps_every_field() {
+        let board = json!({"agents": [{"at": "not this one"}], "at": "2026-11-30T01:02:03.000Z", "slices": []});
+        let text = led_by_type_and_at("board", board.clone());
+        assert!(
+            text.starts_with(r#"{"type":"board","at":"2026-11-30T01:02:03.000Z","agents":"#),
+            "{text}"
+        );
+        let mut want = board;
+        want["type"] = json!("board");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            want
+        );
+        // A board without fields is still one JSON object.
+        let empty = led_by_type_and_at("hello", json!({}));
+        assert_eq!(empty, r#"{"type":"hello","at":null}"#);
+        assert!(serde_json::from_str::<serde_json::Value>(&empty).is_ok());
+    }
 }

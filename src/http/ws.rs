@@ -26,6 +26,19 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest message a browser may send (it only sends pings).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
+/// How much a socket reads at once. The library's default (128 KiB) is zeroed before every
+/// read attempt, and a screen's socket is polled for reading each time a message goes out to
+/// it: with a wall of a thousand supervisor screens that was 128 MB of memset per board.
+/// Browsers send only small pings.
+pub const READ_BUFFER: usize = 4 * 1024;
+
+/// Every screen socket's limits: [`MAX_MESSAGE`] and [`READ_BUFFER`].
+pub(super) fn with_limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+}
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
@@ -75,9 +88,7 @@ pub(super) fn open(
     topic: String,
     q: WsQuery,
 ) -> Response {
-    ws.max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, state, user, topic, q))
+    with_limits(ws).on_upgrade(move |socket| serve(socket, state, user, topic, q))
 }
 
 async fn serve(

@@ -192,6 +192,18 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
+    /// The active users with a PBX extension (the agents the supervisors' board lists), by
+    /// username: the board is rebuilt up to twice a second and need not read every login.
+    pub async fn users_with_extension(&self) -> anyhow::Result<Vec<User>> {
+        let rows = sqlx::query(
+            "SELECT id, username, display_name, role, extension FROM users \
+             WHERE active = 1 AND extension IS NOT NULL ORDER BY username",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     pub async fn create_session(
         &self,
         user_id: i64,
