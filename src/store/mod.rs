@@ -36,6 +36,7 @@ pub mod vaccinations;
 pub mod venue;
 pub mod vials;
 pub mod vsys;
+mod writer;
 
 pub use error::StoreError;
 pub use tx::WriteTx;
@@ -67,6 +68,8 @@ pub struct Store {
     /// SQLite only: a read-only connection used in place, without a hop to another thread,
     /// for the screen pop's lookup (see `popjson`).
     pop_reader: Option<popjson::PopReader>,
+    /// SQLite only: the thread the agents' booking changes run on (see `writer`).
+    writer: Option<writer::Writer>,
     /// PostgreSQL only: native connections for LISTEN/NOTIFY and advisory locks, which need
     /// PostgreSQL types and a session of their own. Lazy: none open until one is asked for.
     pg: Option<sqlx::PgPool>,
@@ -168,11 +171,14 @@ impl Store {
                     .await
                     .with_context(|| format!("opening {shown}"))?;
                 let pop_reader = popjson::PopReader::open(&url);
+                let writer =
+                    Some(writer::Writer::start().context("starting the SQLite writer thread")?);
                 Store {
                     read,
                     write,
                     engine,
                     pop_reader,
+                    writer,
                     pg: None,
                 }
             }
@@ -199,6 +205,7 @@ impl Store {
                     write: pool,
                     engine,
                     pop_reader: None,
+                    writer: None,
                     pg: Some(pg),
                 }
             }
