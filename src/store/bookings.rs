@@ -960,16 +960,21 @@ pub(super) async fn dose2_seat(
     let window = dose2_window(dose1.date(), dose1.product);
     let time = jst_time(dose1.starts);
     let last = window.standard + Duration::days(DOSE2_SEARCH_DAYS);
+    // Only slots at dose 1's time of day come back (the database compares the time in the
+    // stored UTC text, `YYYY-MM-DDTHH:MM…`; Japan has no summer time, so one JST time is one
+    // UTC time): six weeks of a venue's slots at every time would be a thousand rows read
+    // and copied on every move.
     let rows = sqlx::query(&format!(
         "SELECT {SLOT_COLUMNS} FROM slots WHERE venue_id = $1 AND product = $2 \
-         AND starts_at >= $3 AND starts_at < $4 AND closed = 0 \
-         AND (booked < capacity OR id = $5) ORDER BY starts_at"
+         AND starts_at >= $3 AND starts_at < $4 AND substr(starts_at, 12, 5) = $6 \
+         AND closed = 0 AND (booked < capacity OR id = $5) ORDER BY starts_at"
     ))
     .bind(dose1.slot.venue_id)
     .bind(dose1.product.code())
     .bind(ts(jst_midnight(window.earliest)))
     .bind(ts(jst_midnight(last + Duration::days(1))))
     .bind(current.map(|c| c.slot_id).unwrap_or(0))
+    .bind(dose1.starts.format("%H:%M").to_string())
     .fetch_all(tx.conn())
     .await?;
     let ride_stop = match current {
