@@ -171,8 +171,10 @@ impl Store {
                     .await
                     .with_context(|| format!("opening {shown}"))?;
                 let pop_reader = popjson::PopReader::open(&url);
-                let writer =
-                    Some(writer::Writer::start().context("starting the SQLite writer thread")?);
+                let writer = Some(
+                    writer::Writer::start(Some(read.clone()))
+                        .context("starting the SQLite writer thread")?,
+                );
                 Store {
                     read,
                     write,
@@ -235,11 +237,20 @@ impl Store {
     }
 }
 
-/// Per-connection SQLite settings: WAL, foreign keys, and a generous busy timeout.
+/// The WAL size (pages) past which the writer checkpoints inside its own `COMMIT`: a safety
+/// net only, the writer thread checkpoints every second off the writer (see `writer`).
+pub(crate) const WAL_AUTOCHECKPOINT: i64 = 10_000;
+
+/// Per-connection SQLite settings: WAL, foreign keys, a generous busy timeout, and
+/// [`WAL_AUTOCHECKPOINT`].
 async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     conn.execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;",
+        format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384; \
+             PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT};"
+        )
+        .as_str(),
     )
     .await?;
     Ok(())

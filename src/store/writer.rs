@@ -11,10 +11,21 @@
 //! Changes run one after another, in the order they came (the writer is one connection anyway).
 //! A change that panics fails alone: its caller gets an error, the thread goes on.
 //! PostgreSQL needs none of this: its changes run in parallel on pooled connections.
+//!
+//! The thread also checkpoints the WAL every [`CHECKPOINT_EVERY`], on a reader connection
+//! (`PRAGMA wal_checkpoint(PASSIVE)`: it copies what it can and waits for nobody). Left to
+//! itself, SQLite checkpoints inside the writer's `COMMIT` once the WAL passes 1,000 pages,
+//! and that checkpoint's fsync stalled every change queued behind it. The writer still
+//! checkpoints by itself past [`super::WAL_AUTOCHECKPOINT`] pages, should this one fall
+//! behind.
 
 use super::StoreError;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+/// How often the WAL is checkpointed off the writer (see the module doc).
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -25,15 +36,22 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start() -> std::io::Result<Writer> {
+    /// Starts the thread; `checkpoints` is the pool the WAL is checkpointed on (`None`: no
+    /// checkpoints from here).
+    pub(crate) fn start(checkpoints: Option<sqlx::AnyPool>) -> std::io::Result<Writer> {
         let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        // No I/O driver: nothing here does network I/O, and without one the thread sleeps on
+        // a futex instead of epoll, a cheaper wake after each statement.
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+            .enable_time()
             .build()?;
         std::thread::Builder::new()
             .name("sqlite-changes".into())
             .spawn(move || {
                 runtime.block_on(async move {
+                    if let Some(pool) = checkpoints {
+                        tokio::spawn(checkpoint(pool));
+                    }
                     while let Some(job) = rx.recv().await {
                         // Spawned, so that a panic ends this change only.
                         if let Err(e) = tokio::spawn(job()).await {
@@ -69,13 +87,32 @@ impl Writer {
     }
 }
 
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the pool closes (it runs beside the
+/// changes: its statement waits on a reader connection's thread, not on this one).
+async fn checkpoint(pool: sqlx::AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint skipped");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn changes_run_in_order_and_a_panic_fails_only_its_own() {
-        let w = Writer::start().unwrap();
+        let w = Writer::start(None).unwrap();
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         // Sent in this order (each on its first poll), with a change that panics among them.
         let waits = (0..20).map(|i| {
