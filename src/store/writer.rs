@@ -75,6 +75,11 @@ impl Writer {
         let (done, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             Box::pin(async move {
+                // The caller gave up while the change queued (its request timed out or the
+                // client went away): it is not made behind its back.
+                if done.is_closed() {
+                    return;
+                }
                 let _ = done.send(change().await);
             })
         });
@@ -143,5 +148,39 @@ mod tests {
         );
         // The thread goes on after the panic.
         assert_eq!(w.run(|| async { Ok::<_, StoreError>(7) }).await.unwrap(), 7);
+
+        // A change whose caller gave up while it queued is not made.
+        let (gate_open, gate) = tokio::sync::oneshot::channel::<()>();
+        let busy = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.run(|| async {
+                    let _ = gate.await;
+                    Ok::<_, StoreError>(0)
+                })
+                .await
+            }
+        });
+        let made = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = tokio::spawn({
+            let (w, made) = (w.clone(), made.clone());
+            async move {
+                w.run(move || async move {
+                    made.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, StoreError>(1)
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        queued.abort();
+        let _ = queued.await;
+        gate_open.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        assert_eq!(w.run(|| async { Ok::<_, StoreError>(2) }).await.unwrap(), 2);
+        assert!(
+            !made.load(std::sync::atomic::Ordering::SeqCst),
+            "the abandoned change did not run"
+        );
     }
 }

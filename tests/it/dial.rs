@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// The next action of the given name the fake PBX received, as (lower-case key, value) pairs.
-async fn next_action(pbx: &mut ScriptedPbx, name: &str) -> Vec<(String, String)> {
+pub(crate) async fn next_action(pbx: &mut ScriptedPbx, name: &str) -> Vec<(String, String)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let action = tokio::time::timeout_at(deadline, pbx.actions.recv())
@@ -25,7 +25,7 @@ async fn next_action(pbx: &mut ScriptedPbx, name: &str) -> Vec<(String, String)>
     }
 }
 
-fn field<'a>(action: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(action: &'a [(String, String)], key: &str) -> Option<&'a str> {
     action
         .iter()
         .find(|(k, _)| k == key)

@@ -676,7 +676,7 @@ async fn callbacks(engine: &str) {
 /// A queued call of 2021-05-10 in Japan: joined at `hh:mm:ss` JST (`day_offset` days later),
 /// waited `hold` s, then answered and talked `talk` s, or ended `outcome` after `hold` s.
 #[allow(clippy::too_many_arguments)]
-fn report_call(
+pub(crate) fn report_call(
     id: &str,
     day_offset: i64,
     joined_jst: (u32, u32, u32),
