@@ -36,7 +36,6 @@ pub mod vaccinations;
 pub mod venue;
 pub mod vials;
 pub mod vsys;
-mod writer;
 
 pub use error::StoreError;
 pub use tx::WriteTx;
@@ -68,8 +67,6 @@ pub struct Store {
     /// SQLite only: a read-only connection used in place, without a hop to another thread,
     /// for the screen pop's lookup (see `popjson`).
     pop_reader: Option<popjson::PopReader>,
-    /// SQLite only: the thread the agents' booking changes run on (see `writer`).
-    writer: Option<writer::Writer>,
     /// PostgreSQL only: native connections for LISTEN/NOTIFY and advisory locks, which need
     /// PostgreSQL types and a session of their own. Lazy: none open until one is asked for.
     pg: Option<sqlx::PgPool>,
@@ -171,16 +168,12 @@ impl Store {
                     .await
                     .with_context(|| format!("opening {shown}"))?;
                 let pop_reader = popjson::PopReader::open(&url);
-                let writer = Some(
-                    writer::Writer::start(Some(read.clone()))
-                        .context("starting the SQLite writer thread")?,
-                );
+                tokio::spawn(checkpoint_wal(read.clone()));
                 Store {
                     read,
                     write,
                     engine,
                     pop_reader,
-                    writer,
                     pg: None,
                 }
             }
@@ -207,7 +200,6 @@ impl Store {
                     write: pool,
                     engine,
                     pop_reader: None,
-                    writer: None,
                     pg: Some(pg),
                 }
             }
@@ -238,8 +230,34 @@ impl Store {
 }
 
 /// The WAL size (pages) past which the writer checkpoints inside its own `COMMIT`: a safety
-/// net only, the writer thread checkpoints every second off the writer (see `writer`).
+/// net only, [`checkpoint_wal`] checkpoints every [`CHECKPOINT_EVERY`] off the writer.
 pub(crate) const WAL_AUTOCHECKPOINT: i64 = 10_000;
+
+/// How often the WAL is checkpointed off the writer.
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] on a reader connection
+/// (`PRAGMA wal_checkpoint(PASSIVE)`: it copies what it can and waits for nobody), until the
+/// pool closes. Left to itself, SQLite checkpoints inside the writer's `COMMIT` once the WAL
+/// passes 1,000 pages, and that checkpoint's fsync stalls every change queued behind it; the
+/// writer still checkpoints by itself past [`WAL_AUTOCHECKPOINT`] pages, should this task fall
+/// behind.
+async fn checkpoint_wal(pool: AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint skipped");
+        }
+    }
+}
 
 /// Per-connection SQLite settings: WAL, foreign keys, a generous busy timeout, and
 /// [`WAL_AUTOCHECKPOINT`].

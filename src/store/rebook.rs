@@ -193,39 +193,8 @@ impl Store {
     }
 
     /// [`Store::change_booking`]; without `by` (the store's own callers: the city's tools and
-    /// tests) no audit line or inquiry is written. On SQLite the change runs on the writer
-    /// thread (see `store::writer`).
+    /// tests) no audit line or inquiry is written.
     pub(super) async fn change_booking_by(
-        &self,
-        change: &Change,
-        idempotency_key: &str,
-        by: Option<ChangeBy<'_>>,
-    ) -> Result<MoveAnswer, StoreError> {
-        if let Some(writer) = &self.writer {
-            let (store, change, key) = (self.clone(), change.clone(), idempotency_key.to_string());
-            let by = by.map(|b| {
-                (
-                    b.user_id,
-                    b.call_id.map(str::to_string),
-                    b.remote_addr.to_string(),
-                )
-            });
-            return writer
-                .run(move || async move {
-                    let by = by.as_ref().map(|(user_id, call_id, remote_addr)| ChangeBy {
-                        user_id: *user_id,
-                        call_id: call_id.as_deref(),
-                        remote_addr,
-                    });
-                    store.change_booking_here(&change, &key, by).await
-                })
-                .await;
-        }
-        self.change_booking_here(change, idempotency_key, by).await
-    }
-
-    /// [`Store::change_booking_by`] on the task it is called from.
-    async fn change_booking_here(
         &self,
         change: &Change,
         idempotency_key: &str,
