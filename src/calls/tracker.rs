@@ -1036,11 +1036,13 @@ impl Tracker {
             call, c.candidates_json
         );
         let topic = agent_topic(ext);
-        self.hub.publish_at(&topic, &payload, Some(at));
         let answered_elsewhere = c.row.answered_by.as_deref().is_some_and(|a| a != ext);
-        if !answered_elsewhere {
+        if answered_elsewhere {
+            self.hub.publish_at(&topic, &payload, Some(at));
+        } else {
+            let live = Self::live_json(c, state, lookup);
             self.hub
-                .set_live(&topic, &c.row.id, Self::live_json(c, state, lookup));
+                .publish_live(&topic, &payload, Some(at), &c.row.id, live);
         }
         self.metrics
             .observe_pop(c.received.elapsed().as_micros() as u64);

@@ -100,6 +100,18 @@ fn new_epoch() -> Arc<str> {
     Arc::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+fn set_live_in(t: &mut Topic, call_id: &str, state: Arc<str>) {
+    match t.live.iter_mut().find(|(id, _)| id == call_id) {
+        Some(entry) => entry.1 = state,
+        None => {
+            t.live.push((call_id.to_string(), state));
+            if t.live.len() > LIVE_PER_TOPIC {
+                t.live.remove(0);
+            }
+        }
+    }
+}
+
 impl Hub {
     pub fn new() -> Hub {
         Hub {
@@ -128,6 +140,33 @@ impl Hub {
     pub fn publish_at(&self, topic: &str, payload: &str, origin: Option<DateTime<Utc>>) -> u64 {
         let mut topics = self.lock();
         let t = topics.entry(topic.to_string()).or_default();
+        self.publish_in(t, topic, payload, origin)
+    }
+
+    /// Publishes a call's message and records the call as live on the topic in one step, so
+    /// that a screen connecting meanwhile gets the message or the call in its `hello`, never
+    /// neither (as it could between two steps, when this thread was preempted between them).
+    pub fn publish_live(
+        &self,
+        topic: &str,
+        payload: &str,
+        origin: Option<DateTime<Utc>>,
+        call_id: &str,
+        state: Arc<str>,
+    ) -> u64 {
+        let mut topics = self.lock();
+        let t = topics.entry(topic.to_string()).or_default();
+        set_live_in(t, call_id, state);
+        self.publish_in(t, topic, payload, origin)
+    }
+
+    fn publish_in(
+        &self,
+        t: &mut Topic,
+        topic: &str,
+        payload: &str,
+        origin: Option<DateTime<Utc>>,
+    ) -> u64 {
         t.seq += 1;
         let seq = t.seq;
         let frame = Frame {
@@ -162,16 +201,7 @@ impl Hub {
     /// Records (or replaces) a live call a topic's screens should show when they connect.
     pub fn set_live(&self, topic: &str, call_id: &str, state: Arc<str>) {
         let mut topics = self.lock();
-        let t = topics.entry(topic.to_string()).or_default();
-        match t.live.iter_mut().find(|(id, _)| id == call_id) {
-            Some(entry) => entry.1 = state,
-            None => {
-                t.live.push((call_id.to_string(), state));
-                if t.live.len() > LIVE_PER_TOPIC {
-                    t.live.remove(0);
-                }
-            }
-        }
+        set_live_in(topics.entry(topic.to_string()).or_default(), call_id, state);
     }
 
     /// Forgets a live call on a topic (it ended, or was answered elsewhere).
@@ -308,6 +338,24 @@ mod tests {
         assert!(!s.gap);
         assert_eq!(s.replay.len(), 1);
         assert_ne!(Hub::new().epoch(), hub.epoch());
+    }
+
+    #[tokio::test]
+    async fn a_pop_and_its_live_call_come_together() {
+        let hub = Hub::new();
+        let mut before = hub.subscribe("agent:201", None, None);
+        hub.publish_live(
+            "agent:201",
+            r#"{"type":"screen_pop"}"#,
+            None,
+            "ami:1",
+            Arc::from(r#"{"call":{"id":"ami:1"}}"#),
+        );
+        let got = before.rx.try_recv().expect("the pop");
+        assert!(got.text.contains("screen_pop"), "{}", got.text);
+        let after = hub.subscribe("agent:201", None, None);
+        assert_eq!(after.live.len(), 1);
+        assert!(after.live[0].contains("ami:1"));
     }
 
     #[tokio::test]
