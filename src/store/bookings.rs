@@ -984,12 +984,10 @@ pub(super) async fn dose2_seat(
     let mut candidates: Vec<(i64, NaiveDate, Slot)> = Vec::new();
     for row in &rows {
         let slot = slot_from_row(row)?;
+        // The query returned only slots at dose 1's time of day.
         let Some(starts) = parse_ts(&slot.starts_at) else {
             continue;
         };
-        if jst_time(starts) != time {
-            continue;
-        }
         let day = jst_date(starts);
         candidates.push(((day - window.standard).num_days().abs(), day, slot));
     }

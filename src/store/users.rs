@@ -186,21 +186,22 @@ impl Store {
     }
 
     pub async fn users(&self) -> anyhow::Result<Vec<User>> {
-        let rows = sqlx::query("SELECT id, username, display_name, role, extension FROM users WHERE active = 1 ORDER BY username")
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(user_from_row).collect()
+        self.active_users("").await
     }
 
     /// The active users with a PBX extension (the agents the supervisors' board lists), by
     /// username: the board is rebuilt up to twice a second and need not read every login.
     pub async fn users_with_extension(&self) -> anyhow::Result<Vec<User>> {
-        let rows = sqlx::query(
+        self.active_users(" AND extension IS NOT NULL").await
+    }
+
+    /// The active users, by username; `and` narrows the `WHERE` (a fixed SQL text).
+    async fn active_users(&self, and: &'static str) -> anyhow::Result<Vec<User>> {
+        let sql = format!(
             "SELECT id, username, display_name, role, extension FROM users \
-             WHERE active = 1 AND extension IS NOT NULL ORDER BY username",
-        )
-        .fetch_all(&self.read)
-        .await?;
+             WHERE active = 1{and} ORDER BY username"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
         rows.iter().map(user_from_row).collect()
     }
 
