@@ -201,6 +201,15 @@ async fn an_agent_takes_a_callback_dials_it_and_marks_it_done() {
     assert_eq!(field("channel"), Some("PJSIP/201"));
     assert_eq!(field("exten"), Some("0773620051"));
     let action_id = field("actionid").expect("an ActionID").to_string();
+    // The screen has its answer to the request (the agent's phone is about to ring) before
+    // the PBX's word on the call comes.
+    let asked = d
+        .wait_for(
+            "const t = document.querySelector('#toast'); return !t.hidden && t.textContent.includes('に発信します');",
+            WAIT,
+        )
+        .await;
+    assert_eq!(asked, json!(true), "the request is answered on screen");
     pbx.send(format!(
         "Event: OriginateResponse\r\nPrivilege: call,all\r\nActionID: {action_id}\r\nResponse: Success\r\n\
          Channel: PJSIP/201-00000007\r\nContext: from-internal\r\nExten: 0773620051\r\nReason: 4\r\n\
