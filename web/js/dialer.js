@@ -9,6 +9,9 @@ import * as fmt from "./format.js";
 import { t } from "./i18n.js";
 import { state } from "./state.js";
 
+// The PBX's answers already shown, by action id: one can arrive before the request's own 202.
+const answered = new Set();
+
 /** Dials `number`; `link` names the resident and/or the callback entry it is for. */
 export async function dial(number, link = {}) {
   const body = { number: fmt.phoneKey(number) };
@@ -16,8 +19,9 @@ export async function dial(number, link = {}) {
   if (link.callbackId) body.callback_id = link.callbackId;
   try {
     const r = await api("POST", "/api/dial", body);
-    if (r.ok) toast(t("dial.asked", { number: fmt.formatPhone(number) }));
-    else toast(t("dial.failed", { msg: errorText(r) }));
+    if (!r.ok) toast(t("dial.failed", { msg: errorText(r) }));
+    // A PBX answer that came first stays on screen.
+    else if (!answered.has(r.data && r.data.action_id)) toast(t("dial.asked", { number: fmt.formatPhone(number) }));
     return r.ok;
   } catch (e) {
     if (!(e instanceof Unauthorized)) toast(t("dial.failed", { msg: t("err.network") }));
@@ -47,6 +51,7 @@ export function dialButton(number, link = {}) {
 
 /** `dial_result`: the agent's phone answered and the number is being called, or not. */
 export function onDialResult(msg) {
+  if (msg.action_id) answered.add(msg.action_id);
   toast(msg.ok ? t("dial.ok") : t("dial.refused", { msg: msg.reason || "?" }));
 }
 
