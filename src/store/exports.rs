@@ -60,8 +60,8 @@ fn info_from_row(r: &sqlx::any::AnyRow) -> Result<BatchInfo, sqlx::Error> {
 }
 
 /// The export rows of the records whose ids are given, in the order recorded.
-async fn export_rows(
-    conn: &mut sqlx::AnyConnection,
+async fn export_rows<'e>(
+    conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
     where_clause: &str,
     bind: String,
 ) -> Result<Vec<ExportRow>, StoreError> {
@@ -223,9 +223,8 @@ impl Store {
     /// Every current record with its resident's 宛名番号, by resident and dose (the
     /// 予防接種台帳 export).
     pub async fn ledger_rows(&self) -> Result<Vec<ExportRow>, StoreError> {
-        let mut conn = self.read.acquire().await?;
         let mut rows = export_rows(
-            &mut conn,
+            &self.read,
             "x.superseded_at IS NULL AND $1 = ''",
             String::new(),
         )

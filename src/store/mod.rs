@@ -24,6 +24,7 @@ pub mod calls;
 pub mod error;
 pub mod exports;
 pub mod inquiries;
+pub mod native;
 pub mod popjson;
 pub mod rebook;
 pub mod residents;
@@ -67,6 +68,8 @@ pub struct Store {
     /// SQLite only: a read-only connection used in place, without a hop to another thread,
     /// for the screen pop's lookup (see `popjson`).
     pop_reader: Option<popjson::PopReader>,
+    /// SQLite only: the connection write transactions run on in place (see `native`).
+    native: Option<native::NativeWriter>,
     /// PostgreSQL only: native connections for LISTEN/NOTIFY and advisory locks, which need
     /// PostgreSQL types and a session of their own. Lazy: none open until one is asked for.
     pg: Option<sqlx::PgPool>,
@@ -168,12 +171,14 @@ impl Store {
                     .await
                     .with_context(|| format!("opening {shown}"))?;
                 let pop_reader = popjson::PopReader::open(&url);
+                let native = native::NativeWriter::open(&url, WAL_AUTOCHECKPOINT);
                 tokio::spawn(checkpoint_wal(read.clone()));
                 Store {
                     read,
                     write,
                     engine,
                     pop_reader,
+                    native,
                     pg: None,
                 }
             }
@@ -200,6 +205,7 @@ impl Store {
                     write: pool,
                     engine,
                     pop_reader: None,
+                    native: None,
                     pg: Some(pg),
                 }
             }

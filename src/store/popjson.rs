@@ -152,13 +152,7 @@ impl PopReader {
     /// Opens the file behind a `sqlite:` URL; `None` (the pool serves instead) if it cannot.
     pub(super) fn open(url: &str) -> Option<PopReader> {
         use rusqlite::OpenFlags;
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))?;
-        let path = path.split('?').next()?;
-        if path.is_empty() || path.contains(":memory:") {
-            return None;
-        }
+        let path = super::native::sqlite_path(url)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = match rusqlite::Connection::open_with_flags(path, flags) {
             Ok(c) => c,

@@ -1,8 +1,9 @@
 //! Write transactions that compose: one [`WriteTx`] carries several changes (both doses of a
 //! booking, the slot counts, the ride) and commits them together or not at all.
 //!
-//! - SQLite: the single writer connection, opened with `BEGIN IMMEDIATE`, so the transaction
-//!   holds the write lock from its first statement. A deferred transaction that reads and then
+//! - SQLite: the single writer, opened with `BEGIN IMMEDIATE`, so the transaction holds the
+//!   write lock from its first statement (on the direct connection of [`super::native`], which
+//!   holds the pool's one writer meanwhile). A deferred transaction that reads and then
 //!   writes can fail with SQLITE_BUSY_SNAPSHOT under load; this one cannot, and since it is the
 //!   only writer, what it reads stays true until it commits.
 //! - PostgreSQL: a pooled connection in a READ COMMITTED transaction. Rows a decision depends
@@ -13,21 +14,24 @@
 //! the caller that began the transaction commits it. Dropping a `WriteTx` without
 //! [`WriteTx::commit`] rolls it back, so an early `?` leaves nothing behind.
 
+use super::native::TxConn;
 use super::{Engine, Store, StoreError};
-use sqlx::{Any, AnyConnection, Transaction};
 
 /// An open write transaction (see the module doc).
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    tx: TxConn,
     engine: Engine,
 }
 
 impl Store {
     /// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite's writer, `BEGIN` on PostgreSQL.
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        let tx = match self.engine {
-            Engine::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.write.begin().await?,
+        let tx = match (self.engine, &self.native) {
+            (Engine::Sqlite, Some(native)) => {
+                TxConn::Native(native.begin(self.write.acquire().await?).await?)
+            }
+            (Engine::Sqlite, None) => TxConn::Pool(self.write.begin_with("BEGIN IMMEDIATE").await?),
+            (Engine::Postgres, _) => TxConn::Pool(self.write.begin().await?),
         };
         Ok(WriteTx {
             tx,
@@ -38,7 +42,7 @@ impl Store {
 
 impl WriteTx {
     /// The connection to run statements on: `query.execute(tx.conn())`.
-    pub fn conn(&mut self) -> &mut AnyConnection {
+    pub fn conn(&mut self) -> &mut TxConn {
         &mut self.tx
     }
 
@@ -67,13 +71,19 @@ impl WriteTx {
 
     /// Makes every change of the transaction visible, or none of them.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
+        match self.tx {
+            TxConn::Pool(tx) => tx.commit().await?,
+            TxConn::Native(tx) => tx.commit()?,
+        }
         Ok(())
     }
 
     /// Undoes the transaction now (dropping it does the same, a moment later).
     pub async fn rollback(self) -> Result<(), StoreError> {
-        self.tx.rollback().await?;
+        match self.tx {
+            TxConn::Pool(tx) => tx.rollback().await?,
+            TxConn::Native(tx) => tx.rollback()?,
+        }
         Ok(())
     }
 }

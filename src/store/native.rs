@@ -1,0 +1,620 @@
+//! SQLite's write transactions, run in place.
+//!
+//! Through the pool, sqlx hands every statement to the connection's worker thread and waits
+//! for the answer: two thread wake-ups a statement, about a tenth of a millisecond on this
+//! machine's virtual CPUs, while the statement itself takes a few microseconds. A rebook is a
+//! dozen statements, so the writer spent most of each change waiting for wake-ups, and every
+//! change queued behind it.
+//!
+//! A [`NativeWriter`] is a second connection to the same file, driven directly (rusqlite) on
+//! the task's own thread. A write transaction on it first takes the pool's one writer
+//! connection and holds it until the end: every write, through the pool or here, still goes
+//! one at a time, so `BEGIN IMMEDIATE` never waits for another writer of this process.
+//!
+//! The store's SQL stays as it is: [`TxConn`] is an [`Executor`] for the `Any` driver, so
+//! `query.fetch_optional(tx.conn())` runs here on SQLite and through the pool on PostgreSQL
+//! (or on an in-memory SQLite database, which a second connection could not share). Values and
+//! errors come back exactly as sqlx's SQLite driver gives them: an integer as a `BigInt`, text
+//! as `Text`, a constraint violation as a database error carrying SQLite's extended code and
+//! message, so [`super::StoreError`] reads both the same way.
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use rusqlite::types::ValueRef;
+use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue};
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Either, Execute, Executor, Transaction};
+use sqlx_core::any::{AnyColumn, AnyValueKind};
+use sqlx_core::ext::ustr::UStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How long `BEGIN IMMEDIATE` waits for a writer in another process (the pool's connections
+/// wait as long).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Statements kept prepared: every text the store writes with, several times over.
+const STATEMENT_CACHE: usize = 256;
+
+/// The path of the file behind a `sqlite:` URL; `None` for an in-memory database.
+pub(super) fn sqlite_path(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(path)
+}
+
+/// The direct write connection (see the module doc).
+#[derive(Clone)]
+pub(super) struct NativeWriter(Arc<Mutex<rusqlite::Connection>>);
+
+impl NativeWriter {
+    /// Opens the file behind a `sqlite:` URL with the pool's settings; `None` (writes go
+    /// through the pool) for an in-memory database or when it cannot be opened.
+    pub(super) fn open(url: &str, wal_autocheckpoint: i64) -> Option<NativeWriter> {
+        use rusqlite::OpenFlags;
+        let path = sqlite_path(url)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let opened = rusqlite::Connection::open_with_flags(path, flags).and_then(|conn| {
+            conn.execute_batch(&format!(
+                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                 PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = {wal_autocheckpoint};"
+            ))?;
+            conn.busy_timeout(Duration::ZERO)?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            Ok(conn)
+        });
+        match opened {
+            Ok(conn) => Some(NativeWriter(Arc::new(Mutex::new(conn)))),
+            Err(e) => {
+                tracing::warn!(error = %e, "no direct SQLite writer; writes go through the pool");
+                None
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `BEGIN IMMEDIATE` while holding `writer`, the pool's writer connection. Without a wait
+    /// when the file is free (the usual case: this process's writes all hold `writer`); a
+    /// writer in another process (a command run beside the server) is waited for off the
+    /// runtime's threads.
+    pub(super) async fn begin(&self, writer: PoolConnection<Any>) -> Result<NativeTx, sqlx::Error> {
+        let first = self.lock().execute_batch("BEGIN IMMEDIATE");
+        match first {
+            Ok(()) => {}
+            Err(e) if is_busy(&e) => {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = this.lock();
+                    conn.busy_timeout(BUSY_TIMEOUT)?;
+                    let begun = conn.execute_batch("BEGIN IMMEDIATE");
+                    conn.busy_timeout(Duration::ZERO)?;
+                    begun
+                })
+                .await
+                .map_err(|_| sqlx::Error::WorkerCrashed)?
+                .map_err(database_error)?;
+            }
+            Err(e) => return Err(database_error(e)),
+        }
+        Ok(NativeTx {
+            conn: self.clone(),
+            _writer: writer,
+            open: true,
+        })
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// An open transaction on the [`NativeWriter`]; dropping it uncommitted rolls it back.
+pub struct NativeTx {
+    conn: NativeWriter,
+    /// The pool's writer, held so that no other write of this process runs meanwhile.
+    _writer: PoolConnection<Any>,
+    open: bool,
+}
+
+impl std::fmt::Debug for NativeTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeTx")
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NativeTx {
+    pub(super) fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.conn
+            .lock()
+            .execute_batch("COMMIT")
+            .map_err(database_error)?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub(super) fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.open = false;
+        self.conn
+            .lock()
+            .execute_batch("ROLLBACK")
+            .map_err(database_error)
+    }
+
+    /// Runs one statement: its rows (at most `limit`) and how many rows it changed.
+    fn run(
+        &self,
+        sql: &str,
+        args: Option<AnyArguments<'_>>,
+        limit: usize,
+    ) -> Result<(Vec<AnyRow>, u64), sqlx::Error> {
+        let values = args.map(|a| a.values.0).unwrap_or_default();
+        let conn = self.conn.lock();
+        if has_tail(sql) {
+            // Several statements in one text, as sqlx's driver allows for `execute`: without
+            // parameters only (which statement a `$1` belongs to is not said).
+            if !values.is_empty() {
+                return Err(sqlx::Error::Protocol(
+                    "several statements in one query cannot take parameters".into(),
+                ));
+            }
+            conn.execute_batch(sql).map_err(database_error)?;
+            return Ok((Vec::new(), conn.changes()));
+        }
+        let mut stmt = conn.prepare_cached(sql).map_err(database_error)?;
+        bind(&mut stmt, &values)?;
+        let count = stmt.column_count();
+        let mut names = sqlx_core::HashMap::with_capacity(count);
+        let mut columns = Vec::with_capacity(count);
+        for i in 0..count {
+            let name = UStr::new(stmt.column_name(i).map_err(database_error)?);
+            names.insert(name.clone(), i);
+            columns.push(AnyColumn {
+                ordinal: i,
+                name,
+                type_info: AnyTypeInfo {
+                    kind: AnyTypeInfoKind::Null,
+                },
+            });
+        }
+        let names = Arc::new(names);
+        let mut out = Vec::new();
+        let mut rows = stmt.raw_query();
+        while out.len() < limit {
+            let Some(row) = rows.next().map_err(database_error)? else {
+                break;
+            };
+            let mut values = Vec::with_capacity(count);
+            for i in 0..count {
+                values.push(AnyValue {
+                    kind: any_value(row.get_ref(i).map_err(database_error)?),
+                });
+            }
+            let mut columns = columns.clone();
+            for (c, v) in columns.iter_mut().zip(&values) {
+                c.type_info = AnyTypeInfo {
+                    kind: kind_of(&v.kind),
+                };
+            }
+            out.push(AnyRow {
+                column_names: names.clone(),
+                columns,
+                values,
+            });
+        }
+        drop(rows);
+        Ok((out, conn.changes()))
+    }
+}
+
+impl Drop for NativeTx {
+    fn drop(&mut self) {
+        if self.open {
+            if let Err(e) = self.conn.lock().execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, "rolling back an abandoned write transaction");
+            }
+        }
+    }
+}
+
+/// True when `sql` holds more than one statement (a `;` with more text after it).
+fn has_tail(sql: &str) -> bool {
+    let body = sql.trim_end().trim_end_matches(';');
+    body.contains(';')
+}
+
+/// Binds the arguments as sqlx's SQLite driver does: `$N` and `?N` name the N-th argument,
+/// a bare `?` takes the next one, and a parameter past the arguments stays NULL.
+fn bind(
+    stmt: &mut rusqlite::Statement<'_>,
+    values: &[AnyValueKind<'_>],
+) -> Result<(), sqlx::Error> {
+    let mut next = 0;
+    for i in 1..=stmt.parameter_count() {
+        let n = match stmt.parameter_name(i) {
+            Some(name) => name
+                .strip_prefix(['$', '?'])
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("unsupported SQL parameter {name}"))
+                })?,
+            None => {
+                next += 1;
+                next
+            }
+        };
+        let Some(value) = n.checked_sub(1).and_then(|n| values.get(n)) else {
+            continue;
+        };
+        let bound = match value {
+            AnyValueKind::Null(_) => stmt.raw_bind_parameter(i, rusqlite::types::Null),
+            AnyValueKind::Bool(b) => stmt.raw_bind_parameter(i, i32::from(*b)),
+            AnyValueKind::SmallInt(v) => stmt.raw_bind_parameter(i, *v),
+            AnyValueKind::Integer(v) => stmt.raw_bind_parameter(i, *v),
+            AnyValueKind::BigInt(v) => stmt.raw_bind_parameter(i, *v),
+            AnyValueKind::Real(v) => stmt.raw_bind_parameter(i, f64::from(*v)),
+            AnyValueKind::Double(v) => stmt.raw_bind_parameter(i, *v),
+            AnyValueKind::Text(t) => stmt.raw_bind_parameter(i, t.as_ref()),
+            AnyValueKind::Blob(b) => stmt.raw_bind_parameter(i, b.as_ref()),
+            other => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "no SQLite value for {other:?}"
+                )))
+            }
+        };
+        bound.map_err(database_error)?;
+    }
+    Ok(())
+}
+
+/// A column's value as sqlx's SQLite driver maps it for `Any` (by the value's own type).
+fn any_value(v: ValueRef<'_>) -> AnyValueKind<'static> {
+    match v {
+        ValueRef::Null => AnyValueKind::Null(AnyTypeInfoKind::Null),
+        ValueRef::Integer(i) => AnyValueKind::BigInt(i),
+        ValueRef::Real(f) => AnyValueKind::Double(f),
+        ValueRef::Text(t) => AnyValueKind::Text(String::from_utf8_lossy(t).into_owned().into()),
+        ValueRef::Blob(b) => AnyValueKind::Blob(b.to_vec().into()),
+    }
+}
+
+fn kind_of(v: &AnyValueKind<'_>) -> AnyTypeInfoKind {
+    match v {
+        AnyValueKind::BigInt(_) => AnyTypeInfoKind::BigInt,
+        AnyValueKind::Double(_) => AnyTypeInfoKind::Double,
+        AnyValueKind::Text(_) => AnyTypeInfoKind::Text,
+        AnyValueKind::Blob(_) => AnyTypeInfoKind::Blob,
+        _ => AnyTypeInfoKind::Null,
+    }
+}
+
+/// A SQLite error as sqlx's driver reports it: the extended result code and the message.
+#[derive(Debug)]
+struct SqliteFailure {
+    code: i32,
+    message: String,
+}
+
+impl std::fmt::Display for SqliteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "(code: {}) {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for SqliteFailure {}
+
+impl DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.code.to_string().into())
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        use rusqlite::ffi;
+        match self.code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                ErrorKind::UniqueViolation
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+fn database_error(e: rusqlite::Error) -> sqlx::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, message) => {
+            let message = message.unwrap_or_else(|| f.to_string());
+            sqlx::Error::Database(Box::new(SqliteFailure {
+                code: f.extended_code,
+                message,
+            }))
+        }
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// The connection a [`super::WriteTx`] runs its statements on: a pooled sqlx transaction,
+/// or SQLite's [`NativeTx`].
+#[derive(Debug)]
+pub enum TxConn {
+    Pool(Transaction<'static, Any>),
+    Native(NativeTx),
+}
+
+impl<'c> Executor<'c> for &'c mut TxConn {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        mut query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            TxConn::Pool(tx) => (&mut **tx).fetch_many(query),
+            TxConn::Native(native) => {
+                let items = match query.take_arguments() {
+                    Ok(args) => match native.run(query.sql(), args, usize::MAX) {
+                        Ok((rows, changed)) => {
+                            let mut items: Vec<Result<_, sqlx::Error>> =
+                                rows.into_iter().map(|r| Ok(Either::Right(r))).collect();
+                            items.push(Ok(Either::Left(AnyQueryResult {
+                                rows_affected: changed,
+                                last_insert_id: None,
+                            })));
+                            items
+                        }
+                        Err(e) => vec![Err(e)],
+                    },
+                    Err(e) => vec![Err(sqlx::Error::Encode(e))],
+                };
+                Box::pin(futures_util::stream::iter(items))
+            }
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        mut query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            TxConn::Pool(tx) => (&mut **tx).fetch_optional(query),
+            TxConn::Native(native) => Box::pin(async move {
+                let args = query.take_arguments().map_err(sqlx::Error::Encode)?;
+                let (rows, _) = native.run(query.sql(), args, 1)?;
+                Ok(rows.into_iter().next())
+            }),
+        }
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<sqlx::any::AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            TxConn::Pool(tx) => (&mut **tx).prepare_with(sql, parameters),
+            TxConn::Native(_) => Box::pin(async {
+                Err(sqlx::Error::Protocol(
+                    "statements are prepared on the direct SQLite writer as they run".into(),
+                ))
+            }),
+        }
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+    ) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            TxConn::Pool(tx) => (&mut **tx).describe(sql),
+            TxConn::Native(_) => Box::pin(async {
+                Err(sqlx::Error::Protocol(
+                    "describe is not available on the direct SQLite writer".into(),
+                ))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::{sample_residents, TestDb};
+    use crate::store::{Store, StoreError};
+    use sqlx::Row;
+
+    async fn sqlite() -> (TestDb, Store) {
+        let db = TestDb::new("sqlite").await.unwrap();
+        let s = db.store.clone();
+        assert!(s.native.is_some(), "a file database gets the direct writer");
+        s.insert_residents(&sample_residents(2)).await.unwrap();
+        (db, s)
+    }
+
+    /// Rows read in place decode as the pool's do: the same values, the same types, the
+    /// same NULLs, with `$N` naming the argument whatever order the text uses them in.
+    #[tokio::test]
+    async fn rows_read_in_place_match_the_pools() {
+        let (db, s) = sqlite().await;
+        let sql = "SELECT id, name, birth_date, needs_transport, NULL AS missing, 1.5 AS half, \
+                   $2 AS second, $1 AS first FROM residents WHERE id > $3 ORDER BY id";
+        let pooled = sqlx::query(sql)
+            .bind("one")
+            .bind(2_i64)
+            .bind(0_i64)
+            .fetch_all(&s.read)
+            .await
+            .unwrap();
+        let mut tx = s.begin_write().await.unwrap();
+        let native = sqlx::query(sql)
+            .bind("one")
+            .bind(2_i64)
+            .bind(0_i64)
+            .fetch_all(tx.conn())
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(native.len(), 2);
+        assert_eq!(native.len(), pooled.len());
+        for (a, b) in native.iter().zip(&pooled) {
+            assert_eq!(a.get::<i64, _>("id"), b.get::<i64, _>("id"));
+            assert_eq!(a.get::<String, _>("name"), b.get::<String, _>("name"));
+            assert_eq!(
+                a.get::<i64, _>("needs_transport"),
+                b.get::<i64, _>("needs_transport")
+            );
+            assert_eq!(a.get::<Option<String>, _>("missing"), None);
+            assert_eq!(a.get::<f64, _>("half"), 1.5);
+            assert_eq!(a.get::<i64, _>("second"), 2);
+            assert_eq!(a.get::<String, _>("first"), "one");
+            // A text column read as a number fails here as it fails through the pool.
+            assert!(a.try_get::<i64, _>("name").is_err());
+            assert!(b.try_get::<i64, _>("name").is_err());
+        }
+        db.cleanup().await;
+    }
+
+    /// What the database refuses comes back as the pool's driver says it, so the store's
+    /// errors read both alike; the transaction goes on, and dropping it undoes it all.
+    #[tokio::test]
+    async fn refusals_and_abandoned_transactions() {
+        let (db, s) = sqlite().await;
+        let mut tx = s.begin_write().await.unwrap();
+        let changed = sqlx::query("UPDATE residents SET notes = 'x'")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        assert_eq!(changed.rows_affected(), 2);
+        let err: StoreError = sqlx::query("UPDATE residents SET sex = 'X'")
+            .execute(tx.conn())
+            .await
+            .unwrap_err()
+            .into();
+        assert_eq!(err.constraint(), Some("residents_sex_check"), "{err:?}");
+        let err: StoreError = sqlx::query("INSERT INTO phones (resident_id, e164, written, kind) VALUES (999999, '+81', '', 'home')")
+            .execute(tx.conn())
+            .await
+            .unwrap_err()
+            .into();
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+        let Err(err) = sqlx::query("SELECT nope FROM residents")
+            .fetch_all(tx.conn())
+            .await
+        else {
+            panic!("a missing column was read");
+        };
+        assert!(err.to_string().contains("no such column"), "{err}");
+        // Several statements in one text run whole, without parameters only.
+        sqlx::query("UPDATE residents SET notes = 'y'; UPDATE residents SET notes = notes || 'z';")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        let notes: String = sqlx::query_scalar("SELECT notes FROM residents LIMIT 1")
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+        assert_eq!(notes, "yz");
+        assert!(sqlx::query("UPDATE residents SET notes = $1; SELECT 1")
+            .bind("w")
+            .execute(tx.conn())
+            .await
+            .is_err());
+        drop(tx);
+        let notes: Vec<String> = sqlx::query_scalar("SELECT notes FROM residents")
+            .fetch_all(&s.read)
+            .await
+            .unwrap();
+        assert!(notes.iter().all(|n| n.is_empty()), "{notes:?}");
+        // The writer is free again.
+        let mut tx = s.begin_write().await.unwrap();
+        sqlx::query("UPDATE residents SET notes = 'kept'")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM residents WHERE notes = 'kept'")
+            .fetch_one(&s.read)
+            .await
+            .unwrap();
+        assert_eq!(kept, 2);
+        db.cleanup().await;
+    }
+
+    /// A writer in another process (here another connection) holds the file: the change
+    /// waits for it, off the runtime's threads, instead of failing at once.
+    #[tokio::test]
+    async fn a_writer_elsewhere_is_waited_for() {
+        let (db, s) = sqlite().await;
+        let path = super::sqlite_path(&db.url).unwrap().to_string();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; UPDATE residents SET notes = 'other';")
+            .unwrap();
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move {
+                let mut tx = s.begin_write().await?;
+                sqlx::query("UPDATE residents SET notes = notes || ' then ours'")
+                    .execute(tx.conn())
+                    .await?;
+                tx.commit().await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the change did not wait for the other writer"
+        );
+        other.execute_batch("COMMIT").unwrap();
+        waiting.await.unwrap().unwrap();
+        let notes: String = sqlx::query_scalar("SELECT notes FROM residents LIMIT 1")
+            .fetch_one(&s.read)
+            .await
+            .unwrap();
+        assert_eq!(notes, "other then ours");
+        db.cleanup().await;
+    }
+}
