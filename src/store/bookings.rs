@@ -960,56 +960,37 @@ pub(super) async fn dose2_seat(
     let window = dose2_window(dose1.date(), dose1.product);
     let time = jst_time(dose1.starts);
     let last = window.standard + Duration::days(DOSE2_SEARCH_DAYS);
-    // Only slots at dose 1's time of day come back (the database compares the time in the
-    // stored UTC text, `YYYY-MM-DDTHH:MM…`; Japan has no summer time, so one JST time is one
-    // UTC time): six weeks of a venue's slots at every time would be a thousand rows read
-    // and copied on every move.
-    let rows = sqlx::query(&format!(
-        "SELECT {SLOT_COLUMNS} FROM slots WHERE venue_id = $1 AND product = $2 \
-         AND starts_at >= $3 AND starts_at < $4 AND substr(starts_at, 12, 5) = $6 \
-         AND closed = 0 AND (booked < capacity OR id = $5) ORDER BY starts_at"
-    ))
-    .bind(dose1.slot.venue_id)
-    .bind(dose1.product.code())
-    .bind(ts(jst_midnight(window.earliest)))
-    .bind(ts(jst_midnight(last + Duration::days(1))))
-    .bind(current.map(|c| c.slot_id).unwrap_or(0))
-    .bind(dose1.starts.format("%H:%M").to_string())
-    .fetch_all(tx.conn())
-    .await?;
     let ride_stop = match current {
         Some(c) if c.has_ride && !release_ride => transport::live_ride_stop(tx, c.id).await?,
         _ => None,
     };
-    let mut candidates: Vec<(i64, NaiveDate, Slot)> = Vec::new();
-    for row in &rows {
-        let slot = slot_from_row(row)?;
-        // The query returned only slots at dose 1's time of day.
-        let Some(starts) = parse_ts(&slot.starts_at) else {
-            continue;
-        };
-        let day = jst_date(starts);
-        candidates.push(((day - window.standard).num_days().abs(), day, slot));
-    }
-    candidates.sort_by_key(|c| (c.0, c.1, c.2.id));
-    for (_, _, slot) in candidates {
-        if let Some(stop) = ride_stop {
-            if !transport::run_has_seat(tx, &slot, stop).await? {
+    // The standard day first, which nearly always has the seat: a look at a handful of slots.
+    // Only then the whole window, nearest day first, past the slots already tried.
+    let mut tried = Vec::new();
+    for (from, to) in [(window.standard, window.standard), (window.earliest, last)] {
+        for slot in dose2_candidates(tx, dose1, current, from, to, window.standard).await? {
+            if tried.contains(&slot.id) {
                 continue;
             }
-        }
-        match current {
-            Some(c) if c.slot_id == slot.id => return Ok(Ok(Dose2Seat::Kept(slot))),
-            // A candidate filled meanwhile by another transaction (PostgreSQL) is skipped;
-            // the old seat is given up only with the new one taken.
-            Some(c) => {
-                if let Some((from, to)) = shift_seat(tx, c.slot_id, slot.id).await? {
-                    return Ok(Ok(Dose2Seat::Moved { from, to }));
+            tried.push(slot.id);
+            if let Some(stop) = ride_stop {
+                if !transport::run_has_seat(tx, &slot, stop).await? {
+                    continue;
                 }
             }
-            None => {
-                if let Some(taken) = seat_taken(tx, slot.id).await? {
-                    return Ok(Ok(Dose2Seat::Taken(taken)));
+            match current {
+                Some(c) if c.slot_id == slot.id => return Ok(Ok(Dose2Seat::Kept(slot))),
+                // A candidate filled meanwhile by another transaction (PostgreSQL) is skipped;
+                // the old seat is given up only with the new one taken.
+                Some(c) => {
+                    if let Some((from, to)) = shift_seat(tx, c.slot_id, slot.id).await? {
+                        return Ok(Ok(Dose2Seat::Moved { from, to }));
+                    }
+                }
+                None => {
+                    if let Some(taken) = seat_taken(tx, slot.id).await? {
+                        return Ok(Ok(Dose2Seat::Taken(taken)));
+                    }
                 }
             }
         }
@@ -1031,6 +1012,47 @@ pub(super) async fn dose2_seat(
             standard = window.standard,
         ),
     )))
+}
+
+/// The slots dose 2 may take after dose 1 in `dose1`, on the days `first..=last`: the same
+/// venue, product and time of day, open, with a seat (or `current`'s own), nearest the
+/// standard day first.
+async fn dose2_candidates(
+    tx: &mut WriteTx,
+    dose1: &SlotFacts,
+    current: Option<&LockedBooking>,
+    first: NaiveDate,
+    last: NaiveDate,
+    standard: NaiveDate,
+) -> Result<Vec<Slot>, StoreError> {
+    // Only slots at dose 1's time of day come back (the database compares the time in the
+    // stored UTC text, `YYYY-MM-DDTHH:MM…`; Japan has no summer time, so one JST time is one
+    // UTC time): six weeks of a venue's slots at every time would be a thousand rows read
+    // and copied on every move.
+    let rows = sqlx::query(&format!(
+        "SELECT {SLOT_COLUMNS} FROM slots WHERE venue_id = $1 AND product = $2 \
+         AND starts_at >= $3 AND starts_at < $4 AND substr(starts_at, 12, 5) = $6 \
+         AND closed = 0 AND (booked < capacity OR id = $5) ORDER BY starts_at"
+    ))
+    .bind(dose1.slot.venue_id)
+    .bind(dose1.product.code())
+    .bind(ts(jst_midnight(first)))
+    .bind(ts(jst_midnight(last + Duration::days(1))))
+    .bind(current.map(|c| c.slot_id).unwrap_or(0))
+    .bind(dose1.starts.format("%H:%M").to_string())
+    .fetch_all(tx.conn())
+    .await?;
+    let mut candidates: Vec<(i64, NaiveDate, Slot)> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let slot = slot_from_row(row)?;
+        let Some(starts) = parse_ts(&slot.starts_at) else {
+            continue;
+        };
+        let day = jst_date(starts);
+        candidates.push(((day - standard).num_days().abs(), day, slot));
+    }
+    candidates.sort_by_key(|c| (c.0, c.1, c.2.id));
+    Ok(candidates.into_iter().map(|c| c.2).collect())
 }
 
 /// A move's result: the outcome, and the moved bookings as they were (for the note).
