@@ -65,9 +65,9 @@ pub struct Store {
     /// Every write. On SQLite this pool has exactly one connection (see the module doc).
     pub write: AnyPool,
     pub engine: Engine,
-    /// SQLite only: a read-only connection used in place, without a hop to another thread,
-    /// for the screen pop's lookup (see `popjson`).
-    pop_reader: Option<popjson::PopReader>,
+    /// SQLite only: read-only connections used in place, without a hop to another thread,
+    /// for the short reads of every request and the screen pop (see `native`, `popjson`).
+    reader: Option<native::NativeReader>,
     /// SQLite only: the connection write transactions run on in place (see `native`).
     native: Option<native::NativeWriter>,
     /// PostgreSQL only: native connections for LISTEN/NOTIFY and advisory locks, which need
@@ -170,14 +170,14 @@ impl Store {
                     .connect_with(opts)
                     .await
                     .with_context(|| format!("opening {shown}"))?;
-                let pop_reader = popjson::PopReader::open(&url);
+                let reader = native::NativeReader::open(&url);
                 let native = native::NativeWriter::open(&url, WAL_AUTOCHECKPOINT);
                 tokio::spawn(checkpoint_wal(read.clone()));
                 Store {
                     read,
                     write,
                     engine,
-                    pop_reader,
+                    reader,
                     native,
                     pg: None,
                 }
@@ -204,13 +204,22 @@ impl Store {
                     read: pool.clone(),
                     write: pool,
                     engine,
-                    pop_reader: None,
+                    reader: None,
                     native: None,
                     pg: Some(pg),
                 }
             }
         };
         Ok(store)
+    }
+
+    /// Where a short read (a row or a few, by key) runs: in place on SQLite, where a hop to
+    /// the pool's thread would cost more than the read; through the pool on PostgreSQL.
+    pub fn reads(&self) -> native::Reads<'_> {
+        match &self.reader {
+            Some(reader) => native::Reads::Native(reader),
+            None => native::Reads::Pool(&self.read),
+        }
     }
 
     /// A cheap round trip, for `/readyz`.

@@ -153,71 +153,6 @@ impl NativeTx {
             .execute_batch("ROLLBACK")
             .map_err(database_error)
     }
-
-    /// Runs one statement: its rows (at most `limit`) and how many rows it changed.
-    fn run(
-        &self,
-        sql: &str,
-        args: Option<AnyArguments<'_>>,
-        limit: usize,
-    ) -> Result<(Vec<AnyRow>, u64), sqlx::Error> {
-        let values = args.map(|a| a.values.0).unwrap_or_default();
-        let conn = self.conn.lock();
-        if has_tail(sql) {
-            // Several statements in one text, as sqlx's driver allows for `execute`: without
-            // parameters only (which statement a `$1` belongs to is not said).
-            if !values.is_empty() {
-                return Err(sqlx::Error::Protocol(
-                    "several statements in one query cannot take parameters".into(),
-                ));
-            }
-            conn.execute_batch(sql).map_err(database_error)?;
-            return Ok((Vec::new(), conn.changes()));
-        }
-        let mut stmt = conn.prepare_cached(sql).map_err(database_error)?;
-        bind(&mut stmt, &values)?;
-        let count = stmt.column_count();
-        let mut names = sqlx_core::HashMap::with_capacity(count);
-        let mut columns = Vec::with_capacity(count);
-        for i in 0..count {
-            let name = UStr::new(stmt.column_name(i).map_err(database_error)?);
-            names.insert(name.clone(), i);
-            columns.push(AnyColumn {
-                ordinal: i,
-                name,
-                type_info: AnyTypeInfo {
-                    kind: AnyTypeInfoKind::Null,
-                },
-            });
-        }
-        let names = Arc::new(names);
-        let mut out = Vec::new();
-        let mut rows = stmt.raw_query();
-        while out.len() < limit {
-            let Some(row) = rows.next().map_err(database_error)? else {
-                break;
-            };
-            let mut values = Vec::with_capacity(count);
-            for i in 0..count {
-                values.push(AnyValue {
-                    kind: any_value(row.get_ref(i).map_err(database_error)?),
-                });
-            }
-            let mut columns = columns.clone();
-            for (c, v) in columns.iter_mut().zip(&values) {
-                c.type_info = AnyTypeInfo {
-                    kind: kind_of(&v.kind),
-                };
-            }
-            out.push(AnyRow {
-                column_names: names.clone(),
-                columns,
-                values,
-            });
-        }
-        drop(rows);
-        Ok((out, conn.changes()))
-    }
 }
 
 impl Drop for NativeTx {
@@ -228,6 +163,70 @@ impl Drop for NativeTx {
             }
         }
     }
+}
+
+/// Runs one statement on `conn`: its rows (at most `limit`) and how many rows it changed.
+fn run(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: Option<AnyArguments<'_>>,
+    limit: usize,
+) -> Result<(Vec<AnyRow>, u64), sqlx::Error> {
+    let values = args.map(|a| a.values.0).unwrap_or_default();
+    if has_tail(sql) {
+        // Several statements in one text, as sqlx's driver allows for `execute`: without
+        // parameters only (which statement a `$1` belongs to is not said).
+        if !values.is_empty() {
+            return Err(sqlx::Error::Protocol(
+                "several statements in one query cannot take parameters".into(),
+            ));
+        }
+        conn.execute_batch(sql).map_err(database_error)?;
+        return Ok((Vec::new(), conn.changes()));
+    }
+    let mut stmt = conn.prepare_cached(sql).map_err(database_error)?;
+    bind(&mut stmt, &values)?;
+    let count = stmt.column_count();
+    let mut names = sqlx_core::HashMap::with_capacity(count);
+    let mut columns = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = UStr::new(stmt.column_name(i).map_err(database_error)?);
+        names.insert(name.clone(), i);
+        columns.push(AnyColumn {
+            ordinal: i,
+            name,
+            type_info: AnyTypeInfo {
+                kind: AnyTypeInfoKind::Null,
+            },
+        });
+    }
+    let names = Arc::new(names);
+    let mut out = Vec::new();
+    let mut rows = stmt.raw_query();
+    while out.len() < limit {
+        let Some(row) = rows.next().map_err(database_error)? else {
+            break;
+        };
+        let mut values = Vec::with_capacity(count);
+        for i in 0..count {
+            values.push(AnyValue {
+                kind: any_value(row.get_ref(i).map_err(database_error)?),
+            });
+        }
+        let mut columns = columns.clone();
+        for (c, v) in columns.iter_mut().zip(&values) {
+            c.type_info = AnyTypeInfo {
+                kind: kind_of(&v.kind),
+            };
+        }
+        out.push(AnyRow {
+            column_names: names.clone(),
+            columns,
+            values,
+        });
+    }
+    drop(rows);
+    Ok((out, conn.changes()))
 }
 
 /// True when `sql` holds more than one statement (a `;` with more text after it).
@@ -377,7 +376,7 @@ impl<'c> Executor<'c> for &'c mut TxConn {
 
     fn fetch_many<'e, 'q: 'e, E>(
         self,
-        mut query: E,
+        query: E,
     ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
     where
         'c: 'e,
@@ -385,30 +384,13 @@ impl<'c> Executor<'c> for &'c mut TxConn {
     {
         match self {
             TxConn::Pool(tx) => (&mut **tx).fetch_many(query),
-            TxConn::Native(native) => {
-                let items = match query.take_arguments() {
-                    Ok(args) => match native.run(query.sql(), args, usize::MAX) {
-                        Ok((rows, changed)) => {
-                            let mut items: Vec<Result<_, sqlx::Error>> =
-                                rows.into_iter().map(|r| Ok(Either::Right(r))).collect();
-                            items.push(Ok(Either::Left(AnyQueryResult {
-                                rows_affected: changed,
-                                last_insert_id: None,
-                            })));
-                            items
-                        }
-                        Err(e) => vec![Err(e)],
-                    },
-                    Err(e) => vec![Err(sqlx::Error::Encode(e))],
-                };
-                Box::pin(futures_util::stream::iter(items))
-            }
+            TxConn::Native(native) => many(&native.conn.lock(), query),
         }
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
         self,
-        mut query: E,
+        query: E,
     ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
     where
         'c: 'e,
@@ -416,11 +398,7 @@ impl<'c> Executor<'c> for &'c mut TxConn {
     {
         match self {
             TxConn::Pool(tx) => (&mut **tx).fetch_optional(query),
-            TxConn::Native(native) => Box::pin(async move {
-                let args = query.take_arguments().map_err(sqlx::Error::Encode)?;
-                let (rows, _) = native.run(query.sql(), args, 1)?;
-                Ok(rows.into_iter().next())
-            }),
+            TxConn::Native(native) => optional(&native.conn.lock(), query),
         }
     }
 
@@ -434,11 +412,7 @@ impl<'c> Executor<'c> for &'c mut TxConn {
     {
         match self {
             TxConn::Pool(tx) => (&mut **tx).prepare_with(sql, parameters),
-            TxConn::Native(_) => Box::pin(async {
-                Err(sqlx::Error::Protocol(
-                    "statements are prepared on the direct SQLite writer as they run".into(),
-                ))
-            }),
+            TxConn::Native(_) => not_in_place("prepare"),
         }
     }
 
@@ -451,11 +425,174 @@ impl<'c> Executor<'c> for &'c mut TxConn {
     {
         match self {
             TxConn::Pool(tx) => (&mut **tx).describe(sql),
-            TxConn::Native(_) => Box::pin(async {
-                Err(sqlx::Error::Protocol(
-                    "describe is not available on the direct SQLite writer".into(),
-                ))
-            }),
+            TxConn::Native(_) => not_in_place("describe"),
+        }
+    }
+}
+
+/// [`Executor::fetch_many`] in place: the statement runs now, its rows and count are streamed.
+fn many<'e, 'q: 'e, E>(
+    conn: &rusqlite::Connection,
+    mut query: E,
+) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+where
+    E: 'q + Execute<'q, Any>,
+{
+    let items = match query.take_arguments() {
+        Ok(args) => match run(conn, query.sql(), args, usize::MAX) {
+            Ok((rows, changed)) => {
+                let mut items: Vec<Result<_, sqlx::Error>> =
+                    rows.into_iter().map(|r| Ok(Either::Right(r))).collect();
+                items.push(Ok(Either::Left(AnyQueryResult {
+                    rows_affected: changed,
+                    last_insert_id: None,
+                })));
+                items
+            }
+            Err(e) => vec![Err(e)],
+        },
+        Err(e) => vec![Err(sqlx::Error::Encode(e))],
+    };
+    Box::pin(futures_util::stream::iter(items))
+}
+
+/// [`Executor::fetch_optional`] in place: the statement runs now, up to its first row.
+fn optional<'e, 'q: 'e, E>(
+    conn: &rusqlite::Connection,
+    mut query: E,
+) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+where
+    E: 'q + Execute<'q, Any>,
+{
+    let result = query
+        .take_arguments()
+        .map_err(sqlx::Error::Encode)
+        .and_then(|args| run(conn, query.sql(), args, 1))
+        .map(|(rows, _)| rows.into_iter().next());
+    Box::pin(std::future::ready(result))
+}
+
+fn not_in_place<'e, T: Send + 'e>(what: &str) -> BoxFuture<'e, Result<T, sqlx::Error>> {
+    let e = sqlx::Error::Protocol(format!(
+        "{what} is not available on a direct SQLite connection"
+    ));
+    Box::pin(std::future::ready(Err(e)))
+}
+
+/// Read-only connections to the file, for short reads in place on the calling thread: the
+/// session behind every request, the screen pop. One per core; a reader takes whichever is
+/// free.
+#[derive(Clone)]
+pub struct NativeReader(Arc<Vec<Mutex<rusqlite::Connection>>>);
+
+impl NativeReader {
+    /// `None` (reads go through the pool) for an in-memory database or when the file cannot
+    /// be opened.
+    pub(super) fn open(url: &str) -> Option<NativeReader> {
+        use rusqlite::OpenFlags;
+        let path = sqlite_path(url)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        let mut conns = Vec::with_capacity(count);
+        for _ in 0..count {
+            let opened = rusqlite::Connection::open_with_flags(path, flags).and_then(|conn| {
+                conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;")?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                Ok(conn)
+            });
+            match opened {
+                Ok(conn) => conns.push(Mutex::new(conn)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no direct SQLite reader; reads go through the pool");
+                    return None;
+                }
+            }
+        }
+        Some(NativeReader(Arc::new(conns)))
+    }
+
+    /// A free connection, or (all busy) the first one once it is.
+    pub(super) fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        for conn in self.0.iter() {
+            if let Ok(guard) = conn.try_lock() {
+                return guard;
+            }
+        }
+        self.0[0].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where a short read runs: in place on SQLite's [`NativeReader`], else through the pool.
+#[derive(Clone, Copy)]
+pub enum Reads<'a> {
+    Pool(&'a sqlx::AnyPool),
+    Native(&'a NativeReader),
+}
+
+impl std::fmt::Debug for Reads<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reads::Pool(_) => "Reads::Pool",
+            Reads::Native(_) => "Reads::Native",
+        })
+    }
+}
+
+impl<'c> Executor<'c> for Reads<'c> {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            Reads::Pool(pool) => pool.fetch_many(query),
+            Reads::Native(reader) => many(&reader.lock(), query),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            Reads::Pool(pool) => pool.fetch_optional(query),
+            Reads::Native(reader) => optional(&reader.lock(), query),
+        }
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<sqlx::any::AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            Reads::Pool(pool) => pool.prepare_with(sql, parameters),
+            Reads::Native(_) => not_in_place("prepare"),
+        }
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+    ) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            Reads::Pool(pool) => pool.describe(sql),
+            Reads::Native(_) => not_in_place("describe"),
         }
     }
 }

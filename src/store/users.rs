@@ -229,7 +229,7 @@ impl Store {
         )
         .bind(token_digest(token))
         .bind(super::now())
-        .fetch_optional(&self.read)
+        .fetch_optional(self.reads())
         .await?;
         row.as_ref().map(user_from_row).transpose()
     }
