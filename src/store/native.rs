@@ -7,9 +7,10 @@
 //! change queued behind it.
 //!
 //! A [`NativeWriter`] is a second connection to the same file, driven directly (rusqlite) on
-//! the task's own thread. A write transaction on it first takes the pool's one writer
-//! connection and holds it until the end: every write, through the pool or here, still goes
-//! one at a time, so `BEGIN IMMEDIATE` never waits for another writer of this process.
+//! the task's own thread. Its transaction takes the pool's one writer connection and holds it
+//! until `COMMIT`: every write, through the pool or here, still goes one at a time, so `BEGIN
+//! IMMEDIATE` never waits for another writer of this process. Changes queued for it share
+//! one `COMMIT` (group commit, see [`NativeWriter`]).
 //!
 //! The store's SQL stays as it is: [`TxConn`] is an [`Executor`] for the `Any` driver, so
 //! `query.fetch_optional(tx.conn())` runs here on SQLite and through the pool on PostgreSQL
@@ -27,6 +28,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, Either, Execute, Executor, Transaction};
 use sqlx_core::any::{AnyColumn, AnyValueKind};
 use sqlx_core::ext::ustr::UStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,9 +51,45 @@ pub(super) fn sqlite_path(url: &str) -> Option<&str> {
     Some(path)
 }
 
-/// The direct write connection (see the module doc).
+/// How many changes share one `COMMIT` at most (see [`NativeWriter`]).
+const BATCH_CHANGES: usize = 32;
+
+/// How long a batch left open for a change that then never came stays open before it is
+/// committed anyway (the change's request was dropped while it waited for the writer).
+const BATCH_ORPHANED: Duration = Duration::from_millis(20);
+
+/// The direct write connection (see the module doc), with group commit.
+///
+/// A `COMMIT` writes every page the transaction changed to the WAL: a rebook touches a dozen
+/// pages (slots, bookings, the answer, the audit line, the inquiry, their indexes), and its
+/// `COMMIT` cost more than its statements. So changes that queue for the writer share one
+/// transaction: each runs inside a savepoint of its own (`SAVEPOINT w` … `RELEASE w`, or
+/// `ROLLBACK TO w` when it fails, which leaves the others untouched), and when the last
+/// change of the queue is done (or [`BATCH_CHANGES`] are), one `COMMIT` writes them all.
+/// A change's `commit` returns only once that `COMMIT` has: nobody hears of a change that
+/// could still be lost, and when the `COMMIT` fails every change in it gets the error.
 #[derive(Clone)]
-pub(super) struct NativeWriter(Arc<Mutex<rusqlite::Connection>>);
+pub(super) struct NativeWriter {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+    batch: Arc<tokio::sync::Mutex<Batch>>,
+    /// Changes waiting for `batch`: while there are some, a finished change leaves the
+    /// transaction open for them.
+    queued: Arc<AtomicUsize>,
+}
+
+/// The open transaction shared by the changes of one batch.
+#[derive(Default)]
+struct Batch {
+    /// The pool's writer, held while a batch is open, so that no other write of this
+    /// process runs meanwhile.
+    writer: Option<PoolConnection<Any>>,
+    /// Changes released into the open batch so far.
+    changes: usize,
+    /// The changes waiting for the batch's `COMMIT`.
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    /// Counts batches, so a late watchdog knows its batch was committed already.
+    number: u64,
+}
 
 impl NativeWriter {
     /// Opens the file behind a `sqlite:` URL with the pool's settings; `None` (writes go
@@ -70,7 +108,11 @@ impl NativeWriter {
             Ok(conn)
         });
         match opened {
-            Ok(conn) => Some(NativeWriter(Arc::new(Mutex::new(conn)))),
+            Ok(conn) => Some(NativeWriter {
+                conn: Arc::new(Mutex::new(conn)),
+                batch: Default::default(),
+                queued: Default::default(),
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "no direct SQLite writer; writes go through the pool");
                 None
@@ -79,17 +121,51 @@ impl NativeWriter {
     }
 
     fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `BEGIN IMMEDIATE` while holding `writer`, the pool's writer connection. Without a wait
-    /// when the file is free (the usual case: this process's writes all hold `writer`); a
-    /// writer in another process (a command run beside the server) is waited for off the
-    /// runtime's threads.
-    pub(super) async fn begin(&self, writer: PoolConnection<Any>) -> Result<NativeTx, sqlx::Error> {
+    /// A change's transaction: its savepoint in the open batch, or a new batch (`BEGIN
+    /// IMMEDIATE` with the pool's writer, taken from `pool`).
+    pub(super) async fn begin(&self, pool: &sqlx::AnyPool) -> Result<NativeTx, sqlx::Error> {
+        let mut batch = {
+            let _queued = Queued::new(&self.queued);
+            self.batch.clone().lock_owned().await
+        };
+        if batch.writer.is_some() && self.lock().is_autocommit() {
+            // The open batch is gone (SQLite rolls a transaction back by itself after a
+            // failed write of the disk, say): its changes are lost, and said so.
+            self.end_batch(&mut batch, Err("the write transaction was lost".into()));
+        }
+        if batch.writer.is_none() {
+            let writer = pool.acquire().await?;
+            {
+                let conn = self.lock();
+                if !conn.is_autocommit() {
+                    // A `BEGIN` that finished after its request was dropped.
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
+            self.begin_immediate().await?;
+            batch.writer = Some(writer);
+            batch.changes = 0;
+        }
+        if let Err(e) = self.lock().execute_batch("SAVEPOINT w") {
+            drop(self.after_change(batch, false, false));
+            return Err(database_error(e));
+        }
+        Ok(NativeTx {
+            conn: self.clone(),
+            batch: Some(batch),
+        })
+    }
+
+    /// `BEGIN IMMEDIATE`: without a wait when the file is free (the usual case: this
+    /// process's writes all hold the pool's writer); a writer in another process (a command
+    /// run beside the server) is waited for off the runtime's threads.
+    async fn begin_immediate(&self) -> Result<(), sqlx::Error> {
         let first = self.lock().execute_batch("BEGIN IMMEDIATE");
         match first {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(e) if is_busy(&e) => {
                 let this = self.clone();
                 tokio::task::spawn_blocking(move || {
@@ -101,15 +177,94 @@ impl NativeWriter {
                 })
                 .await
                 .map_err(|_| sqlx::Error::WorkerCrashed)?
-                .map_err(database_error)?;
+                .map_err(database_error)
             }
-            Err(e) => return Err(database_error(e)),
+            Err(e) => Err(database_error(e)),
         }
-        Ok(NativeTx {
-            conn: self.clone(),
-            _writer: writer,
-            open: true,
-        })
+    }
+
+    /// After a change (released into the batch, or rolled back): leaves the batch open for
+    /// the changes queued behind it, or (none queued, the batch full, or `close`) commits it.
+    /// `Some(wait)` when the change is in the batch: the caller awaits the `COMMIT` there.
+    fn after_change(
+        &self,
+        mut batch: tokio::sync::OwnedMutexGuard<Batch>,
+        released: bool,
+        close: bool,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), String>>> {
+        if released {
+            batch.changes += 1;
+        }
+        let more = self.queued.load(Ordering::SeqCst) > 0;
+        if close || !more || batch.changes >= BATCH_CHANGES || batch.changes == 0 {
+            if batch.changes == 0 {
+                // Nothing in the batch: give the writer back at once.
+                let _ = self.lock().execute_batch("ROLLBACK");
+                self.end_batch(&mut batch, Ok(()));
+                return None;
+            }
+            let committed = self
+                .lock()
+                .execute_batch("COMMIT")
+                .map_err(|e| database_error(e).to_string());
+            if committed.is_err() {
+                let _ = self.lock().execute_batch("ROLLBACK");
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if released {
+                batch.waiting.push(tx);
+            }
+            self.end_batch(&mut batch, committed);
+            return released.then_some(rx);
+        }
+        // Left open for the next change. Should that change never come (its request dropped
+        // while it waited), the watchdog commits what the batch holds.
+        let number = batch.number;
+        let rx = released.then(|| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            batch.waiting.push(tx);
+            rx
+        });
+        drop(batch);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return rx; // shutting down: nothing will come, and nothing is waited for
+        };
+        let this = self.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(BATCH_ORPHANED).await;
+            let batch = this.batch.clone().lock_owned().await;
+            if batch.number == number && batch.writer.is_some() {
+                drop(this.after_change(batch, false, true));
+            }
+        });
+        rx
+    }
+
+    /// Closes the batch: tells its changes how the `COMMIT` went and gives the writer back.
+    fn end_batch(&self, batch: &mut Batch, outcome: Result<(), String>) {
+        for waiting in batch.waiting.drain(..) {
+            let _ = waiting.send(outcome.clone());
+        }
+        batch.writer = None;
+        batch.changes = 0;
+        batch.number += 1;
+    }
+}
+
+/// Counts a change waiting for the batch while it waits (and when its request is dropped
+/// meanwhile, no longer).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(count: &'a AtomicUsize) -> Queued<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Queued(count)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -120,47 +275,63 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// An open transaction on the [`NativeWriter`]; dropping it uncommitted rolls it back.
+/// One change's part of a batch: its savepoint. Dropping it uncommitted rolls the change back.
 pub struct NativeTx {
     conn: NativeWriter,
-    /// The pool's writer, held so that no other write of this process runs meanwhile.
-    _writer: PoolConnection<Any>,
-    open: bool,
+    batch: Option<tokio::sync::OwnedMutexGuard<Batch>>,
 }
 
 impl std::fmt::Debug for NativeTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NativeTx")
-            .field("open", &self.open)
+            .field("open", &self.batch.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl NativeTx {
-    pub(super) fn commit(mut self) -> Result<(), sqlx::Error> {
-        self.conn
-            .lock()
-            .execute_batch("COMMIT")
-            .map_err(database_error)?;
-        self.open = false;
-        Ok(())
+    /// Releases the change into its batch and waits for the batch's `COMMIT`.
+    pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        if let Err(e) = self.conn.lock().execute_batch("RELEASE w") {
+            self.batch = Some(batch);
+            return Err(database_error(e));
+        }
+        match self.conn.after_change(batch, true, false) {
+            Some(committed) => match committed.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(sqlx::Error::Protocol(format!("committing: {e}"))),
+                Err(_) => Err(sqlx::Error::WorkerCrashed),
+            },
+            None => Ok(()),
+        }
     }
 
     pub(super) fn rollback(mut self) -> Result<(), sqlx::Error> {
-        self.open = false;
-        self.conn
+        self.undo()
+    }
+
+    /// Undoes the change alone; the batch goes on for the others.
+    fn undo(&mut self) -> Result<(), sqlx::Error> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        let undone = self
+            .conn
             .lock()
-            .execute_batch("ROLLBACK")
-            .map_err(database_error)
+            .execute_batch("ROLLBACK TO w; RELEASE w")
+            .map_err(database_error);
+        drop(self.conn.after_change(batch, false, false));
+        undone
     }
 }
 
 impl Drop for NativeTx {
     fn drop(&mut self) {
-        if self.open {
-            if let Err(e) = self.conn.lock().execute_batch("ROLLBACK") {
-                tracing::warn!(error = %e, "rolling back an abandoned write transaction");
-            }
+        if let Err(e) = self.undo() {
+            tracing::warn!(error = %e, "rolling back an abandoned change");
         }
     }
 }
@@ -601,7 +772,10 @@ impl<'c> Executor<'c> for Reads<'c> {
 mod tests {
     use crate::store::testing::{sample_residents, TestDb};
     use crate::store::{Store, StoreError};
+    use futures_util::FutureExt;
     use sqlx::Row;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
 
     async fn sqlite() -> (TestDb, Store) {
         let db = TestDb::new("sqlite").await.unwrap();
@@ -752,6 +926,89 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(notes, "other then ours");
+        db.cleanup().await;
+    }
+
+    async fn notes(s: &Store) -> Vec<String> {
+        sqlx::query_scalar("SELECT notes FROM residents ORDER BY id")
+            .fetch_all(&s.read)
+            .await
+            .unwrap()
+    }
+
+    /// Changes queued behind one another share a `COMMIT`; one that fails is undone alone,
+    /// and each change's `commit` returns once its batch is on disk.
+    #[tokio::test]
+    async fn queued_changes_share_a_commit_and_fail_alone() {
+        let (db, s) = sqlite().await;
+        let before = s.native.as_ref().unwrap().batch.lock().await.number;
+        let mut first = s.begin_write().await.unwrap();
+        sqlx::query("UPDATE residents SET notes = notes || '0'")
+            .execute(first.conn())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 1..=6 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = s.begin_write().await?;
+                sqlx::query("UPDATE residents SET notes = notes || $1")
+                    .bind(i.to_string())
+                    .execute(tx.conn())
+                    .await?;
+                if i == 3 {
+                    // A change that fails after it wrote: dropped, as an early `?` would.
+                    return Ok(false);
+                }
+                tx.commit().await?;
+                Ok::<_, StoreError>(true)
+            }));
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(s.native.as_ref().unwrap().queued.load(Ordering::SeqCst), 6);
+        first.commit().await.unwrap();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(notes(&s).await, ["012456", "012456"]);
+        let batch = s.native.as_ref().unwrap().batch.lock().await;
+        assert!(batch.writer.is_none(), "the writer is given back");
+        assert_eq!(batch.number, before + 1, "one batch, one COMMIT");
+        drop(batch);
+        db.cleanup().await;
+    }
+
+    /// A batch left open for a change whose request is then dropped is committed anyway.
+    #[tokio::test]
+    async fn a_batch_left_for_a_dropped_change_still_commits() {
+        let (db, s) = sqlite().await;
+        let mut first = s.begin_write().await.unwrap();
+        sqlx::query("UPDATE residents SET notes = 'kept'")
+            .execute(first.conn())
+            .await
+            .unwrap();
+        let queued = tokio::spawn({
+            let s = s.clone();
+            async move { s.begin_write().await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        let commit = first.commit();
+        tokio::pin!(commit);
+        assert!(
+            (&mut commit).now_or_never().is_none(),
+            "the batch stays open for the queued change"
+        );
+        queued.abort();
+        tokio::time::timeout(Duration::from_secs(2), commit)
+            .await
+            .expect("the orphaned batch is committed")
+            .unwrap();
+        assert_eq!(notes(&s).await, ["kept", "kept"]);
+        // The writer is free for the pool's own writes.
+        sqlx::query("UPDATE residents SET notes = 'after'")
+            .execute(&s.write)
+            .await
+            .unwrap();
         db.cleanup().await;
     }
 }

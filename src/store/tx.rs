@@ -27,9 +27,7 @@ impl Store {
     /// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite's writer, `BEGIN` on PostgreSQL.
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         let tx = match (self.engine, &self.native) {
-            (Engine::Sqlite, Some(native)) => {
-                TxConn::Native(native.begin(self.write.acquire().await?).await?)
-            }
+            (Engine::Sqlite, Some(native)) => TxConn::Native(native.begin(&self.write).await?),
             (Engine::Sqlite, None) => TxConn::Pool(self.write.begin_with("BEGIN IMMEDIATE").await?),
             (Engine::Postgres, _) => TxConn::Pool(self.write.begin().await?),
         };
@@ -73,7 +71,7 @@ impl WriteTx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.tx {
             TxConn::Pool(tx) => tx.commit().await?,
-            TxConn::Native(tx) => tx.commit()?,
+            TxConn::Native(tx) => tx.commit().await?,
         }
         Ok(())
     }
