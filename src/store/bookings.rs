@@ -361,59 +361,46 @@ async fn seat_released(tx: &mut WriteTx, slot_id: i64) -> Result<Slot, StoreErro
 /// Moves a seat from one slot to another: `Some((from, to))` as they now are, or `None` when
 /// `to` is full or closed (then nothing changed).
 ///
-/// SQLite: one statement (the transaction holds the database's one write lock; a refusal puts
-/// the released seat back). PostgreSQL: the two rows in id order, so two moves in opposite
-/// directions cannot deadlock.
+/// One statement on both engines; a refusal puts the released seat back. SQLite: the
+/// transaction holds the database's one write lock. PostgreSQL: the two rows are locked in id
+/// order first (the CTE), so two moves in opposite directions cannot deadlock.
 pub(super) async fn shift_seat(
     tx: &mut WriteTx,
     from: i64,
     to: i64,
 ) -> Result<Option<(Slot, Slot)>, StoreError> {
-    match tx.engine() {
-        super::Engine::Sqlite => {
-            let rows = sqlx::query(&format!(
-                "UPDATE slots SET booked = booked + (CASE WHEN id = $2 THEN 1 ELSE -1 END) \
-                 WHERE id = $1 OR (id = $2 AND booked < capacity AND closed = 0) \
-                 RETURNING {SLOT_COLUMNS}"
-            ))
-            .bind(from)
-            .bind(to)
-            .fetch_all(tx.conn())
-            .await?;
-            let slots: Vec<Slot> = rows.iter().map(slot_from_row).collect::<Result<_, _>>()?;
-            let find = |id: i64| slots.iter().find(|s| s.id == id).cloned();
-            match (find(from), find(to)) {
-                (Some(f), Some(t)) => Ok(Some((f, t))),
-                (Some(_), None) => {
-                    sqlx::query("UPDATE slots SET booked = booked + 1 WHERE id = $1")
-                        .bind(from)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(None)
-                }
-                _ => Err(anyhow::anyhow!("slot {from} vanished during a move").into()),
-            }
+    let sql = match tx.engine() {
+        super::Engine::Sqlite => format!(
+            "UPDATE slots SET booked = booked + (CASE WHEN id = $2 THEN 1 ELSE -1 END) \
+             WHERE id = $1 OR (id = $2 AND booked < capacity AND closed = 0) \
+             RETURNING {SLOT_COLUMNS}"
+        ),
+        super::Engine::Postgres => format!(
+            "WITH locked AS (SELECT id AS locked_id FROM slots WHERE id IN ($1, $2) \
+             ORDER BY id FOR NO KEY UPDATE) \
+             UPDATE slots SET booked = booked + (CASE WHEN id = $2 THEN 1 ELSE -1 END) \
+             FROM locked WHERE id = locked_id \
+             AND (id = $1 OR (booked < capacity AND closed = 0)) \
+             RETURNING {SLOT_COLUMNS}"
+        ),
+    };
+    let rows = sqlx::query(&sql)
+        .bind(from)
+        .bind(to)
+        .fetch_all(tx.conn())
+        .await?;
+    let slots: Vec<Slot> = rows.iter().map(slot_from_row).collect::<Result<_, _>>()?;
+    let find = |id: i64| slots.iter().find(|s| s.id == id).cloned();
+    match (find(from), find(to)) {
+        (Some(f), Some(t)) => Ok(Some((f, t))),
+        (Some(_), None) => {
+            sqlx::query("UPDATE slots SET booked = booked + 1 WHERE id = $1")
+                .bind(from)
+                .execute(tx.conn())
+                .await?;
+            Ok(None)
         }
-        super::Engine::Postgres => {
-            if from < to {
-                let f = seat_released(tx, from).await?;
-                match seat_taken(tx, to).await? {
-                    Some(t) => Ok(Some((f, t))),
-                    None => {
-                        sqlx::query("UPDATE slots SET booked = booked + 1 WHERE id = $1")
-                            .bind(from)
-                            .execute(tx.conn())
-                            .await?;
-                        Ok(None)
-                    }
-                }
-            } else {
-                match seat_taken(tx, to).await? {
-                    Some(t) => Ok(Some((seat_released(tx, from).await?, t))),
-                    None => Ok(None),
-                }
-            }
-        }
+        _ => Err(anyhow::anyhow!("slot {from} vanished during a move").into()),
     }
 }
 

@@ -27,9 +27,10 @@ use super::bookings::{
     stored_answer, transport, BookingRow, Dose2Seat, LockedBooking, MoveAnswer, MoveOptions,
     MoveOutcome, Refusal, Slot, Target, BOOKING_SELECT, SLOT_COLUMNS,
 };
-use super::{now, parse_ts, ts, Store, StoreError, WriteTx};
+use super::{now, parse_ts, ts, Engine, Store, StoreError, WriteTx};
 use crate::domain::vaccine::{check_age, dose2_window, jst_date, jst_midnight, jst_time};
 use crate::domain::{BookingStatus, Product};
+use anyhow::Context;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -315,46 +316,15 @@ impl Store {
                 });
             }
         };
-        record_answer(&mut tx, key, subject, slot, &done.outcome).await?;
         let Some(by) = by else {
+            record_answer(&mut tx, key, subject, slot, &done.outcome).await?;
             tx.commit().await?;
             return Ok(MoveAnswer {
                 outcome: done.outcome,
                 replayed: false,
             });
         };
-        let at = now();
-        let mut detail = done.note.clone();
-        if let Some(call) = by.call_id {
-            detail.push_str(&format!(" [call {call}]"));
-        }
-        for resident in &done.residents {
-            sqlx::query(
-                "INSERT INTO audit_entries (at, user_id, action, resident_id, detail, remote_addr) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(at.clone())
-            .bind(by.user_id)
-            .bind(change.action())
-            .bind(*resident)
-            .bind(detail.clone())
-            .bind(by.remote_addr.to_string())
-            .execute(tx.conn())
-            .await?;
-            sqlx::query(
-                "INSERT INTO inquiries (resident_id, call_key, user_id, category, note, \
-                 follow_up, caller_kind, relationship, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, 0, 'self', '', $6)",
-            )
-            .bind(*resident)
-            .bind(by.call_id.map(str::to_string))
-            .bind(by.user_id)
-            .bind(done.category)
-            .bind(done.note.clone())
-            .bind(at.clone())
-            .execute(tx.conn())
-            .await?;
-        }
+        record_change(&mut tx, change, key, &done, by).await?;
         tx.commit().await?;
         Ok(MoveAnswer {
             outcome: done.outcome,
@@ -720,6 +690,83 @@ impl Store {
 }
 
 /// "1回目 6月8日（火）14:30 会場 → 6月10日（木）09:30 会場" per booking that moved.
+/// The change's record, in its transaction: the key's answer, and for each resident it was
+/// about an audit line and an inquiry against the current call. On PostgreSQL, where every
+/// statement is a round trip to the server, the usual change (one resident) writes all three
+/// in one statement.
+async fn record_change(
+    tx: &mut WriteTx,
+    change: &Change,
+    key: &str,
+    done: &Done,
+    by: ChangeBy<'_>,
+) -> Result<(), StoreError> {
+    let (subject, slot) = change.subject();
+    let at = now();
+    let mut detail = done.note.clone();
+    if let Some(call) = by.call_id {
+        detail.push_str(&format!(" [call {call}]"));
+    }
+    if let (Engine::Postgres, [resident]) = (tx.engine(), done.residents.as_slice()) {
+        let answer = serde_json::to_string(&done.outcome).context("encoding a move's answer")?;
+        sqlx::query(
+            "WITH answer AS (INSERT INTO booking_moves \
+             (idempotency_key, booking_id, slot_id, answer, created_at) \
+             VALUES ($1, $2, $3, $4, $5)), \
+             audit AS (INSERT INTO audit_entries (at, user_id, action, resident_id, detail, \
+             remote_addr) VALUES ($5, $6, $7, $8, $9, $10)) \
+             INSERT INTO inquiries (resident_id, call_key, user_id, category, note, follow_up, \
+             caller_kind, relationship, created_at) \
+             VALUES ($8, $11, $6, $12, $13, 0, 'self', '', $5)",
+        )
+        .bind(key.to_string())
+        .bind(subject)
+        .bind(slot)
+        .bind(answer)
+        .bind(at)
+        .bind(by.user_id)
+        .bind(change.action())
+        .bind(*resident)
+        .bind(detail)
+        .bind(by.remote_addr.to_string())
+        .bind(by.call_id.map(str::to_string))
+        .bind(done.category)
+        .bind(done.note.clone())
+        .execute(tx.conn())
+        .await?;
+        return Ok(());
+    }
+    record_answer(tx, key, subject, slot, &done.outcome).await?;
+    for resident in &done.residents {
+        sqlx::query(
+            "INSERT INTO audit_entries (at, user_id, action, resident_id, detail, remote_addr) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(at.clone())
+        .bind(by.user_id)
+        .bind(change.action())
+        .bind(*resident)
+        .bind(detail.clone())
+        .bind(by.remote_addr.to_string())
+        .execute(tx.conn())
+        .await?;
+        sqlx::query(
+            "INSERT INTO inquiries (resident_id, call_key, user_id, category, note, \
+             follow_up, caller_kind, relationship, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, 'self', '', $6)",
+        )
+        .bind(*resident)
+        .bind(by.call_id.map(str::to_string))
+        .bind(by.user_id)
+        .bind(done.category)
+        .bind(done.note.clone())
+        .bind(at.clone())
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
+}
+
 fn change_note(before: &[BookingRow], outcome: &MoveOutcome) -> String {
     let MoveOutcome::Moved { bookings, .. } = outcome else {
         return String::new();
