@@ -1,6 +1,7 @@
 //! The call log across a crash or a deploy: the real binary is killed (SIGKILL) or stopped
 //! (SIGTERM) with 40 calls live, restarted against a PBX on which half of them are still up,
-//! and every call ends up logged once, with what was learned before the restart kept.
+//! and every call ends up logged once, with what was learned before the restart kept. And
+//! rebooks across a SIGKILL: every move the server answered is in the database, whole.
 
 use crate::common::*;
 use crate::pbx::{ScriptCall, ScriptedPbx};
@@ -403,5 +404,176 @@ async fn todays_figures_survive_a_restart_sqlite() {
 async fn todays_figures_survive_a_restart_postgres() {
     if require_postgres() {
         todays_figures_survive_a_restart("postgres").await;
+    }
+}
+
+/// Rebooks across a crash: agents move bookings through the real server (on SQLite, changes
+/// queued together share one `COMMIT`), the process is killed (SIGKILL) in the middle, and every
+/// move the server answered 200 is in the database with its dose 2, its audit line and its
+/// inquiry; a move in flight at the kill is there whole or not at all; every slot's counter
+/// equals its bookings.
+async fn rebooks_across_a_kill_9(engine: &str) {
+    use madoguchi::domain::Product;
+    use madoguchi::store::bookings::NewSlot;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let db = TestDb::new(engine).await.expect("test database");
+    let store = db.store.clone();
+    let spool = TempDir::new("spool").expect("spool dir");
+    store
+        .insert_residents(&madoguchi::store::testing::sample_residents(120))
+        .await
+        .expect("residents");
+    let residents: Vec<i64> = sqlx::query_scalar("SELECT id FROM residents ORDER BY id")
+        .fetch_all(&store.read)
+        .await
+        .unwrap();
+    add_user(&store, "agent1", Role::Agent, Some("201")).await;
+    let venue = store.insert_venue("東体育館", "", &["東"]).await.unwrap();
+    let first = chrono::NaiveDate::from_ymd_opt(2031, 6, 3).unwrap();
+    let new: Vec<NewSlot> = (0..60)
+        .map(|day| {
+            let starts = madoguchi::domain::vaccine::jst_at(
+                first + chrono::Duration::days(day),
+                chrono::NaiveTime::from_hms_opt(9, 30, 0).unwrap(),
+            );
+            NewSlot {
+                venue_id: venue,
+                starts_at: starts,
+                ends_at: starts + chrono::Duration::minutes(30),
+                product: Product::Pfizer,
+                capacity: 500,
+            }
+        })
+        .collect();
+    let slots = store.insert_slots(&new).await.unwrap();
+    // Each resident: dose 1 on one of the first five days, dose 2 three weeks later.
+    let mut moves = Vec::new();
+    for (i, r) in residents.iter().enumerate() {
+        let Ok(dose1) = store.book(*r, 1, slots[i % 5]).await.unwrap() else {
+            continue; // too young for the product
+        };
+        store.book(*r, 2, slots[i % 5 + 21]).await.unwrap().unwrap();
+        moves.push((*r, dose1, 5 + i % 10));
+    }
+    assert!(moves.len() >= 100, "{} residents booked", moves.len());
+
+    let server = ServerProcess::start(&db.url, "127.0.0.1:9", &spool.0).await;
+    let agent = login(&server.url, "agent1").await;
+    let acked: Arc<Mutex<HashMap<i64, usize>>> = Default::default();
+    let mut agents = Vec::new();
+    for share in moves.chunks(10) {
+        let share = share.to_vec();
+        let (http, cookie, base) = (agent.http.clone(), agent.cookie.clone(), agent.base.clone());
+        let (acked, slots) = (acked.clone(), slots.clone());
+        agents.push(tokio::spawn(async move {
+            for (_, booking, day) in share {
+                let sent = http
+                    .post(format!("{base}/api/bookings/{booking}/move"))
+                    .header("cookie", &cookie)
+                    .header("Idempotency-Key", format!("kill-{booking}"))
+                    .json(&json!({"slot_id": slots[day]}))
+                    .send()
+                    .await;
+                let Ok(res) = sent else { return };
+                if res.status() != 200 {
+                    return;
+                }
+                acked.lock().unwrap().insert(booking, day);
+            }
+        }));
+    }
+    for _ in 0..4000 {
+        if acked.lock().unwrap().len() >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill9();
+    for a in agents {
+        a.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 40,
+        "{engine}: only {} moves answered",
+        acked.len()
+    );
+
+    let mut moved = 0;
+    for (resident, booking, day) in &moves {
+        let doses: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT dose, slot_id FROM bookings WHERE resident_id = $1 ORDER BY dose",
+        )
+        .bind(*resident)
+        .fetch_all(&store.read)
+        .await
+        .unwrap();
+        let inquiries: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM inquiries WHERE resident_id = $1")
+                .bind(*resident)
+                .fetch_one(&store.read)
+                .await
+                .unwrap();
+        let audit: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_entries WHERE resident_id = $1 AND action = 'move_booking'",
+        )
+        .bind(*resident)
+        .fetch_one(&store.read)
+        .await
+        .unwrap();
+        let at_target = doses == [(1, slots[*day]), (2, slots[day + 21])];
+        if acked.contains_key(booking) {
+            assert!(
+                at_target,
+                "{engine}: answered move of booking {booking} lost: {doses:?}"
+            );
+        }
+        if at_target {
+            moved += 1;
+            assert_eq!(
+                (inquiries, audit),
+                (1, 1),
+                "{engine}: booking {booking}'s record"
+            );
+        } else {
+            let at_start = doses.iter().map(|d| d.1).collect::<Vec<_>>();
+            assert_eq!(at_start.len(), 2, "{engine}: booking {booking}: {doses:?}");
+            assert_eq!(
+                at_start[1] - at_start[0],
+                slots[21] - slots[0],
+                "{engine}: half a move"
+            );
+            assert_eq!(
+                (inquiries, audit),
+                (0, 0),
+                "{engine}: a record without its move"
+            );
+        }
+    }
+    eprintln!(
+        "{engine}: {} moves, {} answered before the kill, {moved} in the database",
+        moves.len(),
+        acked.len()
+    );
+    assert!(moved >= acked.len());
+    assert!(
+        store.slot_count_mismatches().await.unwrap().is_empty(),
+        "{engine}"
+    );
+    assert_eq!(store.slots_over_capacity().await.unwrap(), 0, "{engine}");
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn rebooks_across_a_kill_9_sqlite() {
+    rebooks_across_a_kill_9("sqlite").await;
+}
+
+#[tokio::test]
+async fn rebooks_across_a_kill_9_postgres() {
+    if require_postgres() {
+        rebooks_across_a_kill_9("postgres").await;
     }
 }
