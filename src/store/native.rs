@@ -28,7 +28,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, Either, Execute, Executor, Transaction};
 use sqlx_core::any::{AnyColumn, AnyValueKind};
 use sqlx_core::ext::ustr::UStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -75,6 +75,8 @@ pub(super) struct NativeWriter {
     /// Changes waiting for `batch`: while there are some, a finished change leaves the
     /// transaction open for them.
     queued: Arc<AtomicUsize>,
+    /// `Batch::number`, readable without the lock (by a watchdog whose batch is long done).
+    batches: Arc<AtomicU64>,
 }
 
 /// The open transaction shared by the changes of one batch.
@@ -89,6 +91,8 @@ struct Batch {
     waiting: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
     /// Counts batches, so a late watchdog knows its batch was committed already.
     number: u64,
+    /// A watchdog is set for this batch (see [`NativeWriter::after_change`]).
+    watched: bool,
 }
 
 impl NativeWriter {
@@ -112,6 +116,7 @@ impl NativeWriter {
                 conn: Arc::new(Mutex::new(conn)),
                 batch: Default::default(),
                 queued: Default::default(),
+                batches: Default::default(),
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "no direct SQLite writer; writes go through the pool");
@@ -218,25 +223,31 @@ impl NativeWriter {
             return released.then_some(rx);
         }
         // Left open for the next change. Should that change never come (its request dropped
-        // while it waited), the watchdog commits what the batch holds.
+        // while it waited), a watchdog, one per batch, commits what the batch holds.
         let number = batch.number;
         let rx = released.then(|| {
             let (tx, rx) = tokio::sync::oneshot::channel();
             batch.waiting.push(tx);
             rx
         });
+        let watch = !std::mem::replace(&mut batch.watched, true);
         drop(batch);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return rx; // shutting down: nothing will come, and nothing is waited for
-        };
-        let this = self.clone();
-        runtime.spawn(async move {
-            tokio::time::sleep(BATCH_ORPHANED).await;
-            let batch = this.batch.clone().lock_owned().await;
-            if batch.number == number && batch.writer.is_some() {
-                drop(this.after_change(batch, false, true));
-            }
-        });
+        let runtime = tokio::runtime::Handle::try_current();
+        if let (true, Ok(runtime)) = (watch, runtime) {
+            // (Without a runtime the process is shutting down: nothing will come, and
+            // nothing waits.)
+            let this = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(BATCH_ORPHANED).await;
+                if this.batches.load(Ordering::SeqCst) != number {
+                    return; // committed meanwhile, as nearly always
+                }
+                let batch = this.batch.clone().lock_owned().await;
+                if batch.number == number && batch.writer.is_some() {
+                    drop(this.after_change(batch, false, true));
+                }
+            });
+        }
         rx
     }
 
@@ -247,7 +258,9 @@ impl NativeWriter {
         }
         batch.writer = None;
         batch.changes = 0;
+        batch.watched = false;
         batch.number += 1;
+        self.batches.store(batch.number, Ordering::SeqCst);
     }
 }
 
