@@ -1,4 +1,4 @@
-//! SQLite's write transactions, run in place.
+//! SQLite's write transactions and short reads, run in place.
 //!
 //! Through the pool, sqlx hands every statement to the connection's worker thread and waits
 //! for the answer: two thread wake-ups a statement, about a tenth of a millisecond on this
@@ -17,7 +17,8 @@
 //! (or on an in-memory SQLite database, which a second connection could not share). Values and
 //! errors come back exactly as sqlx's SQLite driver gives them: an integer as a `BigInt`, text
 //! as `Text`, a constraint violation as a database error carrying SQLite's extended code and
-//! message, so [`super::StoreError`] reads both the same way.
+//! message, so [`super::StoreError`] reads both the same way. [`Reads`] does the same for
+//! short reads, on direct read-only connections ([`NativeReader`]).
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
