@@ -215,10 +215,10 @@ impl Store {
 
     /// Where a short read (a row or a few, by key) runs: in place on SQLite, where a hop to
     /// the pool's thread would cost more than the read; through the pool on PostgreSQL.
-    pub fn reads(&self) -> native::Reads<'_> {
+    pub fn reads(&self) -> native::Via<'_, &AnyPool> {
         match &self.reader {
-            Some(reader) => native::Reads::Native(reader),
-            None => native::Reads::Pool(&self.read),
+            Some(reader) => native::Via::InPlace(reader),
+            None => native::Via::Pool(&self.read),
         }
     }
 

@@ -12,13 +12,13 @@
 //! IMMEDIATE` never waits for another writer of this process. Changes queued for it share
 //! one `COMMIT` (group commit, see [`NativeWriter`]).
 //!
-//! The store's SQL stays as it is: [`TxConn`] is an [`Executor`] for the `Any` driver, so
+//! The store's SQL stays as it is: [`Via`] is an [`Executor`] for the `Any` driver, so
 //! `query.fetch_optional(tx.conn())` runs here on SQLite and through the pool on PostgreSQL
 //! (or on an in-memory SQLite database, which a second connection could not share). Values and
 //! errors come back exactly as sqlx's SQLite driver gives them: an integer as a `BigInt`, text
 //! as `Text`, a constraint violation as a database error carrying SQLite's extended code and
-//! message, so [`super::StoreError`] reads both the same way. [`Reads`] does the same for
-//! short reads, on direct read-only connections ([`NativeReader`]).
+//! message, so [`super::StoreError`] reads both the same way. [`super::Store::reads`] does the
+//! same for short reads, on direct read-only connections ([`NativeReader`]).
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -548,15 +548,62 @@ fn database_error(e: rusqlite::Error) -> sqlx::Error {
     }
 }
 
-/// The connection a [`super::WriteTx`] runs its statements on: a pooled sqlx transaction,
-/// or SQLite's [`NativeTx`].
+/// The connection a [`super::WriteTx`] holds: a pooled sqlx transaction, or SQLite's
+/// [`NativeTx`].
 #[derive(Debug)]
 pub enum TxConn {
     Pool(Transaction<'static, Any>),
     Native(NativeTx),
 }
 
-impl<'c> Executor<'c> for &'c mut TxConn {
+impl TxConn {
+    /// Where the transaction's statements run.
+    pub(super) fn via(&mut self) -> Via<'_, &mut sqlx::AnyConnection> {
+        match self {
+            TxConn::Pool(tx) => Via::Pool(&mut **tx),
+            TxConn::Native(native) => Via::InPlace(&native.conn),
+        }
+    }
+}
+
+/// A direct SQLite connection to run a statement on, now, on the calling thread.
+pub trait InPlace: Sync {
+    fn lock(&self) -> MutexGuard<'_, rusqlite::Connection>;
+}
+
+impl InPlace for NativeWriter {
+    fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        NativeWriter::lock(self)
+    }
+}
+
+impl InPlace for NativeReader {
+    fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        NativeReader::lock(self)
+    }
+}
+
+/// Where a statement runs: through sqlx (`E`: a pool, a transaction's connection), or in
+/// place on a direct SQLite connection. An [`Executor`] for the `Any` driver either way, so
+/// the store's queries do not know which.
+pub enum Via<'c, E> {
+    Pool(E),
+    InPlace(&'c dyn InPlace),
+}
+
+impl<E> std::fmt::Debug for Via<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Pool(_) => "Via::Pool",
+            Via::InPlace(_) => "Via::InPlace",
+        })
+    }
+}
+
+impl<'c, X> Executor<'c> for Via<'c, X>
+where
+    X: Executor<'c, Database = Any>,
+{
     type Database = Any;
 
     fn fetch_many<'e, 'q: 'e, E>(
@@ -568,8 +615,8 @@ impl<'c> Executor<'c> for &'c mut TxConn {
         E: 'q + Execute<'q, Any>,
     {
         match self {
-            TxConn::Pool(tx) => (&mut **tx).fetch_many(query),
-            TxConn::Native(native) => many(&native.conn.lock(), query),
+            Via::Pool(pool) => pool.fetch_many(query),
+            Via::InPlace(conn) => many(&conn.lock(), query),
         }
     }
 
@@ -582,8 +629,8 @@ impl<'c> Executor<'c> for &'c mut TxConn {
         E: 'q + Execute<'q, Any>,
     {
         match self {
-            TxConn::Pool(tx) => (&mut **tx).fetch_optional(query),
-            TxConn::Native(native) => optional(&native.conn.lock(), query),
+            Via::Pool(pool) => pool.fetch_optional(query),
+            Via::InPlace(conn) => optional(&conn.lock(), query),
         }
     }
 
@@ -596,8 +643,8 @@ impl<'c> Executor<'c> for &'c mut TxConn {
         'c: 'e,
     {
         match self {
-            TxConn::Pool(tx) => (&mut **tx).prepare_with(sql, parameters),
-            TxConn::Native(_) => not_in_place("prepare"),
+            Via::Pool(pool) => pool.prepare_with(sql, parameters),
+            Via::InPlace(_) => not_in_place("prepare"),
         }
     }
 
@@ -609,8 +656,8 @@ impl<'c> Executor<'c> for &'c mut TxConn {
         'c: 'e,
     {
         match self {
-            TxConn::Pool(tx) => (&mut **tx).describe(sql),
-            TxConn::Native(_) => not_in_place("describe"),
+            Via::Pool(pool) => pool.describe(sql),
+            Via::InPlace(_) => not_in_place("describe"),
         }
     }
 }
@@ -704,81 +751,6 @@ impl NativeReader {
             }
         }
         self.0[0].lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Where a short read runs: in place on SQLite's [`NativeReader`], else through the pool.
-#[derive(Clone, Copy)]
-pub enum Reads<'a> {
-    Pool(&'a sqlx::AnyPool),
-    Native(&'a NativeReader),
-}
-
-impl std::fmt::Debug for Reads<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Reads::Pool(_) => "Reads::Pool",
-            Reads::Native(_) => "Reads::Native",
-        })
-    }
-}
-
-impl<'c> Executor<'c> for Reads<'c> {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            Reads::Pool(pool) => pool.fetch_many(query),
-            Reads::Native(reader) => many(&reader.lock(), query),
-        }
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            Reads::Pool(pool) => pool.fetch_optional(query),
-            Reads::Native(reader) => optional(&reader.lock(), query),
-        }
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<sqlx::any::AnyStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match self {
-            Reads::Pool(pool) => pool.prepare_with(sql, parameters),
-            Reads::Native(_) => not_in_place("prepare"),
-        }
-    }
-
-    fn describe<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-    ) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match self {
-            Reads::Pool(pool) => pool.describe(sql),
-            Reads::Native(_) => not_in_place("describe"),
-        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! thread and back; on this machine's virtual CPUs each of those wake-ups costs about a
 //! tenth of a millisecond, which tripled the lookup (0.12 ms alone, 0.45 ms in the benchmark).
 
-use super::native::Reads;
+use super::native::Via;
 use super::residents::HISTORY_LIMIT;
 use super::{Engine, Store};
 use crate::domain::PhoneNumber;
@@ -148,7 +148,7 @@ LIMIT 50
 impl Store {
     /// True when [`Store::pop_candidates_now`] answers in place (SQLite with a direct reader).
     pub fn pop_lookup_in_place(&self) -> bool {
-        matches!(self.reads(), Reads::Native(_))
+        matches!(self.reads(), Via::InPlace(_))
     }
 
     /// The pop lookup in place, on the calling thread, where the engine allows it (SQLite);

@@ -14,7 +14,7 @@
 //! the caller that began the transaction commits it. Dropping a `WriteTx` without
 //! [`WriteTx::commit`] rolls it back, so an early `?` leaves nothing behind.
 
-use super::native::TxConn;
+use super::native::{TxConn, Via};
 use super::{Engine, Store, StoreError};
 
 /// An open write transaction (see the module doc).
@@ -40,8 +40,8 @@ impl Store {
 
 impl WriteTx {
     /// The connection to run statements on: `query.execute(tx.conn())`.
-    pub fn conn(&mut self) -> &mut TxConn {
-        &mut self.tx
+    pub fn conn(&mut self) -> Via<'_, &mut sqlx::AnyConnection> {
+        self.tx.via()
     }
 
     pub fn engine(&self) -> Engine {
