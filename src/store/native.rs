@@ -40,13 +40,21 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Statements kept prepared: every text the store writes with, several times over.
 const STATEMENT_CACHE: usize = 256;
 
-/// The path of the file behind a `sqlite:` URL; `None` for an in-memory database.
+/// The path of the file behind a `sqlite:` URL; `None` (the pools serve alone) for an
+/// in-memory database, a read-only one (`mode=ro`), or a URL with options a direct
+/// connection would not honour the same way (`immutable`, `vfs`).
 pub(super) fn sqlite_path(url: &str) -> Option<&str> {
-    let path = url
+    let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next()?;
-    if path.is_empty() || path.contains(":memory:") {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let special = query.split('&').any(|pair| {
+        matches!(
+            pair.split_once('=').unwrap_or((pair, "")),
+            ("mode", "memory" | "ro") | ("immutable" | "vfs", _)
+        )
+    });
+    if path.is_empty() || path.contains(":memory:") || special {
         return None;
     }
     Some(path)
@@ -762,6 +770,18 @@ mod tests {
     use sqlx::Row;
     use std::sync::atomic::Ordering;
     use std::time::Duration;
+
+    #[test]
+    fn only_a_plain_file_gets_direct_connections() {
+        use super::sqlite_path;
+        assert_eq!(sqlite_path("sqlite://db/m.db?mode=rwc"), Some("db/m.db"));
+        assert_eq!(sqlite_path("sqlite:m.db"), Some("m.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("sqlite://m.db?mode=memory&cache=shared"), None);
+        assert_eq!(sqlite_path("sqlite://m.db?mode=ro"), None);
+        assert_eq!(sqlite_path("sqlite://m.db?immutable=1"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
 
     async fn sqlite() -> (TestDb, Store) {
         let db = TestDb::new("sqlite").await.unwrap();
