@@ -199,13 +199,12 @@ impl NativeWriter {
 
     /// After a change (released into the batch, or rolled back): leaves the batch open for
     /// the changes queued behind it, or (none queued, the batch full, or `close`) commits it.
-    /// `Some(wait)` when the change is in the batch: the caller awaits the `COMMIT` there.
     fn after_change(
         &self,
         mut batch: tokio::sync::OwnedMutexGuard<Batch>,
         released: bool,
         close: bool,
-    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), String>>> {
+    ) -> Outcome {
         if released {
             batch.changes += 1;
         }
@@ -215,7 +214,7 @@ impl NativeWriter {
                 // Nothing in the batch: give the writer back at once.
                 let _ = self.lock().execute_batch("ROLLBACK");
                 self.end_batch(&mut batch, Ok(()));
-                return None;
+                return Outcome::Done(Ok(()));
             }
             let committed = self
                 .lock()
@@ -224,21 +223,19 @@ impl NativeWriter {
             if committed.is_err() {
                 let _ = self.lock().execute_batch("ROLLBACK");
             }
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if released {
-                batch.waiting.push(tx);
-            }
-            self.end_batch(&mut batch, committed);
-            return released.then_some(rx);
+            self.end_batch(&mut batch, committed.clone());
+            return Outcome::Done(committed);
         }
         // Left open for the next change. Should that change never come (its request dropped
         // while it waited), a watchdog, one per batch, commits what the batch holds.
         let number = batch.number;
-        let rx = released.then(|| {
+        let outcome = if released {
             let (tx, rx) = tokio::sync::oneshot::channel();
             batch.waiting.push(tx);
-            rx
-        });
+            Outcome::Pending(rx)
+        } else {
+            Outcome::Done(Ok(()))
+        };
         let watch = !std::mem::replace(&mut batch.watched, true);
         drop(batch);
         let runtime = tokio::runtime::Handle::try_current();
@@ -257,7 +254,7 @@ impl NativeWriter {
                 }
             });
         }
-        rx
+        outcome
     }
 
     /// Closes the batch: tells its changes how the `COMMIT` went and gives the writer back.
@@ -271,6 +268,13 @@ impl NativeWriter {
         batch.number += 1;
         self.batches.store(batch.number, Ordering::SeqCst);
     }
+}
+
+/// How the batch a change left stands: committed (or given back) already, with the
+/// `COMMIT`'s outcome, or open, its `COMMIT` still to come.
+enum Outcome {
+    Done(Result<(), String>),
+    Pending(tokio::sync::oneshot::Receiver<Result<(), String>>),
 }
 
 /// Counts a change waiting for the batch while it waits (and when its request is dropped
@@ -321,14 +325,11 @@ impl NativeTx {
             self.batch = Some(batch);
             return Err(database_error(e));
         }
-        match self.conn.after_change(batch, true, false) {
-            Some(committed) => match committed.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(sqlx::Error::Protocol(format!("committing: {e}"))),
-                Err(_) => Err(sqlx::Error::WorkerCrashed),
-            },
-            None => Ok(()),
-        }
+        let committed = match self.conn.after_change(batch, true, false) {
+            Outcome::Done(committed) => committed,
+            Outcome::Pending(rx) => rx.await.map_err(|_| sqlx::Error::WorkerCrashed)?,
+        };
+        committed.map_err(|e| sqlx::Error::Protocol(format!("committing: {e}")))
     }
 
     pub(super) fn rollback(mut self) -> Result<(), sqlx::Error> {
