@@ -75,9 +75,13 @@ pub async fn rebook(
     );
     let hash =
         tokio::task::spawn_blocking(|| crate::store::users::hash_password("rebook")).await??;
-    store
-        .upsert_user("rebook", "", &hash, Role::Agent, None)
-        .await?;
+    // An agent a login, as in a call center (the audit line and the inquiry name the agent).
+    let agents = concurrency.max(1);
+    for w in 0..agents {
+        store
+            .upsert_user(&format!("rebook{w}"), "", &hash, Role::Agent, None)
+            .await?;
+    }
 
     // Room to move into: every slot gets seats for the moves aimed at it and the doses 2
     // that follow; every run seats for the rides that follow.
@@ -162,20 +166,22 @@ pub async fn rebook(
     };
     let server = crate::app::build_with_store(settings, store.clone()).await?;
     let addr = server.addr.to_string();
-    let cookie = login(&addr).await?;
+    let mut cookies = Vec::with_capacity(agents);
+    for w in 0..agents {
+        cookies.push(login(&addr, &format!("rebook{w}")).await?);
+    }
 
     let next = Arc::new(AtomicUsize::new(0));
     let bookings = Arc::new(bookings);
     let targets = Arc::new(targets);
     let started = Instant::now();
     let mut workers = Vec::new();
-    for w in 0..concurrency.max(1) {
-        let (next, bookings, targets, addr, cookie) = (
+    for (w, cookie) in cookies.into_iter().enumerate() {
+        let (next, bookings, targets, addr) = (
             next.clone(),
             bookings.clone(),
             targets.clone(),
             addr.clone(),
-            cookie.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (w as u64 + 1);
@@ -190,7 +196,6 @@ pub async fn rebook(
             // Each agent moves its own share of the bookings (no two agents move one booking
             // at once), and never again one it moved into a hot slot, so the hot slots' seats
             // only fill.
-            let agents = concurrency.max(1);
             let mine: Vec<Movable> = bookings
                 .iter()
                 .enumerate()
@@ -365,9 +370,9 @@ fn read_answer(body: &str) -> (String, bool) {
 }
 
 /// Logs in the bench agent with a hand-written request (no HTTP client among the dependencies).
-async fn login(addr: &str) -> anyhow::Result<String> {
-    let body = r#"{"username":"rebook","password":"rebook"}"#;
-    let (_, head, _) = request(addr, "POST", "/api/session", &[], body).await?;
+async fn login(addr: &str, username: &str) -> anyhow::Result<String> {
+    let body = format!(r#"{{"username":"{username}","password":"rebook"}}"#);
+    let (_, head, _) = request(addr, "POST", "/api/session", &[], &body).await?;
     head.lines()
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .and_then(|l| l.split_once(':'))

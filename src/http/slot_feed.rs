@@ -2,7 +2,7 @@
 //!
 //! A change that altered seat counts only marks its slots (after its commit) and returns: it
 //! never waits for the feed. One task takes every slot marked since its last turn, reads them
-//! in one query and publishes each as it is now. Because the marks follow the commits and the
+//! in one query and publishes each as it is now; it reads at most every [`GATHER`]. Because the marks follow the commits and the
 //! task's reads follow one another, the last message about a slot always shows a count read
 //! after the last change to it: a screen that keeps the latest message per slot ends at the
 //! true count, however the changes interleave. A burst of moves into one slot costs one read.
@@ -16,6 +16,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+
+/// How long the feed gathers marks before it reads them: it reads at most this often.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// Slots whose counts changed and are not yet published.
 #[derive(Default)]
@@ -46,6 +49,13 @@ impl SlotFeed {
         loop {
             tokio::select! {
                 _ = self.wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+            // A moment for the marks of the moves under way to join this read: one read per
+            // turn, not per move, however busy the agents are (a screen sees the count this
+            // much later, which nobody can tell).
+            tokio::select! {
+                _ = tokio::time::sleep(GATHER) => {}
                 _ = stop.changed() => return,
             }
             let ids = self.take();

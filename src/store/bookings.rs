@@ -269,7 +269,7 @@ fn lock_sql(tx: &WriteTx, filter: &str) -> String {
     )
 }
 
-fn locked_from_row(row: &AnyRow) -> Result<LockedBooking, sqlx::Error> {
+pub(super) fn locked_from_row(row: &AnyRow) -> Result<LockedBooking, sqlx::Error> {
     let booking = booking_from_row(row)?;
     Ok(LockedBooking {
         id: booking.id,
@@ -955,7 +955,7 @@ pub(super) async fn dose2_seat(
     // Only then the whole window, nearest day first, past the slots already tried.
     let mut tried = Vec::new();
     for (from, to) in [(window.standard, window.standard), (window.earliest, last)] {
-        for slot in dose2_candidates(tx, dose1, current, from, to, window.standard).await? {
+        for slot in dose2_candidates(tx.conn(), dose1, current, from, to, window.standard).await? {
             if tried.contains(&slot.id) {
                 continue;
             }
@@ -1004,14 +1004,17 @@ pub(super) async fn dose2_seat(
 /// The slots dose 2 may take after dose 1 in `dose1`, on the days `first..=last`: the same
 /// venue, product and time of day, open, with a seat (or `current`'s own), nearest the
 /// standard day first.
-async fn dose2_candidates(
-    tx: &mut WriteTx,
+pub(super) async fn dose2_candidates<'e, E>(
+    executor: E,
     dose1: &SlotFacts,
     current: Option<&LockedBooking>,
     first: NaiveDate,
     last: NaiveDate,
     standard: NaiveDate,
-) -> Result<Vec<Slot>, StoreError> {
+) -> Result<Vec<Slot>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     // Only slots at dose 1's time of day come back (the database compares the time in the
     // stored UTC text, `YYYY-MM-DDTHH:MM…`; Japan has no summer time, so one JST time is one
     // UTC time): six weeks of a venue's slots at every time would be a thousand rows read
@@ -1027,7 +1030,7 @@ async fn dose2_candidates(
     .bind(ts(jst_midnight(last + Duration::days(1))))
     .bind(current.map(|c| c.slot_id).unwrap_or(0))
     .bind(dose1.starts.format("%H:%M").to_string())
-    .fetch_all(tx.conn())
+    .fetch_all(executor)
     .await?;
     let mut candidates: Vec<(i64, NaiveDate, Slot)> = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -1087,7 +1090,7 @@ impl Target {
 }
 
 /// `was` moved into `slot` (at the venue named `venue_name`).
-fn row_in(was: &BookingRow, slot: &Slot, venue_name: &str) -> BookingRow {
+pub(super) fn row_in(was: &BookingRow, slot: &Slot, venue_name: &str) -> BookingRow {
     BookingRow {
         slot_id: slot.id,
         venue_id: slot.venue_id,
@@ -1118,17 +1121,26 @@ pub(super) async fn rules_given(
     let birth = birth.ok_or(StoreError::Invalid {
         field: "resident_id",
     })?;
-    if let Err(e) = check_age(slot.product, birth, slot.date()) {
-        return Ok(Err(Refusal::rule(e)));
+    let dose1 = if dose == 2 {
+        dose1_of(tx, resident_id).await?
+    } else {
+        None
+    };
+    Ok(rules_with(birth, slot, dose1))
+}
+
+/// The rules for a dose in `slot`, given the resident's birth date and, for dose 2, dose 1's
+/// product and day: the minimum age, and dose 2 after dose 1 with its product and interval.
+pub(super) fn rules_with(
+    birth: NaiveDate,
+    slot: &SlotFacts,
+    dose1: Option<(Product, NaiveDate)>,
+) -> Result<(), Refusal> {
+    check_age(slot.product, birth, slot.date()).map_err(Refusal::rule)?;
+    if let Some((product, day)) = dose1 {
+        check_next_dose(1, product, day, slot.product, slot.date()).map_err(Refusal::rule)?;
     }
-    if dose == 2 {
-        if let Some((product, day)) = dose1_of(tx, resident_id).await? {
-            if let Err(e) = check_next_dose(1, product, day, slot.product, slot.date()) {
-                return Ok(Err(Refusal::rule(e)));
-            }
-        }
-    }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Points bookings at their new slots: a booking and its dose 2 in one statement (one text,
@@ -1219,13 +1231,16 @@ where
     ))
 }
 
-pub(super) async fn record_answer(
-    tx: &mut WriteTx,
+pub(super) async fn record_answer<'e, E>(
+    executor: E,
     key: &str,
     booking_id: i64,
     slot_id: i64,
     outcome: &MoveOutcome,
-) -> Result<(), StoreError> {
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let answer = serde_json::to_string(outcome).context("encoding a move's answer")?;
     sqlx::query(
         "INSERT INTO booking_moves (idempotency_key, booking_id, slot_id, answer, created_at) \
@@ -1236,7 +1251,7 @@ pub(super) async fn record_answer(
     .bind(slot_id)
     .bind(answer)
     .bind(now())
-    .execute(tx.conn())
+    .execute(executor)
     .await?;
     Ok(())
 }

@@ -127,6 +127,7 @@ impl Store {
             }
         }
         tx.commit().await?;
+        self.refresh_statistics(&["residents", "phones"]).await?;
         Ok(residents.len())
     }
 

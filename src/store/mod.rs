@@ -57,6 +57,9 @@ pub enum Engine {
     Postgres,
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before it is used again.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// The ledger's database. Cheap to clone (pools are handles).
 #[derive(Clone)]
 pub struct Store {
@@ -185,8 +188,22 @@ impl Store {
             Engine::Postgres => {
                 let opts = AnyConnectOptions::from_str(url)
                     .with_context(|| format!("parsing database URL {}", mask_url(url)))?;
+                // sqlx pings a connection before every use by default: a round trip to the
+                // server for every statement, which doubled the server's work per request. A
+                // connection in use a moment ago is alive (and if it died since, the statement
+                // fails like any other and the connection is closed); one idle for a while may
+                // have been cut by a server restart or a firewall, so it is still pinged first.
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_AFTER_IDLE {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
                     .await
@@ -220,6 +237,21 @@ impl Store {
             Some(reader) => native::Via::InPlace(reader),
             None => native::Via::Pool(&self.read),
         }
+    }
+
+    /// After a bulk write (an import, the city's assignment, a transport plan): PostgreSQL's
+    /// planner statistics for these tables, made anew now rather than at autovacuum's next
+    /// round. Until then the planner guesses from an empty table's defaults, and the one-row
+    /// reads of every request become scans of whole tables. Nothing on SQLite, whose planner
+    /// keeps no statistics unless asked to.
+    pub async fn refresh_statistics(&self, tables: &[&str]) -> Result<(), StoreError> {
+        if self.engine == Engine::Postgres && !tables.is_empty() {
+            // Table names are this crate's own constants.
+            sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+                .execute(&self.write)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A cheap round trip, for `/readyz`.

@@ -35,6 +35,8 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+mod at_once;
+
 /// Who makes a change, from where, and on which call: the audit line and the inquiry.
 #[derive(Debug, Clone, Copy)]
 pub struct ChangeBy<'a> {
@@ -235,6 +237,16 @@ impl Store {
         key: &str,
         by: Option<ChangeBy<'_>>,
     ) -> Result<MoveAnswer, StoreError> {
+        if let Change::Move {
+            booking_id,
+            slot_id,
+            ..
+        } = *change
+        {
+            if let Some(answer) = self.move_at_once(booking_id, slot_id, key, by).await? {
+                return Ok(answer);
+            }
+        }
         if let Some(call) = by.and_then(|b| b.call_id) {
             let known: Option<i64> = sqlx::query_scalar("SELECT id FROM calls WHERE call_key = $1")
                 .bind(call.to_string())
@@ -308,7 +320,7 @@ impl Store {
                     .execute(tx.conn())
                     .await?;
                 let outcome = MoveOutcome::Refused(refusal);
-                record_answer(&mut tx, key, subject, slot, &outcome).await?;
+                record_answer(tx.conn(), key, subject, slot, &outcome).await?;
                 tx.commit().await?;
                 return Ok(MoveAnswer {
                     outcome,
@@ -317,7 +329,7 @@ impl Store {
             }
         };
         let Some(by) = by else {
-            record_answer(&mut tx, key, subject, slot, &done.outcome).await?;
+            record_answer(tx.conn(), key, subject, slot, &done.outcome).await?;
             tx.commit().await?;
             return Ok(MoveAnswer {
                 outcome: done.outcome,
@@ -703,10 +715,7 @@ async fn record_change(
 ) -> Result<(), StoreError> {
     let (subject, slot) = change.subject();
     let at = now();
-    let mut detail = done.note.clone();
-    if let Some(call) = by.call_id {
-        detail.push_str(&format!(" [call {call}]"));
-    }
+    let detail = detail_of(&done.note, by);
     if let (Engine::Postgres, [resident]) = (tx.engine(), done.residents.as_slice()) {
         let answer = serde_json::to_string(&done.outcome).context("encoding a move's answer")?;
         sqlx::query(
@@ -736,7 +745,7 @@ async fn record_change(
         .await?;
         return Ok(());
     }
-    record_answer(tx, key, subject, slot, &done.outcome).await?;
+    record_answer(tx.conn(), key, subject, slot, &done.outcome).await?;
     for resident in &done.residents {
         sqlx::query(
             "INSERT INTO audit_entries (at, user_id, action, resident_id, detail, remote_addr) \
@@ -765,6 +774,14 @@ async fn record_change(
         .await?;
     }
     Ok(())
+}
+
+/// The audit line's detail: the change's note and the call it was made on.
+fn detail_of(note: &str, by: ChangeBy<'_>) -> String {
+    match by.call_id {
+        Some(call) => format!("{note} [call {call}]"),
+        None => note.to_string(),
+    }
 }
 
 fn change_note(before: &[BookingRow], outcome: &MoveOutcome) -> String {
@@ -1292,6 +1309,127 @@ mod tests {
             .iter()
             .any(|a| moderna.iter().any(|d| d.contains(&a.slot.id))));
         t.db.cleanup().await;
+    }
+
+    /// PostgreSQL's move in one statement: a dose-1 move takes it, and a write whose read went
+    /// stale (the booking moved, or the slot filled, in between) changes nothing, records
+    /// nothing and leaves the request to the transaction.
+    #[tokio::test]
+    async fn a_move_at_once_changes_nothing_once_its_read_is_stale() {
+        if !crate::store::testing::engines().contains(&"postgres") {
+            return;
+        }
+        let t = setup("postgres", 3).await;
+        let s = &t.db.store;
+        let r = t.residents[0];
+        let d1 = s.book(r, 1, t.cal[0][0]).await.unwrap().unwrap();
+        s.book(r, 2, t.cal[21][0]).await.unwrap().unwrap();
+        let mut conn = s.write.acquire().await.unwrap();
+        let seen = at_once::seen(&mut conn, d1, t.cal[3][1])
+            .await
+            .unwrap()
+            .unwrap();
+        let at_once::Decision::Move(stale) = at_once::decide(&mut conn, &seen).await.unwrap()
+        else {
+            panic!("a dose-1 move with a seat is decided at once");
+        };
+        // Meanwhile another agent moves the same booking elsewhere.
+        let other = Change::Move {
+            booking_id: d1,
+            slot_id: t.cal[2][0],
+            release_ride: false,
+        };
+        s.change_booking(&other, "k-other", by(t.user))
+            .await
+            .unwrap();
+        let before = count(s, "SELECT COUNT(*) FROM booking_moves").await;
+        let audits = count(s, "SELECT COUNT(*) FROM audit_entries").await;
+        let written = at_once::write(
+            &mut conn,
+            &seen,
+            stale,
+            "k-stale",
+            (d1, t.cal[3][1]),
+            Some(by(t.user)),
+        )
+        .await
+        .unwrap();
+        assert!(written.is_none(), "a stale read writes nothing");
+        let now_booked = s.bookings_of(r).await.unwrap();
+        assert_eq!(
+            (now_booked[0].slot_id, now_booked[1].slot_id),
+            (t.cal[2][0], t.cal[23][0]),
+            "the other agent's move stands"
+        );
+        assert_eq!(count(s, "SELECT COUNT(*) FROM booking_moves").await, before);
+        assert_eq!(count(s, "SELECT COUNT(*) FROM audit_entries").await, audits);
+        assert!(s.slot_count_mismatches().await.unwrap().is_empty());
+
+        // The slot asked for fills between the read and the write: nothing changes.
+        let seen = at_once::seen(&mut conn, d1, t.cal[4][0])
+            .await
+            .unwrap()
+            .unwrap();
+        let at_once::Decision::Move(stale) = at_once::decide(&mut conn, &seen).await.unwrap()
+        else {
+            panic!("a dose-1 move with a seat is decided at once");
+        };
+        sqlx::query("UPDATE slots SET capacity = booked WHERE id = $1")
+            .bind(t.cal[4][0])
+            .execute(&s.write)
+            .await
+            .unwrap();
+        let written = at_once::write(
+            &mut conn,
+            &seen,
+            stale,
+            "k-full",
+            (d1, t.cal[4][0]),
+            Some(by(t.user)),
+        )
+        .await
+        .unwrap();
+        assert!(
+            written.is_none(),
+            "a slot that filled meanwhile takes nobody"
+        );
+        assert_eq!(s.bookings_of(r).await.unwrap()[0].slot_id, t.cal[2][0]);
+        assert_eq!(s.slots_over_capacity().await.unwrap(), 0);
+        drop(conn);
+
+        // The same request through the store: the read is fresh, the move is made at once
+        // (its answer is stored with the slots as they now are, so a retry returns it whole).
+        let ask = Change::Move {
+            booking_id: d1,
+            slot_id: t.cal[3][1],
+            release_ride: false,
+        };
+        let a = s.change_booking(&ask, "k-stale", by(t.user)).await.unwrap();
+        assert_eq!(moved(&a)[0].slot_id, t.cal[3][1]);
+        let MoveOutcome::Moved { slots, .. } = &a.outcome else {
+            unreachable!()
+        };
+        assert_eq!(slots.len(), 4, "both doses' old and new slots: {slots:?}");
+        for slot in slots {
+            assert_eq!(Some(slot), s.slot(slot.id).await.unwrap().as_ref());
+        }
+        let again = s.change_booking(&ask, "k-stale", by(t.user)).await.unwrap();
+        assert!(again.replayed && again.outcome == a.outcome);
+        // A full slot read as full: refused at once, the refusal stored as the key's answer.
+        let no = s
+            .change_booking(
+                &Change::Move {
+                    booking_id: d1,
+                    slot_id: t.cal[4][0],
+                    release_ride: false,
+                },
+                "k-full",
+                by(t.user),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused(&no).reason, "slot_full");
+        assert!(s.slot_count_mismatches().await.unwrap().is_empty());
     }
 
     crate::on_each_engine!(

@@ -411,6 +411,8 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        self.refresh_statistics(&["bookings", "slots", "rides", "runs"])
+            .await?;
         Ok(true)
     }
 

@@ -681,6 +681,8 @@ impl Store {
             tx.rollback().await?;
         } else {
             tx.commit().await?;
+            self.refresh_statistics(&["rides", "runs", "run_stops"])
+                .await?;
         }
         Ok(plan)
     }
