@@ -1311,6 +1311,19 @@ mod tests {
         t.db.cleanup().await;
     }
 
+    /// Steps 1 and 2 of a move at once: what was read, and the move decided from it.
+    async fn decided(
+        conn: &mut sqlx::AnyConnection,
+        booking: i64,
+        slot: i64,
+    ) -> (at_once::Seen, at_once::Plan) {
+        let seen = at_once::seen(conn, booking, slot).await.unwrap().unwrap();
+        match at_once::decide(conn, &seen).await.unwrap() {
+            at_once::Decision::Move(plan) => (seen, plan),
+            _ => panic!("a dose-1 move with a seat is decided at once"),
+        }
+    }
+
     /// PostgreSQL's move in one statement: a dose-1 move takes it, and a write whose read went
     /// stale (the booking moved, or the slot filled, in between) changes nothing, records
     /// nothing and leaves the request to the transaction.
@@ -1325,14 +1338,7 @@ mod tests {
         let d1 = s.book(r, 1, t.cal[0][0]).await.unwrap().unwrap();
         s.book(r, 2, t.cal[21][0]).await.unwrap().unwrap();
         let mut conn = s.write.acquire().await.unwrap();
-        let seen = at_once::seen(&mut conn, d1, t.cal[3][1])
-            .await
-            .unwrap()
-            .unwrap();
-        let at_once::Decision::Move(stale) = at_once::decide(&mut conn, &seen).await.unwrap()
-        else {
-            panic!("a dose-1 move with a seat is decided at once");
-        };
+        let (seen, stale) = decided(&mut conn, d1, t.cal[3][1]).await;
         // Meanwhile another agent moves the same booking elsewhere.
         let other = Change::Move {
             booking_id: d1,
@@ -1366,14 +1372,7 @@ mod tests {
         assert!(s.slot_count_mismatches().await.unwrap().is_empty());
 
         // The slot asked for fills between the read and the write: nothing changes.
-        let seen = at_once::seen(&mut conn, d1, t.cal[4][0])
-            .await
-            .unwrap()
-            .unwrap();
-        let at_once::Decision::Move(stale) = at_once::decide(&mut conn, &seen).await.unwrap()
-        else {
-            panic!("a dose-1 move with a seat is decided at once");
-        };
+        let (seen, stale) = decided(&mut conn, d1, t.cal[4][0]).await;
         sqlx::query("UPDATE slots SET capacity = booked WHERE id = $1")
             .bind(t.cal[4][0])
             .execute(&s.write)
