@@ -2,8 +2,8 @@
 //!
 //! A change that altered seat counts only marks its slots (after its commit) and returns: it
 //! never waits for the feed. One task takes every slot marked since its last turn, reads them
-//! in one query and publishes each as it is now; it reads at most every [`GATHER`]. Because the marks follow the commits and the
-//! task's reads follow one another, the last message about a slot always shows a count read
+//! in one query and publishes each as it is now; it reads at most every [`GATHER`]. Because
+//! the marks follow the commits and the task's reads follow one another, the last message about a slot always shows a count read
 //! after the last change to it: a screen that keeps the latest message per slot ends at the
 //! true count, however the changes interleave. A burst of moves into one slot costs one read.
 //! Before, each change read its slots back under one lock shared by every agent, which made

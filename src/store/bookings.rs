@@ -1231,16 +1231,13 @@ where
     ))
 }
 
-pub(super) async fn record_answer<'e, E>(
-    executor: E,
+pub(super) async fn record_answer(
+    tx: &mut WriteTx,
     key: &str,
     booking_id: i64,
     slot_id: i64,
     outcome: &MoveOutcome,
-) -> Result<(), StoreError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+) -> Result<(), StoreError> {
     let answer = serde_json::to_string(outcome).context("encoding a move's answer")?;
     sqlx::query(
         "INSERT INTO booking_moves (idempotency_key, booking_id, slot_id, answer, created_at) \
@@ -1251,7 +1248,7 @@ where
     .bind(slot_id)
     .bind(answer)
     .bind(now())
-    .execute(executor)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }

@@ -320,7 +320,7 @@ impl Store {
                     .execute(tx.conn())
                     .await?;
                 let outcome = MoveOutcome::Refused(refusal);
-                record_answer(tx.conn(), key, subject, slot, &outcome).await?;
+                record_answer(&mut tx, key, subject, slot, &outcome).await?;
                 tx.commit().await?;
                 return Ok(MoveAnswer {
                     outcome,
@@ -329,7 +329,7 @@ impl Store {
             }
         };
         let Some(by) = by else {
-            record_answer(tx.conn(), key, subject, slot, &done.outcome).await?;
+            record_answer(&mut tx, key, subject, slot, &done.outcome).await?;
             tx.commit().await?;
             return Ok(MoveAnswer {
                 outcome: done.outcome,
@@ -745,7 +745,7 @@ async fn record_change(
         .await?;
         return Ok(());
     }
-    record_answer(tx.conn(), key, subject, slot, &done.outcome).await?;
+    record_answer(tx, key, subject, slot, &done.outcome).await?;
     for resident in &done.residents {
         sqlx::query(
             "INSERT INTO audit_entries (at, user_id, action, resident_id, detail, remote_addr) \
