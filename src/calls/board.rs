@@ -601,16 +601,7 @@ impl Board {
     }
 
     pub fn availability(&self, ext: &str, now: DateTime<Utc>) -> AvailabilityView {
-        let s = self.read();
-        match s.desks.get(ext) {
-            Some(d) => d.as_of(now).view(),
-            None => AvailabilityView {
-                state: Availability::Ready,
-                reason: None,
-                since: None,
-                until: None,
-            },
-        }
+        self.frozen().availability(ext, now)
     }
 
     pub fn joined(&self, queue: &str, call: &str, caller: &str, at: DateTime<Utc>) {
@@ -922,9 +913,62 @@ impl Board {
         midnight.and_utc() - chrono::Duration::hours(9)
     }
 
+    /// The board as of one moment: everything read through it is read under one lock, so a
+    /// snapshot's agents and figures agree (no agent still ringing on a call the figures
+    /// already count as ended).
+    pub fn frozen(&self) -> Frozen<'_> {
+        Frozen(self.state.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn queues(&self, now: DateTime<Utc>) -> Vec<QueueView> {
+        self.frozen().queues(now)
+    }
+
+    pub fn overall(&self, now: DateTime<Utc>) -> (Figures, Figures) {
+        self.frozen().overall(now)
+    }
+
+    pub fn slices(&self, now: DateTime<Utc>) -> Vec<Slice> {
+        self.frozen().slices(now)
+    }
+
+    pub fn agent_state(&self, ext: &str) -> AgentState {
+        self.frozen().agent_state(ext)
+    }
+
+    pub fn agent_live(&self, ext: &str, now: DateTime<Utc>) -> AgentLive {
+        self.frozen().agent_live(ext, now)
+    }
+
+    pub fn member_extensions(&self) -> Vec<String> {
+        self.frozen().member_extensions()
+    }
+}
+
+/// The board held still (see [`Board::frozen`]). Hold it only while reading: every change
+/// waits for it.
+pub struct Frozen<'a>(std::sync::RwLockWriteGuard<'a, State>);
+
+impl Frozen<'_> {
+    pub fn thresholds(&self) -> Thresholds {
+        self.0.thresholds
+    }
+
+    pub fn availability(&self, ext: &str, now: DateTime<Utc>) -> AvailabilityView {
+        match self.0.desks.get(ext) {
+            Some(d) => d.as_of(now).view(),
+            None => AvailabilityView {
+                state: Availability::Ready,
+                reason: None,
+                since: None,
+                until: None,
+            },
+        }
+    }
+
     /// Per queue: who waits, today's figures, and the last hour's.
     pub fn queues(&self, now: DateTime<Utc>) -> Vec<QueueView> {
-        let s = self.read();
+        let s = &*self.0;
         let t = s.thresholds;
         let day_start = Board::day_start(now);
         let hour_ago = now - chrono::Duration::hours(1);
@@ -975,7 +1019,7 @@ impl Board {
 
     /// All queues together: (today, last hour).
     pub fn overall(&self, now: DateTime<Utc>) -> (Figures, Figures) {
-        let s = self.read();
+        let s = &*self.0;
         let t = s.thresholds;
         let until = now + chrono::Duration::days(1);
         let today = figures(s.recs.values(), Board::day_start(now), until, now, t);
@@ -991,7 +1035,7 @@ impl Board {
 
     /// Today's calls per 15 minutes up to `now` (the supervisors' chart).
     pub fn slices(&self, now: DateTime<Utc>) -> Vec<Slice> {
-        let s = self.read();
+        let s = &*self.0;
         let start = Board::day_start(now);
         let n = ((now - start).num_minutes() / 15 + 1).clamp(1, 96) as usize;
         let mut out: Vec<Slice> = (0..n)
@@ -1019,7 +1063,7 @@ impl Board {
     }
 
     pub fn agent_state(&self, ext: &str) -> AgentState {
-        self.read()
+        self.0
             .agents
             .get(ext)
             .map(|a| a.0)
@@ -1028,8 +1072,8 @@ impl Board {
 
     /// The agent's composite state (logged out, paused with reason, talking, ringing, wrap-up,
     /// idle) and how long they have been in it.
-    pub fn agent_live(&self, ext: &str, now: DateTime<Utc>) -> AgentLive {
-        let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
+    pub fn agent_live(&mut self, ext: &str, now: DateTime<Utc>) -> AgentLive {
+        let s = &mut *self.0;
         // After-call work may have run out by itself since the last change.
         s.settle(ext, now);
         let (state, reason) = s.live(ext, now);
@@ -1044,7 +1088,7 @@ impl Board {
 
     /// Extensions the PBX listed as queue members (an agent with no login still shows).
     pub fn member_extensions(&self) -> Vec<String> {
-        self.read().members.keys().cloned().collect()
+        self.0.members.keys().cloned().collect()
     }
 }
 

@@ -32,11 +32,16 @@ pub(crate) fn snapshot_with(
     users: &[crate::store::users::User],
     now: chrono::DateTime<chrono::Utc>,
 ) -> serde_json::Value {
-    let board = &state.board;
-    let mut agents: Vec<serde_json::Value> = users
+    let with_ext: Vec<_> = users
         .iter()
         .filter_map(|u| u.extension.as_ref().map(|e| (u, e)))
-        .map(|(u, ext)| {
+        .map(|(u, ext)| (u, ext, state.hub.listeners(&agent_topic(ext)) > 0))
+        .collect();
+    // One lock for the whole snapshot: agents and figures of the same moment.
+    let mut board = state.board.frozen();
+    let mut agents: Vec<serde_json::Value> = with_ext
+        .into_iter()
+        .map(|(u, ext, connected)| {
             json!({
                 "user_id": u.id,
                 "username": u.username,
@@ -45,7 +50,7 @@ pub(crate) fn snapshot_with(
                 "state": board.agent_state(ext),
                 "live": board.agent_live(ext, now),
                 "availability": board.availability(ext, now),
-                "connected": state.hub.listeners(&agent_topic(ext)) > 0,
+                "connected": connected,
             })
         })
         .collect();
@@ -67,11 +72,13 @@ pub(crate) fn snapshot_with(
     }
     let (today, last_hour) = board.overall(now);
     let t = board.thresholds();
+    let (queues, slices) = (board.queues(now), board.slices(now));
+    drop(board);
     json!({
-        "queues": board.queues(now),
+        "queues": queues,
         "overall": {"today": today, "last_hour": last_hour},
         "agents": agents,
-        "slices": board.slices(now),
+        "slices": slices,
         "service_level_threshold_s": t.service_level_s,
         "short_abandon_threshold_s": t.short_abandon_s,
         "at": crate::store::ts(now),
