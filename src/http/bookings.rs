@@ -108,17 +108,24 @@ struct MoveBody {
     release_ride: bool,
 }
 
+/// The change's Idempotency-Key. Our screens send one with every click, so a resend after a
+/// network failure is answered, not applied twice. A client that sends none (DESIGN's contract
+/// names only the body) gets a key of its own: the change runs once, with nothing to replay.
+/// A key that is sent must be usable: empty or over `KEY_MAX` bytes is 422.
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    Ok(headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
+    let Some(given) = headers.get("idempotency-key") else {
+        return Ok(format!("server:{}", crate::store::users::new_token()?));
+    };
+    Ok(given
+        .to_str()
+        .ok()
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= KEY_MAX)
         .ok_or_else(|| {
             ApiError::invalid(
                 "Idempotency-Key",
-                "send an Idempotency-Key header: one new value per change, the same value only \
-                 when retrying that change",
+                "an Idempotency-Key must be 1 to 200 visible characters: one new value per \
+                 change, the same value only when retrying that change",
             )
         })?
         .to_string())

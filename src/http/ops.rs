@@ -168,16 +168,16 @@ fn base_openapi() -> serde_json::Value {
             "/api/bookings": {"get": {"summary": "the live bookings (booked or checked in) in a slot, each with id, resident_id, dose",
                 "parameters": [{"name": "slot_id", "in": "query", "required": true, "schema": {"type": "integer"}}],
                 "responses": {"200": {"description": "bookings"}, "404": {"description": "no such slot"}, "422": {"description": "slot_id missing"}}}},
-            "/api/bookings/{id}/move": {"post": {"summary": "rebook into another slot; moving dose 1 moves dose 2 to the same venue and time of day at the product's interval. A retry with the same Idempotency-Key returns the first answer and changes nothing",
+            "/api/bookings/{id}/move": {"post": {"summary": "rebook into another slot; moving dose 1 moves dose 2 to the same venue and time of day at the product's interval. A retry with the same Idempotency-Key returns the first answer and changes nothing; without the header the move runs once, with nothing to replay",
                 "parameters": [
                     {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
-                    {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "maxLength": 200}}],
+                    {"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["slot_id"],
                     "properties": {"slot_id": {"type": "integer"}, "release_ride": {"type": "boolean", "description": "the resident comes without the bus: release the ride instead of requiring a seat on a run serving the new slot"}}}}}},
                 "responses": {"200": {"description": "moved: the bookings now and the slots whose counts changed"},
                               "404": {"description": "no such booking"},
                               "409": {"description": "refused and nothing changed: `error` is a sentence to read to the caller, `reason` one of slot_full, slot_closed, booking_not_live, different_product, too_early, too_young, no_dose2_slot, no_bus_seat"},
-                              "422": {"description": "slot_id unknown, or Idempotency-Key missing or reused for another move; `field` names it"}}}},
+                              "422": {"description": "slot_id unknown, or Idempotency-Key blank, too long or reused for another move; `field` names it"}}}},
             "/api/residents/{id}/phones": {"post": {"summary": "keep the number a caller rang from: {number, kind (home, mobile, family, other), call_id?}; audited",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
                 "responses": {"201": {"description": "added"}, "404": {"description": "no such resident"},
@@ -228,7 +228,7 @@ fn base_openapi() -> serde_json::Value {
 /// The agent screen's rebooking and the planner's slot edit (src/http/bookings.rs), added to
 /// the description apart (one `json!` for everything exceeds the macro's recursion limit).
 fn rebook_paths(doc: &mut serde_json::Value) {
-    let key = json!({"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "maxLength": 200}});
+    let key = json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 200}});
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
     let call_id = json!({"type": "string", "description": "the call the agent is on: the change's audit line and inquiry (written in the same transaction) name it"});
     let paths = &mut doc["paths"];
@@ -253,7 +253,7 @@ fn rebook_paths(doc: &mut serde_json::Value) {
         "responses": {"200": {"description": "cancelled: the bookings now and the slots whose counts changed"},
                       "404": {"description": "no such booking"},
                       "409": {"description": "refused and nothing changed: `error` to read aloud, `reason` booking_not_live"},
-                      "422": {"description": "Idempotency-Key missing or reused, or call_id unknown; `field` names it"}}}});
+                      "422": {"description": "Idempotency-Key blank, too long or reused, or call_id unknown; `field` names it"}}}});
     paths["/api/bookings/{id}/move-together"] = json!({"post": {
         "summary": "move us both: this booking and a household member's (with_booking_id) into one slot, each dose 1 taking its dose 2 along, in one transaction or not at all; audited, with an appointment_change inquiry for each resident against call_id",
         "parameters": [id.clone(), key],
