@@ -10,6 +10,8 @@ use serde_json::json;
 pub enum ApiError {
     #[error("login required")]
     Unauthorized,
+    #[error("wrong username or password")]
+    BadLogin,
     #[error("your role may not do this")]
     Forbidden,
     #[error("not found")]
@@ -45,7 +47,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match &self {
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::BadLogin => {
                 (StatusCode::UNAUTHORIZED, json!({"error": self.to_string()}))
             }
             ApiError::Forbidden => (StatusCode::FORBIDDEN, json!({"error": self.to_string()})),

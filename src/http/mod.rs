@@ -171,7 +171,9 @@ pub fn app(state: AppState) -> Router {
         // POST /api/venue/standby/{id}/take|remove (VENUE)
         .merge(admit(BOOKINGS, standby::router()))
         .merge(admit(VENUE_WATCH, standby::read_router()))
-        .merge(admit(VENUE, standby::venue_router()));
+        .merge(admit(VENUE, standby::venue_router()))
+        // An unknown path answers like every other error: JSON saying so.
+        .fallback(|| async { ApiError::NotFound });
     let trusted = Arc::new(state.settings.trusted_origins());
     routes
         .layer(axum::middleware::from_fn_with_state(trusted, same_origin))

@@ -213,7 +213,7 @@ async fn login(
             .store
             .audit(None, "login_failed", None, &username, &peer.to_string())
             .await?;
-        return Err(ApiError::Unauthorized);
+        return Err(ApiError::BadLogin);
     };
     state.store.clear_login_attempts(&account_key).await?;
     state.store.release_login_attempt(&address_key).await?;

@@ -605,6 +605,27 @@ async fn sessions_end_and_small_leaks_are_closed() {
             .await
             .unwrap();
         assert_eq!(res.status(), 401);
+        let said: Value = res.json().await.unwrap();
+        assert_eq!(said["error"], "login required", "{engine}");
+        // A wrong password says so, in words a person at the login page understands.
+        let res = http
+            .post(format!("{}/api/session", srv.url))
+            .json(&json!({"username": "admin2", "password": "not it"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        let said: Value = res.json().await.unwrap();
+        assert_eq!(said["error"], "wrong username or password", "{engine}");
+        // A path nobody serves is a JSON 404, like every other error.
+        let res = http
+            .get(format!("{}/api/no-such-route", srv.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+        let said: Value = res.json().await.unwrap();
+        assert_eq!(said["error"], "not found", "{engine}");
 
         srv.store()
             .insert_residents(&[resident(
