@@ -141,19 +141,7 @@ async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users
                     ok = false;
                 }
             },
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(t))) => {
-                    if t.contains("\"ping\"") {
-                        ok = socket.send(Message::Text(r#"{"type":"pong"}"#.into())).await.is_ok();
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None => ok = false,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::info!(user = %user.username, error = %e, "supervisor websocket closed with an error");
-                    ok = false;
-                }
-            },
+            incoming = socket.recv() => ok = super::ws::on_incoming(&mut socket, incoming, &user.username).await,
             _ = keepalive.tick() => {
                 ok = matches!(
                     tokio::time::timeout(super::ws::WRITE_TIMEOUT, socket.send(Message::Ping(Vec::new().into()))).await,

@@ -43,6 +43,54 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
 
+/// What a screen sent: a ping is answered, anything else readable is ignored (screens send
+/// nothing else), a close or an unreadable frame ends the socket. `false`: the socket is done.
+pub(super) async fn on_incoming(
+    socket: &mut WebSocket,
+    incoming: Option<Result<Message, axum::Error>>,
+    who: &str,
+) -> bool {
+    match incoming {
+        Some(Ok(Message::Text(t))) => {
+            !t.contains("\"ping\"")
+                || socket
+                    .send(Message::Text(r#"{"type":"pong"}"#.into()))
+                    .await
+                    .is_ok()
+        }
+        Some(Ok(Message::Close(_))) | None => false,
+        Some(Ok(_)) => true,
+        Some(Err(e)) => {
+            tracing::info!(user = %who, error = %e, "websocket closed with an error");
+            // Say why before going: a frame over MAX_MESSAGE is 1009, anything else the peer
+            // sent wrong is 1002.
+            let close = close_for(&e.to_string());
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                socket.send(Message::Close(Some(close))),
+            )
+            .await;
+            false
+        }
+    }
+}
+
+/// The close frame for a socket whose peer sent something unreadable.
+fn close_for(error: &str) -> CloseFrame {
+    let too_big = error.contains("too long") || error.contains("Space limit");
+    if too_big {
+        CloseFrame {
+            code: 1009,
+            reason: format!("a message may be at most {MAX_MESSAGE} bytes").into(),
+        }
+    } else {
+        CloseFrame {
+            code: 1002,
+            reason: "unreadable frame".into(),
+        }
+    }
+}
+
 /// `/ws/slots`, for the booking screens' role group.
 pub fn slots_router() -> Router<AppState> {
     Router::new().route("/ws/slots", get(upgrade_slots))
@@ -155,19 +203,7 @@ async fn serve(
                     ok = false;
                 }
             },
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(t))) => {
-                    if t.contains("\"ping\"") {
-                        ok = socket.send(Message::Text(r#"{"type":"pong"}"#.into())).await.is_ok();
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None => ok = false,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::info!(user = %user.username, error = %e, "websocket closed with an error");
-                    ok = false;
-                }
-            },
+            incoming = socket.recv() => ok = on_incoming(&mut socket, incoming, &user.username).await,
             _ = keepalive.tick() => {
                 ok = matches!(
                     tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Vec::new().into()))).await,
