@@ -4,7 +4,7 @@
 //! once at the edge (a form, a CSV row, a query string) into these types; handlers and queries take the types, never raw strings. Width and kana
 //! folding happen in one place, [`text`]. Most unit tests live here.
 //!
-//! `domain` imports nothing else of the crate (`src/layering.rs` checks it).
+//! No I/O but the random bytes of [`random`]. `domain` imports nothing else of the crate (`src/layering.rs` checks it).
 
 pub mod address;
 pub mod assign;
@@ -18,6 +18,7 @@ pub mod kana;
 pub mod notice;
 pub mod ocr;
 pub mod phone;
+pub mod random;
 pub mod resident;
 pub mod template;
 pub mod text;

@@ -143,16 +143,7 @@ fn unavailable(e: DialError) -> Response {
 
 /// `{prefix}-` and 16 random hex digits.
 pub(super) fn new_action_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        bytes = nanos.to_le_bytes();
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}-{hex}")
+    format!("{prefix}-{}", crate::domain::random::hex(8))
 }
 
 /// Sends each dial (or pause) outcome to its agent's screens, until the links stop sending

@@ -124,6 +124,7 @@ async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users
         }
     };
     let mut ok = socket.send(Message::Text(hello.into())).await.is_ok();
+    let mut last = 0;
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     keepalive.tick().await;
     while ok {
@@ -134,6 +135,7 @@ async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users
                         tokio::time::timeout(super::ws::WRITE_TIMEOUT, socket.send(Message::Text(shared_text(&frame.text)))).await,
                         Ok(Ok(()))
                     );
+                    last = super::ws::seq_of(&frame.text).unwrap_or(last);
                 }
                 None => {
                     let close = CloseFrame { code: 4008, reason: "too slow; reconnect".into() };
@@ -141,7 +143,7 @@ async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users
                     ok = false;
                 }
             },
-            incoming = socket.recv() => ok = super::ws::on_incoming(&mut socket, incoming, &user.username).await,
+            incoming = socket.recv() => ok = super::ws::on_incoming(&mut socket, incoming, last, &user.username).await,
             _ = keepalive.tick() => {
                 ok = matches!(
                     tokio::time::timeout(super::ws::WRITE_TIMEOUT, socket.send(Message::Ping(Vec::new().into()))).await,

@@ -43,18 +43,23 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
 
-/// What a screen sent: a ping is answered, anything else readable is ignored (screens send
-/// nothing else), a close or an unreadable frame ends the socket. `false`: the socket is done.
+/// What a screen sent: a ping is answered with a pong carrying `seq`, the last seq this socket
+/// delivered (so a client that keeps the highest seq it saw never skips a frame), anything else
+/// readable is ignored (screens send nothing else), a close or an unreadable frame ends the
+/// socket. `false`: the socket is done.
 pub(super) async fn on_incoming(
     socket: &mut WebSocket,
     incoming: Option<Result<Message, axum::Error>>,
+    seq: u64,
     who: &str,
 ) -> bool {
     match incoming {
         Some(Ok(Message::Text(t))) => {
             !t.contains("\"ping\"")
                 || socket
-                    .send(Message::Text(r#"{"type":"pong"}"#.into()))
+                    .send(Message::Text(
+                        format!(r#"{{"type":"pong","seq":{seq}}}"#).into(),
+                    ))
                     .await
                     .is_ok()
         }
@@ -73,6 +78,15 @@ pub(super) async fn on_incoming(
             false
         }
     }
+}
+
+/// The `seq` a hub frame leads with (`{"seq":N,…`).
+pub(super) fn seq_of(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix("{\"seq\":")?;
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
 }
 
 /// The close frame for a socket whose peer sent something unreadable.
@@ -170,6 +184,11 @@ async fn serve(
         .send(Message::Text(hello.to_string().into()))
         .await
         .is_ok();
+    // Where the client stands: its `since` while the replay brings it forward, else the hello's.
+    let mut last = match q.since {
+        Some(since) if !sub.gap => since.min(sub.seq),
+        _ => sub.seq,
+    };
     for frame in std::mem::take(&mut sub.replay) {
         if !ok {
             break;
@@ -178,6 +197,7 @@ async fn serve(
             .send(Message::Text(frame.text.to_string().into()))
             .await
             .is_ok();
+        last = seq_of(&frame.text).unwrap_or(last);
     }
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     keepalive.tick().await;
@@ -191,6 +211,9 @@ async fn serve(
                         tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Text(frame.text.to_string().into()))).await,
                         Ok(Ok(()))
                     );
+                    if ok {
+                        last = seq_of(&frame.text).unwrap_or(last);
+                    }
                     if let (true, Some(origin)) = (ok, frame.origin) {
                         let us = (chrono::Utc::now() - origin).num_microseconds().unwrap_or(0);
                         state.metrics.observe_pop_write(us.max(0) as u64);
@@ -203,7 +226,7 @@ async fn serve(
                     ok = false;
                 }
             },
-            incoming = socket.recv() => ok = on_incoming(&mut socket, incoming, &user.username).await,
+            incoming = socket.recv() => ok = on_incoming(&mut socket, incoming, last, &user.username).await,
             _ = keepalive.tick() => {
                 ok = matches!(
                     tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Vec::new().into()))).await,
@@ -214,4 +237,24 @@ async fn serve(
     }
     state.hub.unsubscribe(&topic, sub.id);
     state.ws_clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frames_seq_is_read_from_its_first_bytes() {
+        assert_eq!(seq_of(r#"{"seq":42,"type":"x"}"#), Some(42));
+        assert_eq!(seq_of(r#"{"seq":7}"#), Some(7));
+        assert_eq!(seq_of(r#"{"type":"x","seq":3}"#), None);
+        assert_eq!(seq_of(r#"{"seq":,"type":"x"}"#), None);
+    }
+
+    #[test]
+    fn an_oversized_frame_closes_with_1009_anything_else_1002() {
+        let big = close_for("Space limit exceeded: Message too long: 204800 > 65536");
+        assert_eq!(big.code, 1009);
+        assert_eq!(close_for("Protocol error: bad opcode").code, 1002);
+    }
 }

@@ -89,15 +89,7 @@ fn with_seq(seq: u64, payload: &str) -> Arc<str> {
 }
 
 fn new_epoch() -> Arc<str> {
-    let mut bytes = [0u8; 8];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        bytes = (nanos as u64).to_le_bytes();
-    }
-    Arc::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    Arc::from(crate::domain::random::hex(8))
 }
 
 fn set_live_in(t: &mut Topic, call_id: &str, state: Arc<str>) {

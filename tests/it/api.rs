@@ -169,8 +169,16 @@ async fn sessions_search_and_inquiries(engine: &str) {
             WsEnd::Closed(code) => assert_eq!(code, Some(1009), "closed as too big"),
             other => panic!("the oversized frame must close the socket, got {other:?}"),
         }
-        let mut ws = agent.ws().await;
+        // A ping is answered with a pong that, like every message, carries a seq: where this
+        // socket stands (the hello's, nothing having been sent since).
+        let (mut ws, hello) = agent.ws_at("/ws").await;
         ws.send_text(r#"{"type":"ping"}"#).await;
+        let pong = ws.next_any(std::time::Duration::from_secs(3)).await;
+        assert_eq!(
+            pong,
+            Some(json!({"type": "pong", "seq": hello["seq"]})),
+            "{hello}"
+        );
         let (s, _) = agent.get("/api/me").await;
         assert_eq!(s, 200);
         drop(ws);

@@ -225,6 +225,22 @@ impl Ws {
         self.read_json(wait).await
     }
 
+    /// The next text message as it came, pongs included, or None after `wait`.
+    pub async fn next_any(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??
+                .ok()?;
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).ok(),
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
     async fn read_json(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {

@@ -319,14 +319,7 @@ fn backoff(cfg: &AmiConfig, failures: u32) -> Duration {
 
 /// A number in `[0, 1)`; jitter needs no cryptographic quality, only to differ between hosts.
 fn random_unit() -> f64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        bytes[..4].copy_from_slice(&nanos.to_le_bytes());
-    }
+    let bytes = crate::domain::random::bytes::<8>();
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 

@@ -719,10 +719,7 @@ async fn handle_action(inner: &Inner, s: &mut SessionState, p: &Packet) -> bool 
 }
 
 fn new_challenge() -> String {
-    let mut bytes = [0u8; 4];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        bytes = unix_now().subsec_nanos().to_le_bytes();
-    }
+    let bytes = crate::domain::random::bytes::<4>();
     // Asterisk's challenge is a decimal random number.
     (u32::from_le_bytes(bytes) & 0x7fff_ffff).to_string()
 }

@@ -1114,17 +1114,7 @@ fn contact_address(local: Option<SocketAddr>, pbx: SocketAddr) -> String {
 
 /// Random lowercase hex of `bytes` bytes (tags, branches, Call-IDs, client nonces).
 fn token(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    if getrandom::getrandom(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = (t >> ((i % 16) * 8)) as u8 ^ i as u8;
-        }
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::domain::random::hex(bytes)
 }
 
 /// This process's part of SIP call ids (base 36 of the start time in ms).
