@@ -928,22 +928,7 @@ mod tests {
         capacity: i64,
     ) -> Vec<[i64; 2]> {
         let first = NaiveDate::from_ymd_opt(2031, 6, 3).unwrap();
-        let mut new = Vec::new();
-        for d in 0..days {
-            for (h, m) in [(9, 30), (14, 0)] {
-                let t = chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
-                let starts = crate::domain::vaccine::jst_at(first + Duration::days(d), t);
-                new.push(crate::store::bookings::NewSlot {
-                    venue_id: venue,
-                    starts_at: starts,
-                    ends_at: starts + Duration::minutes(30),
-                    product,
-                    capacity,
-                });
-            }
-        }
-        let ids = s.insert_slots(&new).await.unwrap();
-        ids.chunks(2).map(|c| [c[0], c[1]]).collect()
+        crate::store::testing::calendar(s, venue, product, first, days, capacity).await
     }
 
     struct Setup {

@@ -135,6 +135,37 @@ macro_rules! on_each_engine {
     )*};
 }
 
+/// Slots at 09:30 and 14:00 JST on `days` days from `first`, `capacity` seats each, of
+/// `product`; their ids by (day, 0 = 09:30 | 1 = 14:00).
+pub async fn calendar(
+    s: &Store,
+    venue: i64,
+    product: crate::domain::Product,
+    first: chrono::NaiveDate,
+    days: i64,
+    capacity: i64,
+) -> Vec<[i64; 2]> {
+    let mut new = Vec::new();
+    for d in 0..days {
+        for (h, m) in [(9, 30), (14, 0)] {
+            let t = chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default();
+            let starts = crate::domain::vaccine::jst_at(first + chrono::Duration::days(d), t);
+            new.push(super::bookings::NewSlot {
+                venue_id: venue,
+                starts_at: starts,
+                ends_at: starts + chrono::Duration::minutes(30),
+                product,
+                capacity,
+            });
+        }
+    }
+    let ids = s
+        .insert_slots(&new)
+        .await
+        .expect("insert the calendar's slots");
+    ids.chunks(2).map(|c| [c[0], c[1]]).collect()
+}
+
 /// `n` plain residents for store tests, in households of two sharing a 0773 landline; every
 /// third also has a mobile. (The synthetic city of `demo` sits above the store, so store tests
 /// build their own.)
