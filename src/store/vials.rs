@@ -164,22 +164,10 @@ impl Store {
             .bind(id)
             .execute(tx.conn())
             .await?;
-        Store::audit_in(
-            &mut tx,
-            actor.user_id,
-            "open_vial",
-            None,
-            &format!("vial {id}"),
-            actor.remote_addr,
-        )
-        .await?;
-        let row = sqlx::query(&format!("{VIAL_SELECT} WHERE id = $1"))
-            .bind(id)
-            .fetch_one(tx.conn())
-            .await?;
-        let vial = vial_from_row(&row, at)?;
-        tx.commit().await?;
-        Ok(Ok(vial))
+        let detail = format!("vial {id}");
+        audited(tx, actor, "open_vial", &detail, id, at)
+            .await
+            .map(Ok)
     }
 
     /// Discards a vial (廃棄) with a reason. Its recorded doses stay recorded.
@@ -213,22 +201,10 @@ impl Store {
         .bind(id)
         .execute(tx.conn())
         .await?;
-        Store::audit_in(
-            &mut tx,
-            actor.user_id,
-            "discard_vial",
-            None,
-            &format!("vial {id}: {reason}"),
-            actor.remote_addr,
-        )
-        .await?;
-        let row = sqlx::query(&format!("{VIAL_SELECT} WHERE id = $1"))
-            .bind(id)
-            .fetch_one(tx.conn())
-            .await?;
-        let vial = vial_from_row(&row, at)?;
-        tx.commit().await?;
-        Ok(Ok(vial))
+        let detail = format!("vial {id}: {reason}");
+        audited(tx, actor, "discard_vial", &detail, id, at)
+            .await
+            .map(Ok)
     }
 
     /// A venue's vials that matter on `day`: those not opened yet and not discarded, and
@@ -296,4 +272,31 @@ impl Store {
         }
         Ok(left)
     }
+}
+
+/// A vial's change ends the same way: its audit line, the vial as it now stands, the commit.
+async fn audited(
+    mut tx: super::WriteTx,
+    actor: Actor<'_>,
+    action: &str,
+    detail: &str,
+    id: i64,
+    at: DateTime<Utc>,
+) -> Result<VialRow, StoreError> {
+    Store::audit_in(
+        &mut tx,
+        actor.user_id,
+        action,
+        None,
+        detail,
+        actor.remote_addr,
+    )
+    .await?;
+    let row = sqlx::query(&format!("{VIAL_SELECT} WHERE id = $1"))
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await?;
+    let vial = vial_from_row(&row, at)?;
+    tx.commit().await?;
+    Ok(vial)
 }
