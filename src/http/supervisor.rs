@@ -123,8 +123,13 @@ async fn serve(mut socket: WebSocket, state: AppState, user: crate::store::users
             return;
         }
     };
-    let mut ok = socket.send(Message::Text(hello.into())).await.is_ok();
-    let mut last = 0;
+    // Like every message after it, the hello leads with the topic's seq.
+    let hello = crate::hub::with_seq(sub.seq, &hello);
+    let mut ok = socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_ok();
+    let mut last = sub.seq;
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     keepalive.tick().await;
     while ok {

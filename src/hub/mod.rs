@@ -78,7 +78,7 @@ pub struct Subscription {
 }
 
 /// Puts `"seq":N` first into a JSON object text (`{"type":…}` → `{"seq":N,"type":…}`).
-fn with_seq(seq: u64, payload: &str) -> Arc<str> {
+pub fn with_seq(seq: u64, payload: &str) -> Arc<str> {
     let body = payload.strip_prefix('{').unwrap_or(payload);
     let sep = if body.trim_start().starts_with('}') {
         ""
