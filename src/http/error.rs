@@ -108,8 +108,35 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// A JSON body that answers 422 with the serde message (naming the field) instead of axum's
-/// plain-text rejection; a body over the limit answers 413.
+/// plain-text rejection; a body over the limit answers 413. No body at all reads as `{}`: a
+/// change that needs nothing more (a cancel) may be posted bare, and one that does is told
+/// which field is missing rather than which Content-Type to send.
 pub struct JsonBody<T>(pub T);
+
+/// True when the request says it carries no body, and names no type other than JSON (an empty
+/// form post stays refused: a third guard against cross-site posts, after the Origin check
+/// and the SameSite cookie).
+fn bodiless(headers: &axum::http::HeaderMap) -> bool {
+    let json_or_none = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none_or(|v| {
+            v.to_str().is_ok_and(|t| {
+                t.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            })
+        });
+    if !json_or_none {
+        return false;
+    }
+    let length = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok());
+    match length {
+        Some(n) => n.trim() == "0",
+        None => !headers.contains_key(axum::http::header::TRANSFER_ENCODING),
+    }
+}
 
 impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
 where
@@ -119,6 +146,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        if bodiless(req.headers()) {
+            return serde_json::from_str("{}")
+                .map(JsonBody)
+                .map_err(|e| ApiError::invalid("body", format!("the request has no body: {e}")));
+        }
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -228,6 +228,41 @@ async fn concurrent_moves_never_overfill(engine: &str) {
     let body: Value = blank.json().await.unwrap();
     assert_eq!(body["field"], "Idempotency-Key", "{body}");
     assert_eq!(s.slot(to).await.unwrap().unwrap().booked, before + 1);
+    // A bare POST (no body, no Content-Type) reads as `{}`: a move is told the field it lacks,
+    // a cancel needs nothing more. An empty form post is still refused.
+    let bare = |path: String| {
+        agent
+            .http
+            .post(format!("{}{path}", agent.base))
+            .header("cookie", &agent.cookie)
+            .send()
+    };
+    let res = bare(format!("/api/bookings/{}/move", movers[j]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("slot_id"),
+        "{body}"
+    );
+    let form = agent
+        .http
+        .post(format!("{}/api/bookings/{}/cancel", agent.base, movers[j]))
+        .header("cookie", &agent.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 422);
+    assert_eq!(s.slot(to).await.unwrap().unwrap().booked, before + 1);
+    let res = bare(format!("/api/bookings/{}/cancel", movers[j]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["bookings"][0]["status"], "cancelled", "{body}");
+    assert_eq!(s.slot(to).await.unwrap().unwrap().booked, before);
     let venue_staff = srv.login("venue1").await;
     let (status, _) = venue_staff.get("/api/slots").await;
     assert_eq!(status, 403);
