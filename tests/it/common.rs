@@ -234,7 +234,9 @@ impl Ws {
                 .ok()??
                 .ok()?;
             match msg {
-                Message::Text(t) => return serde_json::from_str(&t).ok(),
+                Message::Text(t) => {
+                    return Some(serde_json::from_str(&t).expect("server sends JSON"))
+                }
                 Message::Close(_) => return None,
                 _ => {}
             }
@@ -244,19 +246,10 @@ impl Ws {
     async fn read_json(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .ok()??
-                .ok()?;
-            match msg {
-                Message::Text(t) => {
-                    let v: Value = serde_json::from_str(&t).expect("server sends JSON");
-                    if v["type"] != "pong" {
-                        return Some(v);
-                    }
-                }
-                Message::Close(_) => return None,
-                _ => {}
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = self.next_any(left).await?;
+            if v["type"] != "pong" {
+                return Some(v);
             }
         }
     }
