@@ -174,16 +174,28 @@ pub(super) const SLOT_COLUMNS: &str =
     "id, venue_id, starts_at, ends_at, product, capacity, booked, closed, held";
 
 pub(super) fn slot_from_row(row: &AnyRow) -> Result<Slot, sqlx::Error> {
+    slot_from_row_as(row, "")
+}
+
+/// A slot whose [`SLOT_COLUMNS`] the query named with `prefix` (`t_id`, `t_venue_id`, …).
+pub(super) fn slot_from_row_as(row: &AnyRow, prefix: &str) -> Result<Slot, sqlx::Error> {
+    let col = |name: &'static str| -> std::borrow::Cow<'static, str> {
+        if prefix.is_empty() {
+            name.into()
+        } else {
+            format!("{prefix}{name}").into()
+        }
+    };
     Ok(Slot {
-        id: row.try_get("id")?,
-        venue_id: row.try_get("venue_id")?,
-        starts_at: row.try_get("starts_at")?,
-        ends_at: row.try_get("ends_at")?,
-        product: row.try_get("product")?,
-        capacity: row.try_get("capacity")?,
-        booked: row.try_get("booked")?,
-        closed: row.try_get::<i64, _>("closed")? != 0,
-        held: row.try_get("held")?,
+        id: row.try_get(&*col("id"))?,
+        venue_id: row.try_get(&*col("venue_id"))?,
+        starts_at: row.try_get(&*col("starts_at"))?,
+        ends_at: row.try_get(&*col("ends_at"))?,
+        product: row.try_get(&*col("product"))?,
+        capacity: row.try_get(&*col("capacity"))?,
+        booked: row.try_get(&*col("booked"))?,
+        closed: row.try_get::<i64, _>(&*col("closed"))? != 0,
+        held: row.try_get(&*col("held"))?,
     })
 }
 

@@ -32,7 +32,7 @@
 
 use super::super::bookings::{
     closed, dose2_candidates, full, locked_from_row, row_in, rules_with, slot_from_row,
-    LockedBooking, MoveAnswer, MoveOutcome, Refusal, Slot, SlotFacts,
+    slot_from_row_as, LockedBooking, MoveAnswer, MoveOutcome, Refusal, Slot, SlotFacts,
 };
 use super::super::{now, Engine, Store, StoreError};
 use super::{change_note, detail_of, ChangeBy};
@@ -238,18 +238,8 @@ pub(super) async fn seen(
     };
     let birth: Option<String> = first.try_get("birth_date")?;
     let target = match first.try_get::<Option<i64>, _>("t_id")? {
-        Some(id) => Some((
-            SlotFacts::of(Slot {
-                id,
-                venue_id: first.try_get("t_venue_id")?,
-                starts_at: first.try_get("t_starts_at")?,
-                ends_at: first.try_get("t_ends_at")?,
-                product: first.try_get("t_product")?,
-                capacity: first.try_get("t_capacity")?,
-                booked: first.try_get("t_booked")?,
-                closed: first.try_get::<i64, _>("t_closed")? != 0,
-                held: first.try_get("t_held")?,
-            })?,
+        Some(_) => Some((
+            SlotFacts::of(slot_from_row_as(first, "t_")?)?,
             first.try_get("t_venue_name")?,
         )),
         None => None,
